@@ -1,0 +1,253 @@
+"""The `cifar-edge` command line: parse, call the library, print.  User mistakes
+(CifarEdgeError) become one line on stderr and exit code 2, never a traceback."""
+from __future__ import annotations
+
+import functools
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import console as log
+from .errors import CifarEdgeError
+
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+                  help="Train a CIFAR classifier and take it all the way to a file a phone can run.")
+data_app = typer.Typer(no_args_is_help=True, help="Inspect and verify datasets.")
+app.add_typer(data_app, name="data")
+stdout = Console(highlight=False)
+
+
+def friendly(fn):
+    """Run a command; turn our errors (and Ctrl-C) into one clear line and a non-zero exit."""
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except CifarEdgeError as e:
+            typer.echo(f"error: {e}", err=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            typer.echo("interrupted; a training run continues with --resume", err=True)
+            raise typer.Exit(130) from None
+    return wrapper
+
+
+def _metrics_table(title: str, metrics: dict) -> Table:
+    t = Table(title=title)
+    t.add_column("metric")
+    t.add_column("value", justify="right")
+    for key in ("split", "n", "top1", "top1_std", "top5", "loss", "superclass_top1", "macro_f1", "epochs_run",
+                "train_seconds", "images_per_second"):
+        if metrics.get(key) is not None:
+            v = metrics[key]
+            t.add_row(key, f"{v:.4f}" if isinstance(v, float) and key not in ("train_seconds", "images_per_second")
+                      else str(v))
+    return t
+
+
+def _parse_depth(depth: Optional[str]):
+    if depth is None:
+        return None
+    try:
+        return tuple(int(d) for d in depth.split(","))
+    except ValueError:
+        raise CifarEdgeError(f"--depth {depth!r} is invalid; give blocks per stage like 1,1,1") from None
+
+
+@app.command()
+@friendly
+def train(
+    model: Annotated[str, typer.Option(help="Model name from `cifar-edge models`.")] = "cnn",
+    data: Annotated[str, typer.Option(help="cifar100, cifar10, synthetic, or a path (official folder/.tar.gz, .npz, image folder).")] = "cifar100",
+    epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
+    out: Annotated[Path, typer.Option(help="Run folder to create (or resume).")] = Path("runs/latest"),
+    seed: Annotated[int, typer.Option(help="Random seed (same seed, same CPU: same metrics).")] = 0,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    labels: Annotated[str, typer.Option(help="CIFAR-100 labels: fine (100) or coarse (20).")] = "fine",
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size [default: model recipe].")] = None,
+    optimizer: Annotated[Optional[str], typer.Option(help="sgd or adamw [default: model recipe].")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Peak learning rate [default: model recipe].")] = None,
+    momentum: Annotated[Optional[float], typer.Option(help="SGD momentum.")] = None,
+    weight_decay: Annotated[Optional[float], typer.Option(help="Decoupled weight decay (BN/bias excluded).")] = None,
+    schedule: Annotated[Optional[str], typer.Option(help="onecycle, cosine, exponential, plateau or constant.")] = None,
+    warmup_epochs: Annotated[Optional[float], typer.Option(help="Warm-up epochs (<=1: fraction of the run).")] = None,
+    label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing.")] = None,
+    early_stopping: Annotated[int, typer.Option(help="Stop after N epochs without improvement (0: off).")] = 0,
+    val_split: Annotated[float, typer.Option(help="Stratified validation fraction of the training set.")] = 0.1,
+    input_size: Annotated[Optional[int], typer.Option(help="Input resolution [default: model's].")] = None,
+    width: Annotated[Optional[float], typer.Option(help="cnn: width multiplier.")] = None,
+    depth: Annotated[Optional[str], typer.Option(help="cnn: residual blocks per stage, e.g. 1,1,1.")] = None,
+    se: Annotated[Optional[bool], typer.Option("--se/--no-se", help="cnn: squeeze-and-excitation blocks.")] = None,
+    dropout: Annotated[Optional[float], typer.Option(help="cnn: dropout before the classifier.")] = None,
+    flip_h: Annotated[bool, typer.Option("--flip-h/--no-flip-h", help="Random horizontal flips.")] = True,
+    flip_v: Annotated[bool, typer.Option("--flip-v/--no-flip-v", help="Random vertical flips.")] = False,
+    translate: Annotated[int, typer.Option(help="Pad-and-random-crop by up to N pixels.")] = 2,
+    rotation: Annotated[float, typer.Option(help="Random rotation, max degrees.")] = 0.0,
+    zoom: Annotated[float, typer.Option(help="Random zoom, max fraction.")] = 0.0,
+    contrast: Annotated[float, typer.Option(help="Random contrast, max fraction.")] = 0.0,
+    cutout: Annotated[int, typer.Option(help="Cutout square side in pixels (0: off).")] = 0,
+    mixup: Annotated[float, typer.Option(help="MixUp Beta alpha (0: off).")] = 0.0,
+    cutmix: Annotated[float, typer.Option(help="CutMix Beta alpha (0: off).")] = 0.0,
+    strategy: Annotated[str, typer.Option(help="auto, default, mirrored or multiworker (tf.distribute).")] = "auto",
+    kfold: Annotated[int, typer.Option(help="Train K stratified folds and report mean ± std.")] = 0,
+    mlflow: Annotated[bool, typer.Option(help="Also log to a local MLflow store (extra: cifar-edge[mlflow]).")] = False,
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="MD5-check official CIFAR files.")] = True,
+    limit: Annotated[Optional[int], typer.Option(help="Use only N training images (stratified).")] = None,
+    synthetic_classes: Annotated[Optional[int], typer.Option(help="Classes of the synthetic data.")] = None,
+):
+    """Train a model into a run folder (resumable), then evaluate it."""
+    from .data import AugmentConfig
+    from .train import TrainConfig
+    from .train import train as run_training
+
+    options = {k: v for k, v in {"width": width, "depth": _parse_depth(depth), "se": se, "dropout": dropout}.items()
+               if v is not None}
+    cfg = TrainConfig(
+        model=model, data=data, labels=labels, epochs=epochs, seed=seed, val_split=val_split, batch_size=batch_size,
+        optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
+        warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, early_stopping=early_stopping,
+        input_size=input_size, model_options=options, strategy=strategy, kfold=kfold, mlflow=mlflow,
+        verify=verify, limit=limit, synthetic_classes=synthetic_classes,
+        augment=AugmentConfig(flip_h=flip_h, flip_v=flip_v, translate=translate, rotation=rotation, zoom=zoom,
+                              contrast=contrast, cutout=cutout, mixup=mixup, cutmix=cutmix))
+    if not resume:
+        cfg.validate()
+    metrics = run_training(cfg, out, resume=resume)
+    _print_result(model, out, metrics)
+
+
+def _print_result(model, run_dir, metrics):
+    stdout.print(_metrics_table(f"{model}: {run_dir}", metrics))
+    stdout.print(f"run folder: {run_dir}  (metrics.json, history.csv, model.keras, model.h5, plots)")
+
+
+@app.command()
+@friendly
+def evaluate(
+    run: Annotated[Path, typer.Argument(help="Run folder from `cifar-edge train`.")],
+    data: Annotated[Optional[str], typer.Option(help="Evaluate on this source's test split [default: the run's].")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Only the first N test images.")] = None,
+):
+    """Evaluate a trained run: top-1/top-5, per-class report, confusion matrix, plots."""
+    from .evaluate_run import evaluate_run
+    metrics, where = evaluate_run(run, data=data, limit=limit)
+    stdout.print(_metrics_table(f"evaluation of {run}", metrics))
+    stdout.print(f"written to {where}")
+
+
+@app.command()
+@friendly
+def predict(
+    run: Annotated[Path, typer.Argument(help="Run folder from `cifar-edge train`.")],
+    images: Annotated[List[Path], typer.Argument(help="Image files (any size or mode).")],
+    top: Annotated[int, typer.Option(help="How many classes to show.")] = 5,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+):
+    """Classify image files; prints the top-5 classes with probabilities."""
+    from .inference import load_run, predict_files
+    results = predict_files(load_run(run), images, top=top)
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+        return
+    for r in results:
+        t = Table(title=r["image"])
+        t.add_column("rank", justify="right")
+        t.add_column("class")
+        t.add_column("probability", justify="right")
+        for i, p in enumerate(r["top"], start=1):
+            t.add_row(str(i), p["class"], f"{p['probability']:.3f}")
+        stdout.print(t)
+
+
+@app.command()
+@friendly
+def explain(
+    run: Annotated[Path, typer.Argument(help="Run folder from `cifar-edge train`.")],
+    images: Annotated[List[Path], typer.Argument(help="Image files to explain.")],
+    out_dir: Annotated[Optional[Path], typer.Option("--out", help="Where to write heatmaps [default: RUN/explain].")] = None,
+):
+    """Grad-CAM heatmaps: which pixels drove each prediction."""
+    from .evaluate import explain_images
+    from .inference import load_run
+    loaded = load_run(run)
+    results = explain_images(loaded.model, [str(p) for p in images], loaded.norm, loaded.input_size,
+                             loaded.class_names, out_dir or loaded.run.root / "explain")
+    for r in results:
+        stdout.print(f"{r['image']}: {r['top1']} ({r['confidence']:.1%}) -> {r['path']}")
+
+
+@app.command()
+@friendly
+def models(pattern: Annotated[str, typer.Argument(help="Glob over model names.")] = "*"):
+    """List the model registry: parameters, FLOPs, input size, recipe."""
+    from .models import count_flops, list_models
+    t = Table(title="cifar-edge models (100 classes)")
+    for col in ("name", "params", "MFLOPs", "input", "recipe", "description"):
+        t.add_column(col)
+    for spec in list_models(pattern):
+        m = spec.build(100)
+        recipe = ", ".join(f"{k}={v}" for k, v in spec.recipe.items() if k in ("optimizer", "lr", "schedule", "batch_size"))
+        t.add_row(spec.name, f"{m.count_params():,}", f"{count_flops(m) / 1e6:.1f}", f"{spec.input_size}px",
+                  recipe, spec.description)
+    stdout.print(t)
+
+
+@data_app.command("info")
+@friendly
+def data_info(
+    source: Annotated[str, typer.Argument(help="cifar100, cifar10, synthetic, or a path.")] = "cifar100",
+    verify: Annotated[bool, typer.Option("--verify/--no-verify", help="MD5-check official files.")] = True,
+):
+    """Load a dataset and describe it (sizes, classes, source)."""
+    from .data import load_dataset
+    ds = load_dataset(source, verify=verify)
+    summary = ds.summary()
+    t = Table(title=f"data: {source}")
+    t.add_column("field")
+    t.add_column("value")
+    for k, v in summary.items():
+        t.add_row(k, str(v))
+    t.add_row("class names", ", ".join(ds.class_names[:12]) + (" ..." if ds.num_classes > 12 else ""))
+    stdout.print(t)
+
+
+@data_app.command("verify")
+@friendly
+def data_verify(path: Annotated[Path, typer.Argument(help="Official CIFAR folder or .tar.gz (or a folder holding them).")]):
+    """Check official CIFAR files against their published MD5 sums."""
+    from .data.verify import verify_files
+    rows = verify_files(path)
+    t = Table(title=f"MD5 check: {path}")
+    for col in ("file", "md5", "status"):
+        t.add_column(col)
+    for r in rows:
+        t.add_row(r["file"], r["md5"], r["status"])
+    stdout.print(t)
+    if any(r["status"] != "ok" for r in rows):
+        raise CifarEdgeError(f"{sum(r['status'] != 'ok' for r in rows)} file(s) failed the MD5 check; download them again")
+
+
+@app.command()
+@friendly
+def quickstart(
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/quickstart"),
+    epochs: Annotated[int, typer.Option(help="Epochs.")] = 4,
+):
+    """A small but real run end to end: data, training, evaluation, a results table."""
+    from .quickstart import run_quickstart
+    metrics, source = run_quickstart(out_dir, epochs=epochs)
+    stdout.print(f"data: {source}")
+    _print_result("cnn", out_dir, metrics)
+
+
+def main():
+    app()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

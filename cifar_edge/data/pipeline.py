@@ -1,0 +1,82 @@
+"""tf.data input pipelines: uint8 images in, normalized float32 batches and one-hot labels out.
+
+Normalization belongs to the model family (see the model registry) and is recorded in each
+run's config, so exported models can carry it as metadata.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .._tf import tf
+from .augment import AugmentConfig, augment_batch
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """``(pixel - mean) / std`` per channel, with pixels in 0..255."""
+
+    mean: tuple = (0.0, 0.0, 0.0)
+    std: tuple = (1.0, 1.0, 1.0)
+
+    def to_dict(self):
+        return {"mean": list(self.mean), "std": list(self.std)}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(tuple(d["mean"]), tuple(d["std"]))
+
+    def apply_numpy(self, images_uint8) -> np.ndarray:
+        x = np.asarray(images_uint8, np.float32)
+        return (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
+
+
+def _prepare(images, image_size, norm: Normalization):
+    x = tf.cast(images, tf.float32)
+    if image_size is not None:
+        x = tf.image.resize(x, (image_size, image_size), method="bilinear")
+    return (x - tf.constant(norm.mean, tf.float32)) / tf.constant(norm.std, tf.float32)
+
+
+def make_dataset(x, y, num_classes: int, batch_size: int, norm: Normalization, training: bool,
+                 augment: AugmentConfig | None = None, image_size: int | None = None,
+                 seed: int = 0, drop_remainder: bool = False) -> tf.data.Dataset:
+    """Batches of (normalized images, one-hot labels).
+
+    Training pipelines shuffle every epoch (seeded) and augment whole batches; resizing to
+    ``image_size`` (for models that want larger inputs) happens after augmentation.
+    """
+    if image_size is not None and image_size == x.shape[1] == x.shape[2]:
+        image_size = None
+    ds = tf.data.Dataset.from_tensor_slices((x, np.asarray(y, np.int32)))
+    if training:
+        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
+    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
+    aug = augment if (training and augment is not None) else None
+
+    def prep(images, labels, batch_seed=None):
+        images = _prepare_raw(images)
+        onehot = tf.one_hot(labels, num_classes)
+        if aug is not None:
+            images, onehot = augment_batch(images, onehot, aug, batch_seed)
+        if image_size is not None:
+            images = tf.image.resize(images, (image_size, image_size), method="bilinear")
+        return (images - tf.constant(norm.mean, tf.float32)) / tf.constant(norm.std, tf.float32), onehot
+
+    if aug is not None:
+        seeds = tf.data.Dataset.random(seed=seed + 1).batch(2)
+        ds = tf.data.Dataset.zip((ds, seeds)).map(lambda b, s: prep(b[0], b[1], s),
+                                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    else:
+        ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
+    return ds.prefetch(tf.data.AUTOTUNE)
+
+
+def _prepare_raw(images):
+    return tf.cast(images, tf.float32)
+
+
+def prepare_images(images_uint8, norm: Normalization, image_size: int | None = None):
+    """Normalize (and resize) a numpy batch for inference, as the pipeline does."""
+    return _prepare(images_uint8, image_size, norm).numpy()

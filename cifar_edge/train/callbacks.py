@@ -1,0 +1,109 @@
+"""Training callbacks: progress, crash-safe history and best checkpoint, throughput."""
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+
+from .. import console
+from .._tf import keras
+from ..fileio import atomic_path, write_csv
+
+
+def _lr(model):
+    opt = model.optimizer
+    lr = opt.learning_rate
+    if isinstance(lr, keras.optimizers.schedules.LearningRateSchedule):
+        return float(lr(opt.iterations))
+    return float(keras.backend.get_value(lr))
+
+
+class EpochStats(keras.callbacks.Callback):
+    """Adds ``lr``, ``epoch_seconds`` and ``images_per_second`` to each epoch's logs."""
+
+    def __init__(self, images_per_epoch: int):
+        super().__init__()
+        self.images_per_epoch = images_per_epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._t0 = time.perf_counter()
+        self._train_seconds = None
+
+    def on_test_begin(self, logs=None):  # validation starts: training part of the epoch is over
+        if getattr(self, "_t0", None) is not None and self._train_seconds is None:
+            self._train_seconds = time.perf_counter() - self._t0
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is None:
+            return
+        train_s = self._train_seconds or (time.perf_counter() - self._t0)
+        logs["lr"] = _lr(self.model)
+        logs["epoch_seconds"] = round(time.perf_counter() - self._t0, 3)
+        logs["train_seconds"] = round(train_s, 3)
+        logs["images_per_second"] = round(self.images_per_epoch / train_s, 2)
+
+
+class HistoryCSV(keras.callbacks.Callback):
+    """history.csv rewritten atomically every epoch; on resume, rows from epochs that are
+    being re-run are dropped, so a killed run never leaves duplicate or torn rows."""
+
+    def __init__(self, path):
+        super().__init__()
+        self.path = Path(path)
+
+    def on_epoch_end(self, epoch, logs=None):
+        rows = []
+        if self.path.exists():
+            with open(self.path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(r["epoch"]) < epoch + 1]
+        rows.append({"epoch": epoch + 1, **{k: v for k, v in (logs or {}).items()}})
+        keys = ["epoch"] + sorted({k for r in rows for k in r} - {"epoch"})
+        write_csv(self.path, keys, [[r.get(k, "") for k in keys] for r in rows])
+
+
+class BestCheckpoint(keras.callbacks.Callback):
+    """Saves the model whenever ``monitor`` improves, atomically (temp file + rename)."""
+
+    def __init__(self, path, monitor="val_accuracy"):
+        super().__init__()
+        self.path, self.monitor, self.best = Path(path), monitor, -math.inf
+
+    def on_epoch_end(self, epoch, logs=None):
+        value = (logs or {}).get(self.monitor)
+        if value is None or value <= self.best:
+            return
+        self.best = value
+        with atomic_path(self.path) as tmp:
+            self.model.save(tmp)
+
+
+class Progress(keras.callbacks.Callback):
+    """A progress bar per epoch on a terminal and one summary line per epoch always."""
+
+    def __init__(self, epochs: int, steps_per_epoch: int):
+        super().__init__()
+        self.epochs, self.steps = epochs, steps_per_epoch
+        self._ctx = None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+        self._ctx = console.progress(f"epoch {epoch + 1}/{self.epochs}", self.steps)
+        self._advance = self._ctx.__enter__()
+
+    def on_train_batch_end(self, batch, logs=None):
+        logs = logs or {}
+        self._advance(1, loss=float(logs.get("loss", 0.0)), acc=float(logs.get("accuracy", 0.0)))
+
+    def on_epoch_end(self, epoch, logs=None):
+        if self._ctx is not None:
+            self._ctx.__exit__(None, None, None)
+            self._ctx = None
+        logs = logs or {}
+        parts = [f"epoch {epoch + 1}/{self.epochs}"]
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
+            if key in logs:
+                parts.append(f"{key} {logs[key]:.4g}")
+        if "images_per_second" in logs:
+            parts.append(f"{logs['images_per_second']:.0f} img/s")
+        console.info("  ".join(parts))

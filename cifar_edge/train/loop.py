@@ -1,0 +1,224 @@
+"""`cifar-edge train`: one run folder per run, resumable after a crash (kill -9 included).
+
+The Keras ``BackupAndRestore`` checkpoint is written at every epoch end and carries the
+weights, optimizer state and epoch counter; schedules are functions of the optimizer step,
+so a resumed run continues on the same learning-rate curve and loses at most the epoch
+that was in flight.
+"""
+from __future__ import annotations
+
+import math
+import platform
+import shutil
+import time
+
+import numpy as np
+
+from .. import __version__, console
+from .._tf import keras, tf
+from ..data import load_dataset, make_dataset, stratified_kfold, stratified_split
+from ..errors import CifarEdgeError
+from ..fileio import atomic_path, read_json, write_json, write_text
+from ..models import count_flops, get_model_spec
+from .callbacks import BestCheckpoint, EpochStats, HistoryCSV, Progress
+from .config import TrainConfig
+from .distribute import accelerate, make_strategy
+from .runfolder import RunFolder, load_model
+from .schedules import make_schedule
+
+
+def seed_everything(seed: int):
+    """Same seed on the same CPU gives the same metrics."""
+    keras.utils.set_random_seed(seed)
+    tf.config.experimental.enable_op_determinism()
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
+    lr = make_schedule(cfg.schedule, cfg.lr, cfg.epochs, steps_per_epoch, cfg.warmup_epochs, cfg.decay_rate)
+    if cfg.optimizer == "sgd":
+        opt = keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
+                                   weight_decay=cfg.weight_decay or None)
+    else:
+        opt = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
+    if cfg.weight_decay:
+        opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
+    return opt
+
+
+def versions() -> dict:
+    return {"cifar_edge": __version__, "tensorflow": tf.__version__, "tf_keras": keras.__version__,
+            "python": platform.python_version(), "machine": platform.machine(), "processor": platform.processor()}
+
+
+def _compile(model, cfg: TrainConfig, steps_per_epoch: int, num_classes: int, xla: bool):
+    model.compile(
+        optimizer=make_optimizer(cfg, steps_per_epoch),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
+                 keras.metrics.TopKCategoricalAccuracy(k=min(5, num_classes), name="top5")],
+        jit_compile=xla)
+
+
+def fit(cfg: TrainConfig, run: RunFolder, x_train, y_train, x_val, y_val, num_classes: int,
+        strategy, accel: dict):
+    """Build, compile and fit one model into ``run``; returns (model, train_seconds)."""
+    spec = get_model_spec(cfg.model)
+    steps = math.ceil(len(x_train) / cfg.batch_size)
+    with strategy.scope():
+        model = spec.build(num_classes, cfg.input_size, **cfg.model_options)
+        _compile(model, cfg, steps, num_classes, accel["xla"])
+    size = cfg.input_size if cfg.input_size != x_train.shape[1] else None
+    train_ds = make_dataset(x_train, y_train, num_classes, cfg.batch_size, spec.normalization, training=True,
+                            augment=cfg.augment, image_size=size, seed=cfg.seed)
+    val_ds = None
+    if x_val is not None and len(x_val):
+        val_ds = make_dataset(x_val, y_val, num_classes, max(cfg.batch_size, 256), spec.normalization,
+                              training=False, image_size=size)
+    monitor = "val_accuracy" if val_ds is not None else "accuracy"
+    callbacks = [EpochStats(len(x_train)), HistoryCSV(run.history), BestCheckpoint(run.best, monitor),
+                 keras.callbacks.TensorBoard(str(run.tensorboard), update_freq="epoch", profile_batch=0,
+                                             write_graph=False),
+                 Progress(cfg.epochs, steps)]
+    if cfg.early_stopping:
+        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.early_stopping))
+    if cfg.schedule == "plateau":
+        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss" if val_ds else "loss",
+                                                           factor=0.2, patience=2, min_lr=cfg.lr * 1e-3))
+    # Last, so the backup is taken only after this epoch's history row is on disk.
+    callbacks.append(keras.callbacks.BackupAndRestore(str(run.backup), save_freq="epoch"))
+    t0 = time.perf_counter()
+    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=0, callbacks=callbacks)
+    seconds = time.perf_counter() - t0
+    shutil.rmtree(run.backup, ignore_errors=True)   # finished: the crash backup has done its job
+    if run.best.exists() and val_ds is not None:
+        model.set_weights(load_model(run.best).get_weights())  # best on validation, not last
+    return model, seconds
+
+
+def _prepare_run(cfg: TrainConfig, out_dir, resume: bool) -> tuple[TrainConfig, RunFolder]:
+    run = RunFolder(out_dir)
+    if resume:
+        if not run.config.is_file():
+            raise CifarEdgeError(f"nothing to resume in {run.root}: no config.json there; drop --resume "
+                                 "to start a new run")
+        if run.metrics.is_file():
+            raise CifarEdgeError(f"run {run.root} already finished (metrics.json exists); nothing to resume. "
+                                 "Start a new run with another --out")
+        saved = TrainConfig.from_dict(read_json(run.config)["train"])
+        console.info(f"resuming {run.root} (epochs {saved.epochs}, model {saved.model})")
+        return saved.validate(), run
+    if run.root.exists() and any(run.root.iterdir()):
+        raise CifarEdgeError(f"run folder {run.root} is not empty; pass --resume to continue that run "
+                             "or choose a new --out")
+    return cfg.resolved(), run
+
+
+def train(cfg: TrainConfig, out_dir, resume: bool = False) -> dict:
+    """Train per ``cfg`` into ``out_dir`` and evaluate; returns the metrics dict."""
+    cfg, run = _prepare_run(cfg, out_dir, resume)
+    strategy = make_strategy(cfg.strategy)      # before anything initialises TF devices
+    accel = accelerate()
+    seed_everything(cfg.seed)
+    ds = load_dataset(cfg.data, labels=cfg.labels, verify=cfg.verify, synthetic_classes=cfg.synthetic_classes,
+                      synthetic_size=cfg.synthetic_size, seed=cfg.seed)
+    if ds.synthetic:
+        console.warn(f"training on {ds.source}")
+    x, y = ds.x_train, ds.y_train
+    if cfg.limit:
+        keep, _ = stratified_split(y, 1 - min(1.0, cfg.limit / len(y)), cfg.seed) if cfg.limit < len(y) else (None, None)
+        if keep is not None:
+            x, y = x[keep], y[keep]
+    spec = get_model_spec(cfg.model)
+    run.root.mkdir(parents=True, exist_ok=True)
+    if not resume:
+        probe = spec.build(ds.num_classes, cfg.input_size, **cfg.model_options)
+        write_json(run.config, {
+            "train": cfg.to_dict(), "dataset": ds.summary(), "class_names": ds.class_names,
+            "coarse_names": ds.coarse_names,
+            "fine_to_coarse": None if ds.fine_to_coarse is None else ds.fine_to_coarse.tolist(),
+            "normalization": spec.normalization.to_dict(), "input_size": cfg.input_size,
+            "params": int(probe.count_params()), "flops": count_flops(probe),
+            "device": accel, "versions": versions(),
+            "strategy": {"name": cfg.strategy, "class": type(strategy).__name__,
+                         "replicas": strategy.num_replicas_in_sync}})
+        write_text(run.labels, "\n".join(ds.class_names) + "\n")
+        del probe
+    console.info(f"{cfg.model} on {ds.name} ({len(x)} train images, {ds.num_classes} classes) -> {run.root}")
+    if cfg.kfold:
+        metrics = _train_kfold(cfg, run, x, y, ds.num_classes, strategy, accel)
+    else:
+        if cfg.val_split > 0:
+            tr, va = stratified_split(y, cfg.val_split, cfg.seed)
+            x_tr, y_tr, x_va, y_va = x[tr], y[tr], x[va], y[va]
+        else:
+            x_tr, y_tr, x_va, y_va = x, y, None, None
+        model, seconds = fit(cfg, run, x_tr, y_tr, x_va, y_va, ds.num_classes, strategy, accel)
+        for path in (run.model_keras, run.model_h5):
+            with atomic_path(path) as tmp:
+                model.save(tmp)
+        metrics = _evaluate(model, ds, spec, cfg, run, x_va, y_va)
+        metrics.update(_throughput(run, seconds, len(x_tr)))
+    write_json(run.metrics, metrics)
+    if cfg.mlflow:
+        from .tracking import log_to_mlflow
+        log_to_mlflow(run, cfg, metrics)
+    return metrics
+
+
+def _throughput(run: RunFolder, seconds: float, n_train: int) -> dict:
+    import csv
+    with open(run.history, newline="") as f:
+        rows = list(csv.DictReader(f))
+    train_s = sum(float(r["train_seconds"]) for r in rows)
+    return {"epochs_run": len(rows), "train_seconds": round(train_s, 1), "fit_seconds_this_session": round(seconds, 1),
+            "images_per_second": round(n_train * len(rows) / train_s, 1) if train_s else None}
+
+
+def _evaluate(model, ds, spec, cfg, run: RunFolder, x_va, y_va) -> dict:
+    from ..evaluate import evaluate_model
+    size = cfg.input_size if cfg.input_size != ds.x_train.shape[1] else None
+    common = dict(class_names=ds.class_names, norm=spec.normalization, image_size=size,
+                  fine_to_coarse=ds.fine_to_coarse, coarse_names=ds.coarse_names)
+    out = {}
+    if x_va is not None and len(x_va):
+        val = evaluate_model(model, x_va, y_va, out_dir=run.root / "val", history_csv=None, split="val", **common)
+        out["val"] = {k: val[k] for k in ("top1", "top5", "loss", "n")}
+    if ds.x_test is not None:
+        main = evaluate_model(model, ds.x_test, ds.y_test, out_dir=run.root, history_csv=run.history,
+                              split="test", **common)
+    elif x_va is not None and len(x_va):
+        main = evaluate_model(model, x_va, y_va, out_dir=run.root, history_csv=run.history, split="val", **common)
+    else:
+        raise CifarEdgeError("no test split and --val-split 0: nothing to evaluate on; set --val-split > 0")
+    out.update(main)
+    out["synthetic_data"] = ds.synthetic
+    return out
+
+
+def _train_kfold(cfg: TrainConfig, run: RunFolder, x, y, num_classes, strategy, accel) -> dict:
+    """K stratified folds, each its own resumable sub-run; reports mean +- std of top-1."""
+    from ..evaluate import evaluate_model
+    spec = get_model_spec(cfg.model)
+    size = cfg.input_size if cfg.input_size != x.shape[1] else None
+    folds = []
+    for k, (tr, va) in enumerate(stratified_kfold(y, cfg.kfold, cfg.seed), start=1):
+        sub = RunFolder(run.root / f"fold_{k}")
+        if sub.metrics.is_file():
+            folds.append(read_json(sub.metrics))
+            continue
+        sub.root.mkdir(parents=True, exist_ok=True)
+        console.info(f"fold {k}/{cfg.kfold}: {len(tr)} train, {len(va)} validation")
+        seed_everything(cfg.seed + k)
+        model, seconds = fit(cfg, sub, x[tr], y[tr], x[va], y[va], num_classes, strategy, accel)
+        m = evaluate_model(model, x[va], y[va], class_names=[str(i) for i in range(num_classes)],
+                           norm=spec.normalization, image_size=size, out_dir=sub.root,
+                           history_csv=sub.history, split=f"fold {k} validation")
+        m = {key: m[key] for key in ("top1", "top5", "loss", "n")}
+        m.update(_throughput(sub, seconds, len(tr)))
+        write_json(sub.metrics, m)
+        folds.append(m)
+    top1 = np.array([f["top1"] for f in folds])
+    top5 = np.array([f["top5"] for f in folds])
+    return {"kfold": cfg.kfold, "top1": float(top1.mean()), "top1_std": float(top1.std(ddof=1)),
+            "top5": float(top5.mean()), "top5_std": float(top5.std(ddof=1)), "folds": folds,
+            "split": "k-fold validation"}

@@ -1,0 +1,95 @@
+"""Shared fixtures: small real CIFAR subsets from ../shared/data (skipped where absent) and
+writers for the official pickle format."""
+from __future__ import annotations
+
+import hashlib
+import pickle
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+CIFAR100_TEST = SHARED / "cifar100" / "cifar100_test.npz"
+CIFAR10_DIR = SHARED / "cifar10"
+
+
+def _need(path: Path):
+    if not path.exists():
+        pytest.skip(f"real data not available at {path} (only on the project's machines)")
+
+
+@pytest.fixture(scope="session")
+def cifar100_real():
+    """The real CIFAR-100 test set: (x, y_fine, y_coarse, fine_names, coarse_names)."""
+    _need(CIFAR100_TEST)
+    with np.load(CIFAR100_TEST) as f:
+        return (f["x_test"], f["y_test_fine"].astype(np.int64), f["y_test_coarse"].astype(np.int64),
+                [str(n) for n in f["fine_names"]], [str(n) for n in f["coarse_names"]])
+
+
+@pytest.fixture(scope="session")
+def cifar10_real():
+    """Real CIFAR-10: (x_train 50k, y_train, x_test 10k, y_test, names)."""
+    _need(CIFAR10_DIR / "cifar10_test.npz")
+    parts = [np.load(CIFAR10_DIR / f"cifar10_train_jpeg_part{i}.npz") for i in (1, 2)]
+    test = np.load(CIFAR10_DIR / "cifar10_test.npz")
+    return (np.concatenate([p["x_train"] for p in parts]), np.concatenate([p["y_train"] for p in parts]).astype(np.int64),
+            test["x_test"], test["y_test"].astype(np.int64), [str(n) for n in test["class_names"]])
+
+
+def md5(path) -> str:
+    return hashlib.md5(Path(path).read_bytes()).hexdigest()
+
+
+def _dump(path: Path, obj):
+    path.write_bytes(pickle.dumps(obj, protocol=2))
+
+
+def write_official_cifar100(root: Path, x_train, y_fine, y_coarse, x_test, yt_fine, yt_coarse, fine_names, coarse_names):
+    """Write a cifar-100-python folder in the official pickle layout (bytes keys, flat
+    3072-byte rows in CHW plane order)."""
+    folder = root / "cifar-100-python"
+    folder.mkdir(parents=True)
+    flat = lambda x: x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # noqa: E731
+    _dump(folder / "train", {b"data": flat(x_train), b"fine_labels": list(map(int, y_fine)),
+                             b"coarse_labels": list(map(int, y_coarse)), b"filenames": [b"x.png"] * len(x_train)})
+    _dump(folder / "test", {b"data": flat(x_test), b"fine_labels": list(map(int, yt_fine)),
+                            b"coarse_labels": list(map(int, yt_coarse))})
+    _dump(folder / "meta", {b"fine_label_names": [n.encode() for n in fine_names],
+                            b"coarse_label_names": [n.encode() for n in coarse_names]})
+    return folder
+
+
+def write_official_cifar10(root: Path, x_train, y_train, x_test, y_test, names):
+    folder = root / "cifar-10-batches-py"
+    folder.mkdir(parents=True)
+    flat = lambda x: x.transpose(0, 3, 1, 2).reshape(len(x), -1)  # noqa: E731
+    for i, (xs, ys) in enumerate(zip(np.array_split(x_train, 5), np.array_split(y_train, 5)), start=1):
+        _dump(folder / f"data_batch_{i}", {b"data": flat(xs), b"labels": list(map(int, ys))})
+    _dump(folder / "test_batch", {b"data": flat(x_test), b"labels": list(map(int, y_test))})
+    _dump(folder / "batches.meta", {b"label_names": [n.encode() for n in names]})
+    return folder
+
+
+def make_tar_gz(folder: Path, archive: Path) -> Path:
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(folder, arcname=folder.name)
+    return archive
+
+
+def checksums_for(folder: Path, archive: Path | None = None) -> dict:
+    """An MD5 table in the same form as the official one, for files the tests wrote."""
+    table = {f"{folder.name}/{f.name}": md5(f) for f in folder.iterdir()}
+    if archive is not None:
+        table[archive.name] = md5(archive)
+    return table
+
+
+@pytest.fixture
+def small_cifar100(cifar100_real):
+    """200 real CIFAR-100 images (2 per class) split 150/50, as arrays."""
+    x, yf, yc, fn, cn = cifar100_real
+    idx = np.concatenate([np.flatnonzero(yf == c)[:2] for c in range(100)])
+    return x[idx], yf[idx], yc[idx], fn, cn

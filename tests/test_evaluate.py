@@ -1,0 +1,208 @@
+"""cifar_edge.evaluate: exact metric values on hand-built probabilities, and the files the
+report / Grad-CAM write, on a tiny untrained model (seconds of CPU)."""
+import csv
+import math
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from cifar_edge.data.pipeline import Normalization, prepare_images
+from cifar_edge.errors import CifarEdgeError
+from cifar_edge.evaluate import (classification_metrics, evaluate_model, explain_images, find_gradcam_layer,
+                                 gradcam, plot_training_curves, predict_logits, softmax, to_probabilities)
+from cifar_edge.models.cnn import build_cnn
+
+PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
+NORM = Normalization((125.0, 123.0, 114.0), (63.0, 62.0, 67.0))
+NAMES3 = ["cat", "dog", "ship"]
+
+# 6 examples, 3 classes.  preds = [0, 1, 1, 0, 2, 2]; labels = [0, 0, 1, 1, 2, 2]
+PROBS3 = np.array([[0.7, 0.2, 0.1],
+                   [0.2, 0.5, 0.3],
+                   [0.1, 0.8, 0.1],
+                   [0.6, 0.3, 0.1],
+                   [0.1, 0.1, 0.8],
+                   [0.3, 0.3, 0.4]], np.float32)
+LABELS3 = np.array([0, 0, 1, 1, 2, 2])
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    model = build_cnn(num_classes=3, input_shape=(32, 32, 3), width=0.25, depth=(0, 1, 0))
+    assert model.count_params() < 50_000
+    return model
+
+
+@pytest.fixture(scope="module")
+def tiny_data():
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (40, 32, 32, 3), dtype=np.uint8), rng.integers(0, 3, 40)
+
+
+def assert_png(path):
+    assert path.is_file(), path
+    assert path.read_bytes()[:8] == PNG_MAGIC
+    with Image.open(path) as img:
+        img.verify()
+
+
+# --- metrics -------------------------------------------------------------------------
+
+def test_metrics_exact_values():
+    m = classification_metrics(PROBS3, LABELS3, NAMES3)
+    assert m["n"] == 6
+    assert m["top1"] == pytest.approx(4 / 6)
+    assert m["confusion"] == [[1, 1, 0], [1, 1, 0], [0, 0, 2]]
+    expected = {"cat": (0.5, 0.5, 0.5, 2), "dog": (0.5, 0.5, 0.5, 2), "ship": (1.0, 1.0, 1.0, 2)}
+    for row in m["per_class"]:
+        p, r, f, s = expected[row["name"]]
+        assert (row["precision"], row["recall"], row["f1"], row["support"]) == pytest.approx((p, r, f, s))
+    assert m["macro_f1"] == pytest.approx(2 / 3)
+    p_true = [0.7, 0.2, 0.8, 0.3, 0.8, 0.4]
+    assert m["loss"] == pytest.approx(-np.mean(np.log(p_true)), rel=1e-5)
+    assert m["best_classes"][0] == {"name": "ship", "accuracy": 1.0}
+    assert m["worst_classes"][0]["accuracy"] == 0.5
+    assert len(m["best_classes"]) == len(m["worst_classes"]) == 3   # only 3 classes exist
+    assert "superclass_top1" not in m
+
+
+def test_top5_counts_rank_of_true_class():
+    # 10 classes; the true class (0) is ranked 1st, 5th, 6th and 10th -> top1 1/4, top5 2/4.
+    rows = []
+    for rank in (0, 4, 5, 9):
+        scores = np.arange(10, 0, -1, dtype=np.float64)      # class j gets score 10 - j
+        order = list(range(1, 10))
+        order.insert(rank, 0)                               # put class 0 at position `rank`
+        p = np.empty(10)
+        p[order] = scores
+        rows.append(p / p.sum())
+    m = classification_metrics(np.array(rows), [0, 0, 0, 0], [f"c{i}" for i in range(10)])
+    assert m["top1"] == pytest.approx(0.25)
+    assert m["top5"] == pytest.approx(0.5)
+    assert m["top5_k"] == 5
+
+
+def test_top5_with_fewer_than_five_classes_is_top_c():
+    m = classification_metrics(PROBS3, LABELS3, NAMES3)
+    assert m["top5_k"] == 3
+    assert m["top5"] == 1.0
+    two = classification_metrics([[0.9, 0.1], [0.8, 0.2]], [0, 1], ["a", "b"])
+    assert (two["top1"], two["top5"]) == (0.5, 1.0)
+
+
+def test_superclass_accuracy():
+    # preds [1, 1, 3, 0]; fine->coarse [0, 0, 1, 1]: 0->1 and 2->3 are right superclass, 3->0 is not.
+    probs = np.eye(4)[[1, 1, 3, 0]] * 0.7 + 0.075
+    m = classification_metrics(probs, [0, 1, 2, 3], list("abcd"), fine_to_coarse=[0, 0, 1, 1],
+                               coarse_names=["pets", "vehicles"])
+    assert m["top1"] == pytest.approx(0.25)
+    assert m["superclass_top1"] == pytest.approx(0.75)
+    assert m["per_superclass"] == [{"name": "pets", "accuracy": 1.0, "support": 2},
+                                   {"name": "vehicles", "accuracy": 0.5, "support": 2}]
+
+
+def test_metrics_reject_user_mistakes():
+    with pytest.raises(CifarEdgeError, match="softmax"):
+        classification_metrics(np.log(PROBS3) * 3, LABELS3, NAMES3)     # logits, not probabilities
+    with pytest.raises(CifarEdgeError, match="class names"):
+        classification_metrics(PROBS3, LABELS3, NAMES3[:2])
+    with pytest.raises(CifarEdgeError, match="labels"):
+        classification_metrics(PROBS3, [0, 1, 2, 3, 0, 1], NAMES3)
+    with pytest.raises(CifarEdgeError, match="fine_to_coarse"):
+        classification_metrics(PROBS3, LABELS3, NAMES3, fine_to_coarse=[0, 1])
+
+
+def test_softmax_and_probability_detection():
+    logits = np.array([[1000.0, 0.0, -1000.0], [1.0, 1.0, 1.0]])
+    p = softmax(logits)
+    assert np.allclose(p.sum(1), 1) and p[0, 0] == pytest.approx(1.0) and np.allclose(p[1], 1 / 3)
+    assert np.allclose(to_probabilities(logits), p)
+    assert np.array_equal(to_probabilities(PROBS3), PROBS3)     # already probabilities: untouched
+
+
+def test_predict_logits_batches_and_resizes(tiny_model, tiny_data):
+    images, _ = tiny_data
+    full = predict_logits(tiny_model, images, NORM, batch_size=256)
+    batched = predict_logits(tiny_model, images, NORM, batch_size=7)
+    assert full.shape == (40, 3) and full.dtype == np.float32
+    np.testing.assert_allclose(full, batched, rtol=1e-4, atol=1e-5)
+    assert predict_logits(tiny_model, images[:5, :24, :24], NORM).shape == (5, 3)   # resized to 32
+
+
+# --- report --------------------------------------------------------------------------
+
+def test_evaluate_model_writes_every_file(tiny_model, tiny_data, tmp_path):
+    images, labels = tiny_data
+    history = tmp_path / "history.csv"
+    history.write_text("epoch,loss,accuracy,val_loss,val_accuracy,lr\n"
+                       "0,1.2,0.4,1.3,0.35,0.1\n1,1.0,0.5,1.1,0.45,0.05\n")
+    out = tmp_path / "eval"
+    result = evaluate_model(tiny_model, images, labels, NAMES3, NORM, out, history_csv=history,
+                            fine_to_coarse=[0, 0, 1], coarse_names=["animal", "vehicle"], split="val")
+
+    assert result["split"] == "val" and result["n"] == 40
+    assert 0 <= result["top1"] <= result["top5"] == 1.0
+    assert 0 <= result["superclass_top1"] <= 1
+    assert result["plots"] == {"confusion": "confusion.png", "per_class": "per_class.png",
+                               "correct_examples": "correct_examples.png", "wrong_examples": "wrong_examples.png",
+                               "curves": "curves.png"}
+    for name in result["plots"].values():
+        assert_png(out / name)
+    with open(out / "confusion.csv", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows[0][1:] == NAMES3 and [r[0] for r in rows[1:]] == NAMES3
+    counts = np.array([[int(v) for v in r[1:]] for r in rows[1:]])
+    assert counts.tolist() == result["confusion"] and counts.sum() == 40
+    assert not (out / "metrics.json").exists()                       # the caller writes it
+    assert sorted(p.name for p in out.iterdir()) == sorted([*result["plots"].values(), "confusion.csv"])
+
+
+def test_evaluate_model_without_history_skips_curves(tiny_model, tiny_data, tmp_path):
+    images, labels = tiny_data
+    result = evaluate_model(tiny_model, images[:10], labels[:10], NAMES3, NORM, tmp_path,
+                            history_csv=tmp_path / "missing.csv")
+    assert "curves" not in result["plots"] and not (tmp_path / "curves.png").exists()
+
+
+def test_training_curves_any_subset_of_columns(tmp_path):
+    history = tmp_path / "h.csv"
+    history.write_text("loss,top5\n2.0,0.5\n1.5,0.7\n1.2,\n")
+    assert_png(plot_training_curves(history, tmp_path / "c.png"))
+    history.write_text("foo,bar\n1,2\n")
+    with pytest.raises(CifarEdgeError, match="columns"):
+        plot_training_curves(history, tmp_path / "c2.png")
+
+
+# --- Grad-CAM ------------------------------------------------------------------------
+
+def test_gradcam_heatmaps_shape_and_range(tiny_model, tiny_data):
+    images, _ = tiny_data
+    x = prepare_images(images[:6], NORM)
+    assert len(tiny_model.get_layer(find_gradcam_layer(tiny_model)).output.shape) == 4
+    for class_index in (None, 2, [0, 1, 2, 0, 1, 2]):
+        heat = gradcam(tiny_model, x, class_index=class_index)
+        assert heat.shape == (6, 32, 32) and heat.dtype == np.float32
+        assert heat.min() >= 0.0 and heat.max() <= 1.0 and not np.isnan(heat).any()
+    assert gradcam(tiny_model, x, layer_name="s2_relu").shape == (6, 32, 32)
+    with pytest.raises(CifarEdgeError, match="no layer"):
+        gradcam(tiny_model, x, layer_name="nope")
+
+
+def test_explain_images_writes_pngs(tiny_model, tmp_path):
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.random.default_rng(1).integers(0, 256, (50, 70, 4), dtype=np.uint8)).save(photo)
+    gray = np.full((20, 20), 128, np.uint8)
+    results = explain_images(tiny_model, [photo, gray], NORM, 32, NAMES3, tmp_path / "cam")
+    assert [r["image"] for r in results] == [str(photo), "array[1]"]
+    for r in results:
+        assert r["top1"] in NAMES3 and 0 < r["confidence"] <= 1 and not math.isnan(r["confidence"])
+        assert_png(tmp_path / "cam" / r["path"].split("/")[-1])
+
+
+def test_explain_images_rejects_non_image(tiny_model, tmp_path):
+    bogus = tmp_path / "notes.txt"
+    bogus.write_text("not an image")
+    with pytest.raises(CifarEdgeError, match=r"notes\.txt.*PNG or JPEG"):
+        explain_images(tiny_model, [bogus], NORM, 32, NAMES3, tmp_path / "cam")
+    assert not (tmp_path / "cam").exists()

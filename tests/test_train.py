@@ -1,0 +1,171 @@
+"""Training: beats chance on real data, resumes after kill -9, is reproducible, runs
+distributed and K-fold, writes a complete run folder."""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from cifar_edge.errors import CifarEdgeError
+from cifar_edge.train import TrainConfig, train
+from cifar_edge.train.schedules import OneCycle, WarmupCosine
+
+TINY = dict(model="cnn-tiny", batch_size=64, lr=0.1, warmup_epochs=0.3)
+
+
+def _history(run: Path):
+    with open(run / "history.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+@pytest.fixture(scope="module")
+def real10_npz(tmp_path_factory, cifar10_real):
+    """4,000 real CIFAR-10 training images and 1,000 test images, as an .npz source."""
+    xtr, ytr, xte, yte, names = cifar10_real
+    path = tmp_path_factory.mktemp("data") / "cifar10_small.npz"
+    np.savez(path, x_train=xtr[:4000], y_train=ytr[:4000], x_test=xte[:1000], y_test=yte[:1000],
+             class_names=np.array(names))
+    return str(path)
+
+
+def test_short_run_on_real_cifar10_beats_chance_and_writes_run_folder(tmp_path, real10_npz):
+    run = tmp_path / "run"
+    metrics = train(TrainConfig(data=real10_npz, epochs=3, **TINY), run)
+    assert metrics["split"] == "test" and metrics["n"] == 1000
+    assert metrics["top1"] > 0.30, metrics["top1"]                # chance is 0.10
+    assert metrics["top5"] > metrics["top1"]
+    for name in ("model.keras", "model.h5", "best.keras", "config.json", "metrics.json", "history.csv",
+                 "labels.txt", "confusion.csv", "confusion.png", "curves.png"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").rglob("events.out.tfevents.*"))
+    assert not (run / "backup").exists()                          # removed once the run finished
+    rows = _history(run)
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    assert {"loss", "accuracy", "val_accuracy", "lr", "images_per_second"} <= set(rows[0])
+    saved = json.loads((run / "metrics.json").read_text())
+    assert 0 <= saved["top1"] <= 1 and 0 <= saved["top5"] <= 1
+    assert json.loads((run / "config.json").read_text())["train"]["optimizer"] == "sgd"  # cnn recipe
+
+
+def test_same_seed_gives_same_metrics(tmp_path):
+    cfg = dict(data="synthetic", epochs=1, limit=600, seed=7, **TINY)
+    a = train(TrainConfig(**cfg), tmp_path / "a")
+    b = train(TrainConfig(**cfg), tmp_path / "b")
+    assert a["top1"] == b["top1"] and a["loss"] == b["loss"]
+    assert _history(tmp_path / "a")[0]["loss"] == _history(tmp_path / "b")[0]["loss"]
+
+
+def _cli(*args, env=None, **kw):
+    env = {**{k: v for k, v in os.environ.items() if k != "TF_CONFIG"}, **(env or {})}
+    return subprocess.Popen([sys.executable, "-m", "cifar_edge.cli", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env, **kw)
+
+
+def test_resume_after_sigkill_loses_at_most_one_epoch(tmp_path):
+    run = tmp_path / "run"
+    args = ["train", "--model", "cnn-tiny", "--data", "synthetic", "--epochs", "5", "--limit", "3000",
+            "--batch-size", "64", "--out", str(run), "--seed", "1"]
+    proc = _cli(*args)
+    deadline = time.time() + 300
+    while time.time() < deadline and not ((run / "history.csv").exists() and len(_history(run)) >= 2):
+        time.sleep(0.2)
+    os.kill(proc.pid, signal.SIGKILL)                             # the crash: no cleanup at all
+    proc.wait()
+    done_before = len(_history(run))
+    assert 2 <= done_before < 5, "the run must be killed mid-way"
+    assert not (run / "metrics.json").exists()
+    resumed = _cli(*args, "--resume")
+    _, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err
+    epochs_rerun = [int(line.split()[1].split("/")[0]) for line in err.splitlines() if line.startswith("epoch ")]
+    assert epochs_rerun[0] >= done_before, (done_before, epochs_rerun)  # at most the in-flight epoch is redone
+    assert [int(r["epoch"]) for r in _history(run)] == [1, 2, 3, 4, 5]
+    assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 5
+
+
+def test_resume_and_rerun_errors(tmp_path):
+    with pytest.raises(CifarEdgeError, match="nothing to resume"):
+        train(TrainConfig(**TINY), tmp_path / "none", resume=True)
+    run = tmp_path / "run"
+    train(TrainConfig(data="synthetic", epochs=1, limit=300, **TINY), run)
+    with pytest.raises(CifarEdgeError, match="not empty; pass --resume"):
+        train(TrainConfig(data="synthetic", epochs=1, limit=300, **TINY), run)
+    with pytest.raises(CifarEdgeError, match="already finished"):
+        train(TrainConfig(**TINY), run, resume=True)
+
+
+@pytest.mark.parametrize("strategy, expected, replicas", [("mirrored", "MirroredStrategy", 2),
+                                                          ("multiworker", "CollectiveAllReduceStrategy", 1)])
+def test_distributed_strategies_on_cpu(tmp_path, strategy, expected, replicas):
+    run = tmp_path / "run"
+    proc = _cli("train", "--model", "cnn-tiny", "--data", "synthetic", "--epochs", "1", "--limit", "512",
+                "--batch-size", "64", "--out", str(run), "--strategy", strategy,
+                env={"CIFAR_EDGE_CPU_DEVICES": "2"})
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err
+    config = json.loads((run / "config.json").read_text())
+    assert config["strategy"] == {"name": strategy, "class": expected, "replicas": replicas}
+    if strategy == "mirrored":
+        assert "2 logical CPU devices" in err
+    assert json.loads((run / "metrics.json").read_text())["top1"] >= 0
+
+
+def test_kfold_reports_mean_and_std(tmp_path):
+    metrics = train(TrainConfig(data="synthetic", epochs=1, limit=600, kfold=2, **TINY), tmp_path / "k")
+    assert metrics["kfold"] == 2 and len(metrics["folds"]) == 2
+    assert metrics["top1"] == pytest.approx(np.mean([f["top1"] for f in metrics["folds"]]))
+    assert metrics["top1_std"] >= 0
+    assert (tmp_path / "k" / "fold_2" / "metrics.json").is_file()
+
+
+@pytest.mark.parametrize("optimizer, schedule", [("adamw", "cosine"), ("sgd", "exponential"),
+                                                 ("adamw", "plateau"), ("sgd", "constant")])
+def test_optimizers_and_schedules_train(tmp_path, optimizer, schedule):
+    cfg = TrainConfig(data="synthetic", epochs=2, limit=400, optimizer=optimizer, schedule=schedule,
+                      lr=1e-3 if optimizer == "adamw" else 0.05, model="cnn-tiny", batch_size=64,
+                      early_stopping=1)
+    metrics = train(cfg, tmp_path / "r")
+    assert np.isfinite(metrics["loss"])
+    lrs = [float(r["lr"]) for r in _history(tmp_path / "r")]
+    if schedule == "exponential":
+        assert lrs[1] < lrs[0]
+
+
+def test_schedules_shape():
+    one = OneCycle(1.0, total_steps=100, warmup_steps=20)
+    assert float(one(0)) == 0 and float(one(20)) == pytest.approx(1.0) and float(one(100)) == 0
+    assert float(one(10)) == pytest.approx(0.5) and float(one(60)) == pytest.approx(0.5)
+    cos = WarmupCosine(2.0, total_steps=110, warmup_steps=10)
+    assert float(cos(10)) == pytest.approx(2.0) and float(cos(60)) == pytest.approx(1.0) and float(cos(110)) < 1e-6
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("epochs", 0, "--epochs 0 is invalid"), ("optimizer", "adam", "choose one of sgd, adamw"),
+    ("schedule", "linear", "choose one of onecycle"), ("val_split", 1.0, "--val-split 1.0 is invalid"),
+    ("kfold", 1, "--kfold 1 is invalid"), ("lr", -1.0, "positive learning rate"),
+    ("model", "resnet", "unknown model 'resnet'"),
+])
+def test_bad_training_settings(tmp_path, field, value, message):
+    with pytest.raises(CifarEdgeError, match=message):
+        train(TrainConfig(**{**TINY, "data": "synthetic", field: value}), tmp_path / "r")
+    assert not (tmp_path / "r").exists()                          # nothing half-written
+
+
+def test_mlflow_logging(tmp_path):
+    pytest.importorskip("mlflow", reason="MLflow is an optional extra: pip install 'cifar-edge[mlflow]'")
+    run = tmp_path / "run"
+    train(TrainConfig(data="synthetic", epochs=2, limit=300, mlflow=True, **TINY), run)
+    import mlflow
+    mlflow.set_tracking_uri((run / "mlruns").resolve().as_uri())
+    runs = mlflow.search_runs(experiment_names=["cifar-edge"])
+    assert len(runs) == 1 and "metrics.top1" in runs.columns
+    client = mlflow.tracking.MlflowClient()
+    assert len(client.get_metric_history(runs.run_id[0], "loss")) == 2
