@@ -31,6 +31,10 @@ def friendly(fn):
         except CifarEdgeError as e:
             typer.echo(f"error: {e}", err=True)
             raise typer.Exit(2) from None
+        except OSError as e:   # unwritable --out, a file where a folder should be, disk full ...
+            where = f" ({e.filename})" if e.filename else ""
+            typer.echo(f"error: {e.strerror or e}{where}; check the path, its permissions and free space", err=True)
+            raise typer.Exit(2) from None
         except KeyboardInterrupt:
             typer.echo("interrupted; a training run continues with --resume", err=True)
             raise typer.Exit(130) from None
@@ -67,7 +71,7 @@ def train(
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     out: Annotated[Path, typer.Option(help="Run folder to create (or resume).")] = Path("runs/latest"),
     seed: Annotated[int, typer.Option(help="Random seed (same seed, same CPU: same metrics).")] = 0,
-    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint.")] = False,
+    resume: Annotated[bool, typer.Option(help="Continue the run in --out from its last checkpoint (with its saved settings).")] = False,
     labels: Annotated[str, typer.Option(help="CIFAR-100 labels: fine (100) or coarse (20).")] = "fine",
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size [default: model recipe].")] = None,
     optimizer: Annotated[Optional[str], typer.Option(help="sgd or adamw [default: model recipe].")] = None,
@@ -75,7 +79,7 @@ def train(
     momentum: Annotated[Optional[float], typer.Option(help="SGD momentum.")] = None,
     weight_decay: Annotated[Optional[float], typer.Option(help="Decoupled weight decay (BN/bias excluded).")] = None,
     schedule: Annotated[Optional[str], typer.Option(help="onecycle, cosine, exponential, plateau or constant.")] = None,
-    warmup_epochs: Annotated[Optional[float], typer.Option(help="Warm-up epochs (<=1: fraction of the run).")] = None,
+    warmup_epochs: Annotated[Optional[float], typer.Option(help="Warm-up epochs (<1: fraction of the run).")] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing.")] = None,
     early_stopping: Annotated[int, typer.Option(help="Stop after N epochs without improvement (0: off).")] = 0,
     val_split: Annotated[float, typer.Option(help="Stratified validation fraction of the training set.")] = 0.1,
@@ -115,8 +119,6 @@ def train(
         verify=verify, limit=limit, synthetic_classes=synthetic_classes,
         augment=AugmentConfig(flip_h=flip_h, flip_v=flip_v, translate=translate, rotation=rotation, zoom=zoom,
                               contrast=contrast, cutout=cutout, mixup=mixup, cutmix=cutmix))
-    if not resume:
-        cfg.validate()
     metrics = run_training(cfg, out, resume=resume)
     _print_result(model, out, metrics)
 
@@ -131,7 +133,7 @@ def _print_result(model, run_dir, metrics):
 def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder from `cifar-edge train`.")],
     data: Annotated[Optional[str], typer.Option(help="Evaluate on this source's test split [default: the run's].")] = None,
-    limit: Annotated[Optional[int], typer.Option(help="Only the first N test images.")] = None,
+    limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N test images.")] = None,
 ):
     """Evaluate a trained run: top-1/top-5, per-class report, confusion matrix, plots."""
     from .evaluate_run import evaluate_run
@@ -145,7 +147,7 @@ def evaluate(
 def predict(
     run: Annotated[Path, typer.Argument(help="Run folder from `cifar-edge train`.")],
     images: Annotated[List[Path], typer.Argument(help="Image files (any size or mode).")],
-    top: Annotated[int, typer.Option(help="How many classes to show.")] = 5,
+    top: Annotated[int, typer.Option(min=1, help="How many classes to show.")] = 5,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
 ):
     """Classify image files; prints the top-5 classes with probabilities."""

@@ -22,9 +22,8 @@ def evaluate_run(run_dir, data: str | None = None, limit: int | None = None):
                              f"{len(loaded.class_names)}; pass the --data it was trained on")
     x, y = (ds.x_test[:limit], ds.y_test[:limit]) if limit else (ds.x_test, ds.y_test)
     where = loaded.run.root / "evaluation"
-    size = loaded.input_size if loaded.input_size != x.shape[1] else None
     metrics = evaluate_model(loaded.model, x, y, class_names=loaded.class_names, norm=loaded.norm,
-                             out_dir=where, image_size=size, fine_to_coarse=ds.fine_to_coarse,
+                             out_dir=where, image_size=loaded.input_size, fine_to_coarse=ds.fine_to_coarse,
                              coarse_names=ds.coarse_names, history_csv=loaded.run.history, split="test")
     metrics["data"] = ds.source
     write_json(where / "metrics.json", metrics)

@@ -36,15 +36,45 @@ def test_flip_h_mirrors_or_keeps_each_image(batch):
 def test_flip_v(batch):
     x, _ = run(*batch, flip_v=True)
     src = batch[0].numpy()
-    assert all(np.array_equal(x[i], src[i, ::-1]) or np.array_equal(x[i], src[i]) for i in range(8))
+    flipped = [np.array_equal(x[i], src[i, ::-1]) for i in range(8)]
+    kept = [np.array_equal(x[i], src[i]) for i in range(8)]
+    assert all(f or k for f, k in zip(flipped, kept)) and any(flipped) and any(kept)
 
 
 def test_translate_shifts_by_whole_pixels(batch):
     x, _ = run(*batch, translate=2)
     src = batch[0].numpy()
+    shifts = []
     for i in range(8):  # the interior must equal the source shifted by some (dy, dx) in [-2, 2]
-        assert any(np.array_equal(x[i, 4:-4, 4:-4], src[i, 4 + dy:28 + dy, 4 + dx:28 + dx])
-                   for dy in range(-2, 3) for dx in range(-2, 3))
+        found = [(dy, dx) for dy in range(-2, 3) for dx in range(-2, 3)
+                 if np.array_equal(x[i, 4:-4, 4:-4], src[i, 4 + dy:28 + dy, 4 + dx:28 + dx])]
+        assert found, i
+        shifts.append(found[0])
+    assert len(set(shifts)) > 1 and any(s != (0, 0) for s in shifts)
+
+
+def _disk(radius=8.0):
+    yy, xx = np.mgrid[0:32, 0:32]
+    disk = (((yy - 15.5) ** 2 + (xx - 15.5) ** 2) < radius ** 2).astype("float32") * 255
+    return tf.constant(np.repeat(np.repeat(disk[None, ..., None], 3, -1), 8, 0)), tf.one_hot(np.zeros(8), 2)
+
+
+def test_rotation_turns_about_the_centre():
+    images, labels = _disk()
+    x, _ = run(images, labels, rotation=40)
+    # A centred disk is rotation-invariant: any angle about the centre leaves it in place.
+    np.testing.assert_allclose(x.mean(axis=(1, 2, 3)), images.numpy().mean(), rtol=0.03)
+    assert np.abs(x - images.numpy()).mean() < 4.0
+
+
+def test_zoom_scales_about_the_centre():
+    images, labels = _disk()
+    x, _ = run(images, labels, zoom=0.3)
+    area = (x[..., 0] > 127).sum(axis=(1, 2)) / (images.numpy()[0, ..., 0] > 127).sum()
+    assert ((area > 0.45) & (area < 1.75)).all() and area.std() > 0.02   # scaled by (1 +- 0.3)^2
+    yy, xx = np.mgrid[0:32, 0:32]
+    for img in x[..., 0] > 127:                                         # still centred
+        assert abs(yy[img].mean() - 15.5) < 0.6 and abs(xx[img].mean() - 15.5) < 0.6
 
 
 def test_cutout_erases_a_square(batch):
@@ -64,6 +94,7 @@ def test_mixup_and_cutmix_mix_labels_consistently(batch):
     own = y[np.arange(8), np.arange(8) % 4]
     # Images pasted with another class lose exactly that area from their own label.
     other = (y > 0).sum(1) > 1
+    assert other.any()
     np.testing.assert_allclose(1 - own[other], changed[other], atol=1e-5)
 
 

@@ -91,6 +91,23 @@ def test_resume_after_sigkill_loses_at_most_one_epoch(tmp_path):
     assert json.loads((run / "metrics.json").read_text())["epochs_run"] == 5
 
 
+def test_resume_after_crash_in_evaluation_only_evaluates(tmp_path, monkeypatch):
+    import cifar_edge.train.loop as loop
+    real_evaluate = loop._evaluate
+
+    def crash(*args, **kwargs):
+        raise RuntimeError("power cut during evaluation")
+    run = tmp_path / "run"
+    monkeypatch.setattr(loop, "_evaluate", crash)
+    with pytest.raises(RuntimeError):
+        train(TrainConfig(data="synthetic", epochs=2, limit=300, **TINY), run)
+    assert (run / "model.keras").is_file() and not (run / "metrics.json").exists()
+    monkeypatch.setattr(loop, "_evaluate", real_evaluate)
+    metrics = train(TrainConfig(**TINY), run, resume=True)
+    assert metrics["fit_seconds_this_session"] == 0 and metrics["epochs_run"] == 2   # nothing retrained
+    assert not (run / "backup").exists()
+
+
 def test_resume_and_rerun_errors(tmp_path):
     with pytest.raises(CifarEdgeError, match="nothing to resume"):
         train(TrainConfig(**TINY), tmp_path / "none", resume=True)
@@ -121,9 +138,11 @@ def test_distributed_strategies_on_cpu(tmp_path, strategy, expected, replicas):
 def test_kfold_reports_mean_and_std(tmp_path):
     metrics = train(TrainConfig(data="synthetic", epochs=1, limit=600, kfold=2, **TINY), tmp_path / "k")
     assert metrics["kfold"] == 2 and len(metrics["folds"]) == 2
-    assert metrics["top1"] == pytest.approx(np.mean([f["top1"] for f in metrics["folds"]]))
-    assert metrics["top1_std"] >= 0
+    tops = [f["top1"] for f in metrics["folds"]]
+    assert metrics["top1"] == pytest.approx(np.mean(tops))
+    assert metrics["top1_std"] == pytest.approx(np.std(tops, ddof=1))
     assert (tmp_path / "k" / "fold_2" / "metrics.json").is_file()
+    assert (tmp_path / "k" / "fold_2" / "model.keras").is_file()
 
 
 @pytest.mark.parametrize("optimizer, schedule", [("adamw", "cosine"), ("sgd", "exponential"),
@@ -135,8 +154,10 @@ def test_optimizers_and_schedules_train(tmp_path, optimizer, schedule):
     metrics = train(cfg, tmp_path / "r")
     assert np.isfinite(metrics["loss"])
     lrs = [float(r["lr"]) for r in _history(tmp_path / "r")]
-    if schedule == "exponential":
+    if schedule in ("exponential", "cosine"):
         assert lrs[1] < lrs[0]
+    else:                                                         # constant; plateau waits 2 epochs
+        assert lrs[0] == pytest.approx(cfg.lr) and lrs[1] == pytest.approx(cfg.lr)
 
 
 def test_schedules_shape():
@@ -164,8 +185,11 @@ def test_mlflow_logging(tmp_path):
     run = tmp_path / "run"
     train(TrainConfig(data="synthetic", epochs=2, limit=300, mlflow=True, **TINY), run)
     import mlflow
-    mlflow.set_tracking_uri((run / "mlruns").resolve().as_uri())
-    runs = mlflow.search_runs(experiment_names=["cifar-edge"])
-    assert len(runs) == 1 and "metrics.top1" in runs.columns
-    client = mlflow.tracking.MlflowClient()
-    assert len(client.get_metric_history(runs.run_id[0], "loss")) == 2
+    client = mlflow.tracking.MlflowClient((run / "mlruns").resolve().as_uri())
+    runs = client.search_runs([client.get_experiment_by_name("cifar-edge").experiment_id])
+    assert len(runs) == 1
+    logged = runs[0].data
+    saved = json.loads((run / "metrics.json").read_text())
+    assert logged.metrics["test_top1"] == pytest.approx(saved["top1"]) and logged.params["model"] == "cnn-tiny"
+    assert len(client.get_metric_history(runs[0].info.run_id, "loss")) == 2      # one per epoch
+    assert {a.path for a in client.list_artifacts(runs[0].info.run_id)} >= {"metrics.json", "model.keras"}

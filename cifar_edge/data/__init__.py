@@ -3,8 +3,8 @@ from .augment import AugmentConfig
 from .dataset import Dataset
 from .pipeline import Normalization, make_dataset, prepare_images
 from .sources import NAMED_SOURCES, OFFICIAL_MD5, load_dataset, load_path
-from .splits import stratified_kfold, stratified_split
+from .splits import stratified_kfold, stratified_split, stratified_subset
 from .synthetic import make_synthetic
 
 __all__ = ["AugmentConfig", "Dataset", "Normalization", "make_dataset", "prepare_images", "NAMED_SOURCES",
-           "OFFICIAL_MD5", "load_dataset", "load_path", "stratified_kfold", "stratified_split", "make_synthetic"]
+           "OFFICIAL_MD5", "load_dataset", "load_path", "stratified_kfold", "stratified_split", "stratified_subset", "make_synthetic"]

@@ -111,7 +111,9 @@ def _beta(seed, n, alpha):
     s1, s2 = tf.unstack(tf.random.experimental.stateless_split(seed, 2))
     g1 = tf.random.stateless_gamma([n], s1, alpha)
     g2 = tf.random.stateless_gamma([n], s2, alpha)
-    return g1 / (g1 + g2)
+    total = g1 + g2
+    # Both gammas can underflow to 0 for small alpha: call that an even mix, not NaN.
+    return tf.where(total > 0, tf.math.divide_no_nan(g1, total), 0.5)
 
 
 def _mixup(images, labels, alpha, seed):

@@ -74,6 +74,8 @@ def as_images(x, what: str) -> np.ndarray:
     if x.dtype != np.uint8:
         if not np.issubdtype(x.dtype, np.number):
             raise CifarEdgeError(f"{what}: images must be numeric; got dtype {x.dtype}")
+        if not np.isfinite(x).all():
+            raise CifarEdgeError(f"{what}: images contain NaN or infinite values; clean the data")
         hi = float(x.max()) if x.size else 0.0
         lo = float(x.min()) if x.size else 0.0
         if lo < 0 or hi > 255:

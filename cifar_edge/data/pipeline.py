@@ -32,11 +32,18 @@ class Normalization:
         return (x - np.asarray(self.mean, np.float32)) / np.asarray(self.std, np.float32)
 
 
-def _prepare(images, image_size, norm: Normalization):
-    x = tf.cast(images, tf.float32)
+def resize_target(images, size: int | None) -> int | None:
+    """``size`` if images (N, H, W, 3) must be resized to size x size, else None."""
+    if size is None or tuple(images.shape[1:3]) == (size, size):
+        return None
+    return int(size)
+
+
+def _finish(images, image_size, norm: Normalization):
+    """float32 images in 0..255 -> resized (if asked) and normalized."""
     if image_size is not None:
-        x = tf.image.resize(x, (image_size, image_size), method="bilinear")
-    return (x - tf.constant(norm.mean, tf.float32)) / tf.constant(norm.std, tf.float32)
+        images = tf.image.resize(images, (image_size, image_size), method="bilinear")
+    return (images - tf.constant(norm.mean, tf.float32)) / tf.constant(norm.std, tf.float32)
 
 
 def make_dataset(x, y, num_classes: int, batch_size: int, norm: Normalization, training: bool,
@@ -47,8 +54,7 @@ def make_dataset(x, y, num_classes: int, batch_size: int, norm: Normalization, t
     Training pipelines shuffle every epoch (seeded) and augment whole batches; resizing to
     ``image_size`` (for models that want larger inputs) happens after augmentation.
     """
-    if image_size is not None and image_size == x.shape[1] == x.shape[2]:
-        image_size = None
+    image_size = resize_target(x, image_size)
     ds = tf.data.Dataset.from_tensor_slices((x, np.asarray(y, np.int32)))
     if training:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
@@ -56,16 +62,15 @@ def make_dataset(x, y, num_classes: int, batch_size: int, norm: Normalization, t
     aug = augment if (training and augment is not None) else None
 
     def prep(images, labels, batch_seed=None):
-        images = _prepare_raw(images)
+        images = tf.cast(images, tf.float32)
         onehot = tf.one_hot(labels, num_classes)
         if aug is not None:
             images, onehot = augment_batch(images, onehot, aug, batch_seed)
-        if image_size is not None:
-            images = tf.image.resize(images, (image_size, image_size), method="bilinear")
-        return (images - tf.constant(norm.mean, tf.float32)) / tf.constant(norm.std, tf.float32), onehot
+        return _finish(images, image_size, norm), onehot
 
     if aug is not None:
-        seeds = tf.data.Dataset.random(seed=seed + 1).batch(2)
+        # One stateless seed per batch, different every epoch, reproducible from ``seed``.
+        seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
         ds = tf.data.Dataset.zip((ds, seeds)).map(lambda b, s: prep(b[0], b[1], s),
                                                   num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
     else:
@@ -73,10 +78,7 @@ def make_dataset(x, y, num_classes: int, batch_size: int, norm: Normalization, t
     return ds.prefetch(tf.data.AUTOTUNE)
 
 
-def _prepare_raw(images):
-    return tf.cast(images, tf.float32)
-
-
 def prepare_images(images_uint8, norm: Normalization, image_size: int | None = None):
-    """Normalize (and resize) a numpy batch for inference, as the pipeline does."""
-    return _prepare(images_uint8, image_size, norm).numpy()
+    """Normalize (and resize) a numpy batch for inference, exactly as the pipeline does."""
+    images = tf.convert_to_tensor(images_uint8)
+    return _finish(tf.cast(images, tf.float32), resize_target(images, image_size), norm).numpy()

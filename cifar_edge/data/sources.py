@@ -99,10 +99,15 @@ def _official_from_members(kind: str, read, origin: str) -> Dataset:
         except KeyError:
             raise CifarEdgeError(f"{what} has no '{key}' entry; is it the right dataset ({kind})?") from None
 
+    def names_of(key):
+        if key not in meta:
+            raise CifarEdgeError(f"{origin}/{spec['meta']} has no '{key}'; is it the official {kind} meta file?")
+        return [n.decode() if isinstance(n, bytes) else str(n) for n in meta[key]]
+
     xs = {s: as_images(stack(parts[s], "data", f"{origin} {s}"), f"{origin} {s}") for s in parts}
     if kind == "cifar100":
-        class_names = [n.decode() if isinstance(n, bytes) else n for n in meta["fine_label_names"]]
-        coarse_names = [n.decode() if isinstance(n, bytes) else n for n in meta["coarse_label_names"]]
+        class_names = names_of("fine_label_names")
+        coarse_names = names_of("coarse_label_names")
         ys = {s: as_labels(stack(parts[s], "fine_labels", origin), len(xs[s]), len(class_names), f"{origin} {s}")
               for s in parts}
         yc = {s: stack(parts[s], "coarse_labels", origin).astype(np.int64) for s in parts}
@@ -111,7 +116,7 @@ def _official_from_members(kind: str, read, origin: str) -> Dataset:
         f2c[ys["test"]] = yc["test"]
         return Dataset("cifar100", origin, xs["train"], ys["train"], class_names, xs["test"], ys["test"],
                        coarse_names=coarse_names, fine_to_coarse=f2c)
-    class_names = [n.decode() if isinstance(n, bytes) else n for n in meta["label_names"]]
+    class_names = names_of("label_names")
     ys = {s: as_labels(stack(parts[s], "labels", origin), len(xs[s]), len(class_names), f"{origin} {s}")
           for s in parts}
     return Dataset("cifar10", origin, xs["train"], ys["train"], class_names, xs["test"], ys["test"])
@@ -179,7 +184,11 @@ def load_npz(paths, name: str | None = None) -> Dataset:
     origin = ", ".join(str(p) for p in paths)
     merged = {}
     for k, v in arrays.items():
-        merged[k] = np.concatenate(v) if k in _NPZ_IMAGES or k.startswith("y") else v[0]
+        try:
+            merged[k] = np.concatenate(v) if k in _NPZ_IMAGES or k.startswith("y") else v[0]
+        except ValueError as e:
+            raise CifarEdgeError(f"{origin}: array '{k}' cannot be joined across files ({e}); "
+                                 "give every part the same image size and 1-D labels") from None
     if "x_train" not in merged and "x" not in merged:
         raise CifarEdgeError(f"{origin}: found arrays {sorted(merged)}; need 'x_train' and 'y_train' "
                              "(optionally 'x_test'/'y_test') or 'x' and 'y'")
@@ -197,26 +206,35 @@ def load_npz(paths, name: str | None = None) -> Dataset:
     xte = yte = None
     if "x_test" in merged:
         xte, yte = pair("x_test")
+    if len(xtr) == 0:
+        raise CifarEdgeError(f"{origin}: the training arrays are empty; add images")
     if class_names is None:
         n = int(max(ytr.max(), -1 if yte is None else yte.max())) + 1
         class_names = [f"class_{i}" for i in range(n)]
     coarse_names = merged.get("coarse_names")
     f2c = merged.get("fine_to_coarse")
     if f2c is None and "y_train_coarse" in merged and coarse_names is not None:
+        coarse = as_labels(merged["y_train_coarse"], len(xtr), len(coarse_names), f"{origin} y_train_coarse")
         f2c = np.zeros(len(class_names), np.int64)
-        f2c[ytr] = np.asarray(merged["y_train_coarse"]).reshape(-1)
+        f2c[ytr] = coarse
+    if f2c is not None and (len(f2c) != len(class_names) or coarse_names is None
+                            or np.max(f2c) >= len(coarse_names) or np.min(f2c) < 0):
+        raise CifarEdgeError(f"{origin}: fine_to_coarse must map each of {len(class_names)} classes to "
+                             "a superclass index below len(coarse_names); fix or drop it")
     return Dataset(name or paths[0].stem, origin, xtr, ytr, class_names, xte, yte,
                    coarse_names=None if coarse_names is None else [str(c) for c in coarse_names],
                    fine_to_coarse=None if f2c is None else np.asarray(f2c, np.int64))
 
 
 def load_image_folder(path, image_size: int = 32) -> Dataset:
-    """``root/<class>/*.png`` (or ``root/train/<class>`` + ``root/test/<class>``), any image
-    size or mode: converted to RGB and resized to ``image_size``."""
-    from PIL import Image
+    """``root/<class>/*.png`` (or ``root/train/<class>`` [+ ``root/test/<class>``]), any image
+    size or mode, read exactly as `predict` reads images (see images.py)."""
+    from ..images import read_image
 
     root = Path(path)
-    splits = {"train": root / "train", "test": root / "test"} if (root / "train").is_dir() else {"train": root}
+    splits = {"train": root / "train"} if (root / "train").is_dir() else {"train": root}
+    if (root / "train").is_dir() and (root / "test").is_dir():
+        splits["test"] = root / "test"
     class_names = sorted(d.name for d in splits["train"].iterdir() if d.is_dir())
     if not class_names:
         raise CifarEdgeError(f"{root} has no class subfolders; lay images out as {root}/<class>/<image>.png")
@@ -228,12 +246,8 @@ def load_image_folder(path, image_size: int = 32) -> Dataset:
                 if f.suffix.lower() not in IMAGE_SUFFIXES:
                     continue
                 try:
-                    with Image.open(f) as im:
-                        im = im.convert("RGB")
-                        if im.size != (image_size, image_size):
-                            im = im.resize((image_size, image_size), Image.BILINEAR)
-                        xs.append(np.asarray(im, np.uint8))
-                except Exception as e:  # noqa: BLE001 - PIL raises many types for bad files
+                    xs.append(read_image(f, image_size))
+                except CifarEdgeError as e:
                     raise CifarEdgeError(f"cannot read image {f} ({e}); remove or replace it") from None
                 ys.append(label)
         if not xs:
@@ -312,7 +326,7 @@ def load_named(kind: str, verify: bool = True, download: bool = True) -> Dataset
             raise CifarEdgeError(f"{ENV_VAR}={local} holds no {kind} data; expected "
                                  f"{_OFFICIAL[kind]['folder']}/, {_OFFICIAL[kind]['archive']} or {kind}/*.npz there")
         found.name = kind
-        return found
+        return _with_cifar100_names(found)
     cache = keras_cache_dir()
     found = _find_official(cache, kind, OFFICIAL_MD5 if verify else None)
     if found is None and download:
@@ -320,7 +334,15 @@ def load_named(kind: str, verify: bool = True, download: bool = True) -> Dataset
         found = _find_official(cache, kind, OFFICIAL_MD5 if verify else None)
     if found is None:
         raise CifarEdgeError(f"no {kind} data in keras' cache ({cache}); pass --data PATH or set {ENV_VAR}")
-    return found
+    return _with_cifar100_names(found)
+
+
+def _with_cifar100_names(ds: Dataset) -> Dataset:
+    """CIFAR-100 from any source gets the official superclasses when it lacks them."""
+    if ds.name == "cifar100" and ds.coarse_names is None and ds.num_classes == 100:
+        ds.coarse_names = list(names.CIFAR100_COARSE)
+        ds.fine_to_coarse = np.asarray(names.CIFAR100_FINE_TO_COARSE)
+    return ds
 
 
 def load_dataset(source: str = "cifar100", labels: str = "fine", verify: bool = True,
@@ -342,7 +364,4 @@ def load_dataset(source: str = "cifar100", labels: str = "fine", verify: bool = 
         hint = f"did you mean '{close[0]}'? " if close else ""
         raise CifarEdgeError(f"unknown data source '{source}'; {hint}use one of {', '.join(NAMED_SOURCES)} "
                              "or a path to local data")
-    if ds.name == "cifar100" and ds.coarse_names is None:
-        ds.coarse_names = list(names.CIFAR100_COARSE)
-        ds.fine_to_coarse = np.asarray(names.CIFAR100_FINE_TO_COARSE)
     return ds.with_coarse_labels() if labels == "coarse" else ds

@@ -24,6 +24,18 @@ def stratified_split(labels, fraction: float, seed: int = 0):
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(held))
 
 
+def stratified_subset(labels, n: int, seed: int = 0):
+    """Sorted indices of about ``n`` samples, every class kept in proportion (at least one each)."""
+    labels = np.asarray(labels)
+    classes, counts = np.unique(labels, return_counts=True)
+    if n < len(classes):
+        raise CifarEdgeError(f"--limit {n} is smaller than the {len(classes)} classes; use at least {len(classes)}")
+    rng = np.random.default_rng(seed)
+    take = np.maximum(1, np.round(counts * n / len(labels)).astype(int))
+    picked = [rng.permutation(np.flatnonzero(labels == c))[:k] for c, k in zip(classes, take)]
+    return np.sort(np.concatenate(picked))
+
+
 def stratified_kfold(labels, k: int, seed: int = 0):
     """List of ``k`` (train, val) index pairs; each sample is in exactly one val fold."""
     labels = np.asarray(labels)

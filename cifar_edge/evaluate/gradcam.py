@@ -12,12 +12,13 @@ import matplotlib
 matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from PIL import Image, ImageOps, UnidentifiedImageError  # noqa: E402
+from PIL import Image  # noqa: E402
 
 from .._tf import keras, tf  # noqa: E402
 from ..data.pipeline import Normalization  # noqa: E402
 from ..errors import CifarEdgeError  # noqa: E402
 from ..fileio import atomic_path  # noqa: E402
+from ..images import open_rgb  # noqa: E402
 from .metrics import model_image_size, to_probabilities  # noqa: E402
 
 _GRADCAM_BATCH = 64
@@ -116,39 +117,6 @@ def gradcam(model, images_float_normalized, class_index=None, layer_name=None) -
     return np.concatenate(maps, axis=0) if maps else np.zeros((0, *x.shape[1:3]), np.float32)
 
 
-def _load_image(item, label) -> Image.Image:
-    """Any PIL-readable file, PIL image or uint8-like array -> RGB PIL image."""
-    if isinstance(item, Image.Image):
-        return item.convert("RGB")
-    if isinstance(item, np.ndarray):
-        arr = np.clip(item, 0, 255).astype(np.uint8)
-        if arr.ndim == 3 and arr.shape[-1] == 1:
-            arr = arr[..., 0]
-        if arr.ndim not in (2, 3) or (arr.ndim == 3 and arr.shape[-1] not in (3, 4)):
-            raise CifarEdgeError(f"{label}: array of shape {item.shape} is not an image; "
-                                 "pass (H, W), (H, W, 3) or (H, W, 4) pixels in 0..255")
-        return Image.fromarray(arr).convert("RGB")
-    path = Path(item)
-    if not path.is_file():
-        raise CifarEdgeError(f"image '{path}' not found; pass the path of a PNG or JPEG file")
-    try:
-        with Image.open(path) as img:
-            img = ImageOps.exif_transpose(img)   # phone photos store rotation in EXIF
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise CifarEdgeError(f"cannot read '{path}' as an image ({type(e).__name__}); "
-                             "pass a PNG or JPEG file") from None
-
-
-def _center_square(img: Image.Image) -> Image.Image:
-    """Centre crop to a square: CIFAR models only ever saw square images, and squashing a
-    wide photo distorts object shapes more than cropping its edges."""
-    w, h = img.size
-    s = min(w, h)
-    left, top = (w - s) // 2, (h - s) // 2
-    return img.crop((left, top, left + s, top + s))
-
-
 def explain_images(model, image_paths_or_arrays, norm: Normalization, image_size, class_names, out_dir,
                    display_size: int = 256) -> list[dict]:
     """Classify arbitrary images and write one Grad-CAM figure per image.
@@ -173,7 +141,7 @@ def explain_images(model, image_paths_or_arrays, norm: Normalization, image_size
     for i, item in enumerate(items):
         label = str(item) if isinstance(item, (str, Path)) else f"array[{i}]"
         labels.append(label)
-        crops.append(_center_square(_load_image(item, label)))
+        crops.append(open_rgb(item, label))
     if not crops:
         return []
     batch = np.stack([np.asarray(c.resize((size, size), Image.Resampling.BILINEAR)) for c in crops])

@@ -15,7 +15,7 @@ def cnn(num_classes, input_shape, **options):
 
 
 @register_model("cnn-tiny", input_size=32, normalization=CIFAR_NORM, recipe=CNN_RECIPE,
-                description="quarter-width residual CNN: seconds per epoch, for tests and smoke runs")
+                description="half-width, shallower residual CNN: seconds per epoch, for tests and smoke runs")
 def cnn_tiny(num_classes, input_shape, **options):
     options = {"width": 0.5, "depth": (0, 1, 0), **options}
     return build_cnn(num_classes=num_classes, input_shape=input_shape, **options)

@@ -63,11 +63,18 @@ class HistoryCSV(keras.callbacks.Callback):
 
 
 class BestCheckpoint(keras.callbacks.Callback):
-    """Saves the model whenever ``monitor`` improves, atomically (temp file + rename)."""
+    """Saves the model whenever ``monitor`` improves, atomically (temp file + rename).
 
-    def __init__(self, path, monitor="val_accuracy"):
+    On resume the best value so far is read back from history.csv, so a worse first
+    resumed epoch does not overwrite the real best."""
+
+    def __init__(self, path, monitor="val_accuracy", history=None):
         super().__init__()
         self.path, self.monitor, self.best = Path(path), monitor, -math.inf
+        if history is not None and Path(history).is_file() and self.path.is_file():
+            with open(history, newline="") as f:
+                seen = [float(r[monitor]) for r in csv.DictReader(f) if r.get(monitor)]
+            self.best = max(seen, default=-math.inf)
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)

@@ -32,7 +32,7 @@ class TrainConfig:
     nesterov: bool | None = None
     weight_decay: float | None = None    # decoupled (SGDW / AdamW); BN and biases excluded
     schedule: str | None = None
-    warmup_epochs: float | None = None   # <= 1 means a fraction of all epochs
+    warmup_epochs: float | None = None   # < 1 means a fraction of all epochs
     decay_rate: float = 0.9              # exponential schedule: factor per epoch
     label_smoothing: float | None = None
     early_stopping: int = 0              # patience in epochs; 0 = off
@@ -43,7 +43,7 @@ class TrainConfig:
     kfold: int = 0
     mlflow: bool = False
     verify: bool = True                  # MD5-check official CIFAR files
-    limit: int | None = None             # use only the first N training images (smoke runs)
+    limit: int | None = None             # use only N training images, stratified (smoke runs)
     synthetic_classes: int | None = None
     synthetic_size: int | None = None
 
@@ -77,6 +77,10 @@ class TrainConfig:
             bad("val_split", self.val_split, "use a fraction in [0, 1)")
         if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1:
             bad("label_smoothing", self.label_smoothing, "use a value in [0, 1)")
+        if self.momentum is not None and not 0 <= self.momentum < 1:
+            bad("momentum", self.momentum, "use a value in [0, 1)")
+        if self.warmup_epochs is not None and self.warmup_epochs < 0:
+            bad("warmup_epochs", self.warmup_epochs, "use 0 or more")
         if self.weight_decay is not None and self.weight_decay < 0:
             bad("weight_decay", self.weight_decay, "use 0 or more")
         if self.kfold == 1 or self.kfold < 0:

@@ -37,7 +37,10 @@ def make_strategy(name: str):
     if name in ("auto", "mirrored"):
         if n_gpu:
             return tf.distribute.MirroredStrategy()
-        n = int(os.environ.get(CPU_DEVICES_ENV, "2"))
+        raw = os.environ.get(CPU_DEVICES_ENV, "2")
+        if not raw.isdigit() or int(raw) < 1:
+            raise CifarEdgeError(f"{CPU_DEVICES_ENV}={raw!r} is invalid; set it to a whole number of devices, e.g. 2")
+        n = int(raw)
         split_cpu(n)
         devices = [d.name for d in tf.config.list_logical_devices("CPU")][:n]
         console.info(f"mirrored strategy over {len(devices)} logical CPU devices (no GPU)")

@@ -16,7 +16,8 @@ import numpy as np
 
 from .. import __version__, console
 from .._tf import keras, tf
-from ..data import load_dataset, make_dataset, stratified_kfold, stratified_split
+from ..data import load_dataset, make_dataset, stratified_kfold, stratified_split, stratified_subset
+from ..data.pipeline import resize_target
 from ..errors import CifarEdgeError
 from ..fileio import atomic_path, read_json, write_json, write_text
 from ..models import count_flops, get_model_spec
@@ -67,7 +68,7 @@ def fit(cfg: TrainConfig, run: RunFolder, x_train, y_train, x_val, y_val, num_cl
     with strategy.scope():
         model = spec.build(num_classes, cfg.input_size, **cfg.model_options)
         _compile(model, cfg, steps, num_classes, accel["xla"])
-    size = cfg.input_size if cfg.input_size != x_train.shape[1] else None
+    size = resize_target(x_train, cfg.input_size)
     train_ds = make_dataset(x_train, y_train, num_classes, cfg.batch_size, spec.normalization, training=True,
                             augment=cfg.augment, image_size=size, seed=cfg.seed)
     val_ds = None
@@ -75,21 +76,23 @@ def fit(cfg: TrainConfig, run: RunFolder, x_train, y_train, x_val, y_val, num_cl
         val_ds = make_dataset(x_val, y_val, num_classes, max(cfg.batch_size, 256), spec.normalization,
                               training=False, image_size=size)
     monitor = "val_accuracy" if val_ds is not None else "accuracy"
-    callbacks = [EpochStats(len(x_train)), HistoryCSV(run.history), BestCheckpoint(run.best, monitor),
+    callbacks = [EpochStats(len(x_train)), HistoryCSV(run.history),
                  keras.callbacks.TensorBoard(str(run.tensorboard), update_freq="epoch", profile_batch=0,
                                              write_graph=False),
                  Progress(cfg.epochs, steps)]
+    if val_ds is not None:
+        callbacks.append(BestCheckpoint(run.best, monitor, history=run.history))
     if cfg.early_stopping:
         callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.early_stopping))
     if cfg.schedule == "plateau":
         callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss" if val_ds else "loss",
                                                            factor=0.2, patience=2, min_lr=cfg.lr * 1e-3))
-    # Last, so the backup is taken only after this epoch's history row is on disk.
-    callbacks.append(keras.callbacks.BackupAndRestore(str(run.backup), save_freq="epoch"))
+    # Last, so the backup is taken only after this epoch's history row is on disk.  Kept
+    # until metrics.json is written, so a crash while saving or evaluating loses nothing.
+    callbacks.append(keras.callbacks.BackupAndRestore(str(run.backup), save_freq="epoch", delete_checkpoint=False))
     t0 = time.perf_counter()
     model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=0, callbacks=callbacks)
     seconds = time.perf_counter() - t0
-    shutil.rmtree(run.backup, ignore_errors=True)   # finished: the crash backup has done its job
     if run.best.exists() and val_ds is not None:
         model.set_weights(load_model(run.best).get_weights())  # best on validation, not last
     return model, seconds
@@ -107,27 +110,30 @@ def _prepare_run(cfg: TrainConfig, out_dir, resume: bool) -> tuple[TrainConfig, 
         saved = TrainConfig.from_dict(read_json(run.config)["train"])
         console.info(f"resuming {run.root} (epochs {saved.epochs}, model {saved.model})")
         return saved.validate(), run
-    if run.root.exists() and any(run.root.iterdir()):
+    if run.root.exists() and any(not p.name.startswith(".") for p in run.root.iterdir()):
         raise CifarEdgeError(f"run folder {run.root} is not empty; pass --resume to continue that run "
                              "or choose a new --out")
     return cfg.resolved(), run
 
 
-def train(cfg: TrainConfig, out_dir, resume: bool = False) -> dict:
-    """Train per ``cfg`` into ``out_dir`` and evaluate; returns the metrics dict."""
+def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None) -> dict:
+    """Train per ``cfg`` into ``out_dir`` and evaluate; returns the metrics dict.
+
+    ``dataset`` may pass an already loaded :class:`Dataset` for ``cfg.data``.
+    """
     cfg, run = _prepare_run(cfg, out_dir, resume)
     strategy = make_strategy(cfg.strategy)      # before anything initialises TF devices
     accel = accelerate()
     seed_everything(cfg.seed)
-    ds = load_dataset(cfg.data, labels=cfg.labels, verify=cfg.verify, synthetic_classes=cfg.synthetic_classes,
-                      synthetic_size=cfg.synthetic_size, seed=cfg.seed)
+    ds = dataset or load_dataset(cfg.data, labels=cfg.labels, verify=cfg.verify,
+                                 synthetic_classes=cfg.synthetic_classes, synthetic_size=cfg.synthetic_size,
+                                 seed=cfg.seed)
     if ds.synthetic:
         console.warn(f"training on {ds.source}")
     x, y = ds.x_train, ds.y_train
-    if cfg.limit:
-        keep, _ = stratified_split(y, 1 - min(1.0, cfg.limit / len(y)), cfg.seed) if cfg.limit < len(y) else (None, None)
-        if keep is not None:
-            x, y = x[keep], y[keep]
+    if cfg.limit and cfg.limit < len(y):
+        keep = stratified_subset(y, cfg.limit, cfg.seed)
+        x, y = x[keep], y[keep]
     spec = get_model_spec(cfg.model)
     run.root.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -145,20 +151,24 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False) -> dict:
         del probe
     console.info(f"{cfg.model} on {ds.name} ({len(x)} train images, {ds.num_classes} classes) -> {run.root}")
     if cfg.kfold:
-        metrics = _train_kfold(cfg, run, x, y, ds.num_classes, strategy, accel)
+        metrics = _train_kfold(cfg, run, x, y, ds.class_names, strategy, accel)
     else:
         if cfg.val_split > 0:
             tr, va = stratified_split(y, cfg.val_split, cfg.seed)
             x_tr, y_tr, x_va, y_va = x[tr], y[tr], x[va], y[va]
         else:
             x_tr, y_tr, x_va, y_va = x, y, None, None
-        model, seconds = fit(cfg, run, x_tr, y_tr, x_va, y_va, ds.num_classes, strategy, accel)
-        for path in (run.model_keras, run.model_h5):
-            with atomic_path(path) as tmp:
-                model.save(tmp)
+        if resume and run.model_keras.is_file() and run.model_h5.is_file():
+            model, seconds = load_model(run.model_keras), 0.0   # crashed after training: just evaluate
+        else:
+            model, seconds = fit(cfg, run, x_tr, y_tr, x_va, y_va, ds.num_classes, strategy, accel)
+            for path in (run.model_h5, run.model_keras):
+                with atomic_path(path) as tmp:
+                    model.save(tmp)
         metrics = _evaluate(model, ds, spec, cfg, run, x_va, y_va)
         metrics.update(_throughput(run, seconds, len(x_tr)))
     write_json(run.metrics, metrics)
+    shutil.rmtree(run.backup, ignore_errors=True)   # finished: the crash backup has done its job
     if cfg.mlflow:
         from .tracking import log_to_mlflow
         log_to_mlflow(run, cfg, metrics)
@@ -176,7 +186,7 @@ def _throughput(run: RunFolder, seconds: float, n_train: int) -> dict:
 
 def _evaluate(model, ds, spec, cfg, run: RunFolder, x_va, y_va) -> dict:
     from ..evaluate import evaluate_model
-    size = cfg.input_size if cfg.input_size != ds.x_train.shape[1] else None
+    size = resize_target(ds.x_train, cfg.input_size)
     common = dict(class_names=ds.class_names, norm=spec.normalization, image_size=size,
                   fine_to_coarse=ds.fine_to_coarse, coarse_names=ds.coarse_names)
     out = {}
@@ -195,11 +205,11 @@ def _evaluate(model, ds, spec, cfg, run: RunFolder, x_va, y_va) -> dict:
     return out
 
 
-def _train_kfold(cfg: TrainConfig, run: RunFolder, x, y, num_classes, strategy, accel) -> dict:
+def _train_kfold(cfg: TrainConfig, run: RunFolder, x, y, class_names, strategy, accel) -> dict:
     """K stratified folds, each its own resumable sub-run; reports mean +- std of top-1."""
     from ..evaluate import evaluate_model
     spec = get_model_spec(cfg.model)
-    size = cfg.input_size if cfg.input_size != x.shape[1] else None
+    size = resize_target(x, cfg.input_size)
     folds = []
     for k, (tr, va) in enumerate(stratified_kfold(y, cfg.kfold, cfg.seed), start=1):
         sub = RunFolder(run.root / f"fold_{k}")
@@ -207,15 +217,20 @@ def _train_kfold(cfg: TrainConfig, run: RunFolder, x, y, num_classes, strategy, 
             folds.append(read_json(sub.metrics))
             continue
         sub.root.mkdir(parents=True, exist_ok=True)
+        if not sub.config.is_file():   # each fold is a usable run folder (predict/evaluate take it)
+            write_json(sub.config, {**read_json(run.config), "fold": k})
         console.info(f"fold {k}/{cfg.kfold}: {len(tr)} train, {len(va)} validation")
         seed_everything(cfg.seed + k)
-        model, seconds = fit(cfg, sub, x[tr], y[tr], x[va], y[va], num_classes, strategy, accel)
-        m = evaluate_model(model, x[va], y[va], class_names=[str(i) for i in range(num_classes)],
+        model, seconds = fit(cfg, sub, x[tr], y[tr], x[va], y[va], len(class_names), strategy, accel)
+        with atomic_path(sub.model_keras) as tmp:
+            model.save(tmp)
+        m = evaluate_model(model, x[va], y[va], class_names=class_names,
                            norm=spec.normalization, image_size=size, out_dir=sub.root,
                            history_csv=sub.history, split=f"fold {k} validation")
         m = {key: m[key] for key in ("top1", "top5", "loss", "n")}
         m.update(_throughput(sub, seconds, len(tr)))
         write_json(sub.metrics, m)
+        shutil.rmtree(sub.backup, ignore_errors=True)
         folds.append(m)
     top1 = np.array([f["top1"] for f in folds])
     top5 = np.array([f["top5"] for f in folds])

@@ -33,6 +33,9 @@ class RunFolder:
         for p in (self.model_keras, self.best, self.model_h5):
             if p.is_file():
                 return p
+        if (self.root / "fold_1").is_dir():
+            raise CifarEdgeError(f"{self.root} is a k-fold run: each fold has its own model; pass "
+                                 f"{self.root / 'fold_1'} (or another fold)")
         raise CifarEdgeError(f"{self.root} holds no trained model (model.keras); train first with "
                              f"`cifar-edge train --out {self.root}` or finish it with --resume")
 

@@ -46,7 +46,7 @@ def make_schedule(name: str, lr: float, epochs: int, steps_per_epoch: int, warmu
     """A schedule object, or a plain float for 'constant' and 'plateau' (which
     ReduceLROnPlateau then adjusts)."""
     total = epochs * steps_per_epoch
-    warm = warmup_epochs * epochs if warmup_epochs <= 1 else warmup_epochs
+    warm = warmup_epochs * epochs if warmup_epochs < 1 else warmup_epochs   # < 1: a fraction of the run
     warm_steps = int(round(warm * steps_per_epoch))
     if name == "onecycle":
         return OneCycle(lr, total, warm_steps)

@@ -1,0 +1,61 @@
+"""Train the default CNN on the real CIFAR-10 (50k train / 10k test) within a time budget.
+
+Runs exactly the CLI command the README states, then records top-1, top-5, training time and
+img/s in benchmarks/results/train_cifar10.{json,md}.  The bar (issue "Foundation"): >= 90%
+top-1 after <= 45 minutes of training on a 2-core CPU.
+
+    python benchmarks/train_cifar10.py [--epochs 9] [--out runs/cifar10-bench]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import RESULTS, ROOT, SHARED_DATA, machine, need, write_results
+
+BUDGET_MINUTES = 45
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--epochs", type=int, default=9)
+    ap.add_argument("--out", default=str(ROOT / "runs" / "cifar10-bench"))
+    args = ap.parse_args()
+    data = need(SHARED_DATA / "cifar10")
+    out = Path(args.out).resolve()
+    shutil.rmtree(out, ignore_errors=True)
+    command = ["cifar-edge", "train", "--model", "cnn", "--data", str(data), "--epochs", str(args.epochs),
+               "--val-split", "0", "--out", str(out), "--seed", "0"]
+    t0 = time.time()
+    subprocess.run([sys.executable, "-m", "cifar_edge.cli", *command[1:]], check=True, cwd=ROOT)
+    wall = time.time() - t0
+    metrics = json.loads((out / "metrics.json").read_text())
+    config = json.loads((out / "config.json").read_text())
+    train_min = metrics["train_seconds"] / 60
+    result = {
+        "command": " ".join(command).replace(str(data), "../shared/data/cifar10").replace(str(out), "runs/cifar10-bench"),
+        "model": "cnn", "params": config["params"], "flops_per_image": config["flops"], "epochs": metrics["epochs_run"],
+        "top1": metrics["top1"], "top5": metrics["top5"], "test_images": metrics["n"],
+        "train_minutes": round(train_min, 2), "wall_minutes_incl_eval": round(wall / 60, 2),
+        "train_images_per_second": metrics["images_per_second"], "budget_minutes": BUDGET_MINUTES,
+        "meets_bar": bool(metrics["top1"] >= 0.90 and train_min <= BUDGET_MINUTES), "machine": machine(),
+        "versions": config["versions"],
+    }
+    md = (f"# Default CNN on real CIFAR-10\n\n`{result['command']}`\n\n"
+          f"| top-1 | top-5 | epochs | training time | img/s | params | MFLOPs/img | bar (>=90% in <=45 min) |\n"
+          f"|---|---|---|---|---|---|---|---|\n"
+          f"| {result['top1']:.2%} | {result['top5']:.2%} | {result['epochs']} | {train_min:.1f} min | "
+          f"{result['train_images_per_second']:.0f} | {result['params']:,} | {result['flops_per_image'] / 1e6:.1f} | "
+          f"{'met' if result['meets_bar'] else 'NOT met'} |\n\n"
+          f"Machine: {result['machine']['cpu']}, {result['machine']['cores']} cores, no GPU. "
+          f"Train set: the JPEG-q75 CIFAR-10 train images from ../shared/data; test: the lossless 10k.\n")
+    write_results("train_cifar10", result, md)
+
+
+if __name__ == "__main__":
+    main()
