@@ -2,16 +2,19 @@
 
 Both fit the same compiled model (same recipe) on the same tf.data pipeline (same
 augmentation) for the same epochs, in one process, alternating A/B/A/B so machine noise
-hits both; the ratio of best wall times is the overhead of our loop (progress, history,
-TensorBoard, best checkpoint, crash backup).  Bar: ratio >= 0.95.
+hits both.  Each arm's time is the wall time of its whole ``model.fit`` call (so ours
+includes every callback: progress, history, TensorBoard, crash backup, and both include
+the same graph tracing), median over the repeats.  The ratio ours/plain is the cost of
+our loop.  Bar: ratio >= 0.95.
 
-    python benchmarks/train_overhead.py [--images 10000] [--epochs 2] [--repeats 2]
+    python benchmarks/train_overhead.py [--images 6000] [--epochs 3] [--repeats 3]
 """
 from __future__ import annotations
 
 import argparse
 import math
 import shutil
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -21,13 +24,12 @@ from common import SHARED_DATA, machine, need, write_results
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--images", type=int, default=10000)
-    ap.add_argument("--epochs", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--images", type=int, default=6000)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
 
     from cifar_edge import console
-    from cifar_edge._tf import keras
     from cifar_edge.data import load_path, make_dataset
     from cifar_edge.models import get_model_spec
     from cifar_edge.train import TrainConfig, train
@@ -65,17 +67,19 @@ def main():
         plain.append(plain_fit())
         mine.append(ours(i))
     n_images = len(x) * args.epochs
-    plain_ips, ours_ips = n_images / min(plain), n_images / min(mine)
+    plain_ips = n_images / statistics.median(plain)
+    ours_ips = n_images / statistics.median(mine)
     ratio = ours_ips / plain_ips
     result = {"images": len(x), "epochs": args.epochs, "repeats": args.repeats,
-              "plain_fit_seconds": [round(s, 2) for s in plain], "cifar_edge_train_seconds": [round(s, 2) for s in mine],
+              "plain_fit_seconds": [round(s, 2) for s in plain], "cifar_edge_fit_seconds": [round(s, 2) for s in mine],
               "plain_images_per_second": round(plain_ips, 1), "cifar_edge_images_per_second": round(ours_ips, 1),
               "ratio": round(ratio, 3), "meets_bar": ratio >= 0.95, "machine": machine()}
     md = ("# `cifar-edge train` vs plain `model.fit` (same model, data, recipe)\n\n"
           "| plain model.fit img/s | cifar-edge train img/s | ratio | bar (>= 0.95) |\n|---|---|---|---|\n"
           f"| {plain_ips:.1f} | {ours_ips:.1f} | {ratio:.3f} | {'met' if result['meets_bar'] else 'NOT met'} |\n\n"
-          f"{len(x)} real CIFAR-10 images x {args.epochs} epochs, best of {args.repeats} alternating runs each; "
-          "wall time of fit including callbacks (progress, history, TensorBoard, checkpoints, crash backup).\n")
+          f"{len(x)} real CIFAR-10 images x {args.epochs} epochs, {args.repeats} alternating runs each; median "
+          "wall time of the whole fit, ours including its callbacks (progress, history, TensorBoard, "
+          "crash backup).\n")
     write_results("train_overhead", result, md)
     shutil.rmtree(tmp, ignore_errors=True)
 
