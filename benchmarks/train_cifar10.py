@@ -23,14 +23,15 @@ BUDGET_MINUTES = 45
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--epochs", type=int, default=9)
+    ap.add_argument("--epochs", type=int, default=11)
     ap.add_argument("--out", default=str(ROOT / "runs" / "cifar10-bench"))
+    ap.add_argument("--flags", default="", help="extra `cifar-edge train` flags, e.g. '--whiten'")
     args = ap.parse_args()
     data = need(SHARED_DATA / "cifar10")
     out = Path(args.out).resolve()
     shutil.rmtree(out, ignore_errors=True)
     command = ["cifar-edge", "train", "--model", "cnn", "--data", str(data), "--epochs", str(args.epochs),
-               "--val-split", "0", "--out", str(out), "--seed", "0"]
+               "--val-split", "0", "--out", str(out), "--seed", "0", *args.flags.split()]
     t0 = time.time()
     subprocess.run([sys.executable, "-m", "cifar_edge.cli", *command[1:]], check=True, cwd=ROOT)
     wall = time.time() - t0

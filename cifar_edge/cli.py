@@ -81,6 +81,7 @@ def train(
     schedule: Annotated[Optional[str], typer.Option(help="onecycle, cosine, exponential, plateau or constant.")] = None,
     warmup_epochs: Annotated[Optional[float], typer.Option(help="Warm-up epochs (<1: fraction of the run).")] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing.")] = None,
+    whiten: Annotated[Optional[bool], typer.Option("--whiten/--no-whiten", help="cnn: patch-whitening init of the 2x2 stem [default: model recipe].")] = None,
     early_stopping: Annotated[int, typer.Option(help="Stop after N epochs without improvement (0: off).")] = 0,
     val_split: Annotated[float, typer.Option(help="Stratified validation fraction of the training set.")] = 0.1,
     input_size: Annotated[Optional[int], typer.Option(help="Input resolution [default: model's].")] = None,
@@ -114,7 +115,7 @@ def train(
     cfg = TrainConfig(
         model=model, data=data, labels=labels, epochs=epochs, seed=seed, val_split=val_split, batch_size=batch_size,
         optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
-        warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, early_stopping=early_stopping,
+        warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, whiten=whiten, early_stopping=early_stopping,
         input_size=input_size, model_options=options, strategy=strategy, kfold=kfold, mlflow=mlflow,
         verify=verify, limit=limit, synthetic_classes=synthetic_classes,
         augment=AugmentConfig(flip_h=flip_h, flip_v=flip_v, translate=translate, rotation=rotation, zoom=zoom,

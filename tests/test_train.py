@@ -193,3 +193,20 @@ def test_mlflow_logging(tmp_path):
     assert logged.metrics["test_top1"] == pytest.approx(saved["top1"]) and logged.params["model"] == "cnn-tiny"
     assert len(client.get_metric_history(runs[0].info.run_id, "loss")) == 2      # one per epoch
     assert {a.path for a in client.list_artifacts(runs[0].info.run_id)} >= {"metrics.json", "model.keras"}
+
+
+def test_patch_whitening_decorrelates_stem_outputs(cifar100_real):
+    from cifar_edge.models import get_model_spec
+    from cifar_edge.train.whitening import whiten_stem, whitening_filters
+    x = cifar100_real[0][:800]
+    spec = get_model_spec("cnn")
+    w = whitening_filters(x, spec.normalization, eps=0.0)
+    assert w.shape == (2, 2, 3, 24)
+    patches = np.lib.stride_tricks.sliding_window_view(spec.normalization.apply_numpy(x), (2, 2), axis=(1, 2))
+    patches = patches.transpose(0, 1, 2, 4, 5, 3).reshape(-1, 12)
+    out = (patches - patches.mean(0)) @ w.reshape(12, 24)[:, :12]
+    np.testing.assert_allclose(np.cov(out.T, bias=True), np.eye(12), atol=5e-3)   # white
+    model = spec.build(10)
+    assert whiten_stem(model, x, spec.normalization)
+    assert not model.get_layer("stem_conv").trainable
+    np.testing.assert_allclose(model.get_layer("stem_conv").get_weights()[0], whitening_filters(x, spec.normalization))

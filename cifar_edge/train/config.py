@@ -14,7 +14,8 @@ STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 
 # Defaults when neither the flag nor the model's recipe says otherwise.
 _FALLBACK = {"optimizer": "adamw", "lr": 1e-3, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
-             "schedule": "cosine", "warmup_epochs": 1.0, "label_smoothing": 0.1, "batch_size": 128}
+             "schedule": "cosine", "warmup_epochs": 1.0, "label_smoothing": 0.1, "batch_size": 128,
+             "whiten": False}
 
 
 @dataclass
@@ -35,6 +36,7 @@ class TrainConfig:
     warmup_epochs: float | None = None   # < 1 means a fraction of all epochs
     decay_rate: float = 0.9              # exponential schedule: factor per epoch
     label_smoothing: float | None = None
+    whiten: bool | None = None           # patch-whitening init of a 2x2 stem (cnn)
     early_stopping: int = 0              # patience in epochs; 0 = off
     input_size: int | None = None        # None: the model's default
     model_options: dict = field(default_factory=dict)

@@ -26,6 +26,7 @@ from .config import TrainConfig
 from .distribute import accelerate, make_strategy
 from .runfolder import RunFolder, load_model
 from .schedules import make_schedule
+from .whitening import whiten_stem
 
 
 def seed_everything(seed: int):
@@ -67,6 +68,8 @@ def fit(cfg: TrainConfig, run: RunFolder, x_train, y_train, x_val, y_val, num_cl
     steps = math.ceil(len(x_train) / cfg.batch_size)
     with strategy.scope():
         model = spec.build(num_classes, cfg.input_size, **cfg.model_options)
+        if cfg.whiten and whiten_stem(model, x_train, spec.normalization, cfg.seed):
+            console.info("stem initialised by patch whitening (frozen)")
         _compile(model, cfg, steps, num_classes, accel["xla"])
     size = resize_target(x_train, cfg.input_size)
     train_ds = make_dataset(x_train, y_train, num_classes, cfg.batch_size, spec.normalization, training=True,
