@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -39,7 +40,7 @@ def main():
     config = json.loads((out / "config.json").read_text())
     train_min = metrics["train_seconds"] / 60
     result = {
-        "command": " ".join(command).replace(str(data), "../shared/data/cifar10").replace(str(out), "runs/cifar10-bench"),
+        "command": " ".join(command).replace(str(data), "../shared/data/cifar10").replace(str(out), os.path.relpath(out, ROOT)),
         "model": "cnn", "params": config["params"], "flops_per_image": config["flops"], "epochs": metrics["epochs_run"],
         "top1": metrics["top1"], "top5": metrics["top5"], "test_images": metrics["n"],
         "train_minutes": round(train_min, 2), "wall_minutes_incl_eval": round(wall / 60, 2),
