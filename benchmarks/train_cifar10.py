@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-from common import RESULTS, ROOT, SHARED_DATA, machine, need, write_results
+from common import ROOT, SHARED_DATA, machine, need, write_results
 
 BUDGET_MINUTES = 45
 
