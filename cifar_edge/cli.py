@@ -183,6 +183,73 @@ def explain(
         stdout.print(f"{r['image']}: {r['top1']} ({r['confidence']:.1%}) -> {r['path']}")
 
 
+def _export_table(title: str, entries: list) -> Table:
+    t = Table(title=title)
+    for col in ("variant", "file", "MB", "gzip MB", "agreement", "max |diff|", "top-1 (keras → file)", "notes"):
+        t.add_column(col, justify="right" if col in ("MB", "gzip MB", "agreement", "max |diff|") else "left")
+    for e in entries:
+        p = e["parity"]
+        t.add_row(e["variant"], e["file"], f"{e['size_bytes'] / 1e6:.2f}", f"{e['gzip_bytes'] / 1e6:.2f}",
+                  f"{p['top1_agreement']:.2%}", f"{p['max_abs_diff']:.3g}",
+                  f"{p['keras_top1']:.2%} → {p['export_top1']:.2%} ({p['images']} {p['split']})",
+                  "; ".join(e.get("notes") or []))
+    return t
+
+
+@app.command()
+@friendly
+def export(
+    run: Annotated[Path, typer.Argument(help="Run folder (from train or optimize).")],
+    format: Annotated[Optional[str], typer.Option("--format", "-f", help="tflite, onnx or keras (see `cifar-edge formats`).")] = None,
+    int8: Annotated[bool, typer.Option(help="Full-integer int8 (calibrated on training images).")] = False,
+    fp16: Annotated[bool, typer.Option(help="TFLite float16 weights.")] = False,
+    dynamic: Annotated[bool, typer.Option(help="TFLite dynamic-range (int8 weights, float activations).")] = False,
+    io: Annotated[str, typer.Option(help="int8 TFLite input/output type: float, int8 or uint8.")] = "float",
+    opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
+    per_tensor: Annotated[bool, typer.Option(help="int8 weights per tensor instead of per channel.")] = False,
+    from_tflite: Annotated[bool, typer.Option(help="ONNX int8: convert the int8 .tflite (QDQ) instead of quantizing in onnxruntime.")] = False,
+    variant: Annotated[Optional[List[str]], typer.Option(help="A named variant from `cifar-edge formats` (repeatable).")] = None,
+    all_variants: Annotated[bool, typer.Option("--all", help="Every variant of the format table.")] = False,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder [default: RUN/export].")] = None,
+    android: Annotated[Optional[Path], typer.Option(help="Also copy model.tflite + labels.txt into this Android assets folder.")] = None,
+    calibration_images: Annotated[int, typer.Option(help="Training images for int8 calibration.")] = 500,
+    check_images: Annotated[int, typer.Option(help="Held-out images for the parity check.")] = 1000,
+    min_agreement: Annotated[float, typer.Option(help="Fail a float/fp16 export below this top-1 agreement with Keras.")] = 0.99,
+    min_agreement_int8: Annotated[float, typer.Option(help="Fail a quantized export below this top-1 agreement.")] = 0.90,
+    data: Annotated[Optional[str], typer.Option(help="Data source for calibration and checks [default: the run's].")] = None,
+):
+    """Export a run's model (TFLite, ONNX, Keras), checked against Keras, with an export.json manifest."""
+    from .export import ExportConfig, ExportOptions, export_run, resolve_variants
+    opts = ExportOptions(int8=int8, fp16=fp16, dynamic=dynamic, io=io, opset=opset, per_channel=not per_tensor,
+                         from_tflite=from_tflite)
+    chosen = resolve_variants(variant, format, opts, all_variants)
+    cfg = ExportConfig(calibration_images=calibration_images, check_images=check_images,
+                       min_agreement=min_agreement, min_agreement_int8=min_agreement_int8, data=data)
+    entries = export_run(run, chosen, out, cfg, command=" ".join(["cifar-edge", *sys.argv[1:]]), android_dir=android)
+    stdout.print(_export_table(f"exports of {run}", entries))
+    stdout.print(f"manifest: {Path(out or Path(run) / 'export') / 'export.json'}")
+
+
+@app.command()
+@friendly
+def formats():
+    """The export format table: formats, their options, and the named variants."""
+    from .export import FORMATS, VARIANTS
+    t = Table(title="export formats")
+    for col in ("format", "suffix", "options", "runtimes", "description"):
+        t.add_column(col)
+    for f in FORMATS.values():
+        t.add_row(f.name, f.suffix, ", ".join(sorted(f.options)) or "-", ", ".join(f.runtimes), f.description)
+    stdout.print(t)
+    v = Table(title="variants (export --variant NAME, export --all, bench)")
+    v.add_column("variant")
+    v.add_column("format")
+    v.add_column("options")
+    for name, (fmt, opts) in VARIANTS.items():
+        v.add_row(name, fmt, ", ".join(f"{k}={getattr(opts, k)}" for k in sorted(opts.set_options())) or "defaults")
+    stdout.print(v)
+
+
 @app.command()
 @friendly
 def models(pattern: Annotated[str, typer.Argument(help="Glob over model names.")] = "*"):

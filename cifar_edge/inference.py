@@ -45,3 +45,51 @@ def predict_files(loaded: LoadedRun, paths, top: int = 5) -> list[dict]:
         out.append({"image": str(p), "top": [{"class": loaded.class_names[i], "index": int(i),
                                               "probability": float(row[i])} for i in order]})
     return out
+
+
+@dataclass
+class RunData:
+    """The images a run was trained and checked on, split exactly as training split them."""
+    dataset: object
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
+
+    @property
+    def x_test(self):
+        return self.dataset.x_test
+
+    @property
+    def y_test(self):
+        return self.dataset.y_test
+
+    def held_out(self):
+        """(images, labels, split name) never trained on: validation, else test."""
+        if self.x_val is not None and len(self.x_val):
+            return self.x_val, self.y_val, "val"
+        if self.x_test is not None:
+            return self.x_test, self.y_test, "test"
+        raise CifarEdgeError(f"{self.dataset.name} has neither a validation nor a test split to check against")
+
+
+def run_data(loaded: LoadedRun, data: str | None = None) -> RunData:
+    """Reload the run's dataset (or ``data``) and redo its seeded limit and train/val split."""
+    from .data import load_dataset, stratified_split, stratified_subset
+    cfg = loaded.config["train"]
+    ds = load_dataset(data or cfg["data"], labels=cfg.get("labels", "fine"), verify=cfg.get("verify", True),
+                      synthetic_classes=cfg.get("synthetic_classes"), synthetic_size=cfg.get("synthetic_size"),
+                      seed=cfg.get("seed", 0))
+    if ds.num_classes != len(loaded.class_names):
+        raise CifarEdgeError(f"{ds.name} has {ds.num_classes} classes but the model was trained on "
+                             f"{len(loaded.class_names)}; pass the data it was trained on")
+    x, y = ds.x_train, ds.y_train
+    limit, seed = cfg.get("limit"), cfg.get("seed", 0)
+    if data is None and limit and limit < len(y):
+        keep = stratified_subset(y, limit, seed)
+        x, y = x[keep], y[keep]
+    val_split = cfg.get("val_split", 0.0) if not cfg.get("kfold") else 0.0
+    if val_split > 0:
+        tr, va = stratified_split(y, val_split, seed)
+        return RunData(ds, x[tr], y[tr], x[va], y[va])
+    return RunData(ds, x, y, None, None)

@@ -1,0 +1,131 @@
+"""Compression benchmark on the real CIFAR-10 model: float vs PTQ int8 vs QAT int8 vs
+50%-pruned int8 (and ONNX float32), each scored on the full 10k test set by running the
+exported file itself (LiteRT / onnxruntime).  Writes benchmarks/results/compress_cifar10.*.
+
+The bars (issue "Compression and export"): PTQ int8 within 0.5 points of float, QAT int8
+within 0.3, pruned int8 within 1.0 and its gzip <= 0.75 x dense int8 gzip, int8 .tflite
+<= 0.27 x the float .h5, ONNX float32 agreeing with Keras on >= 99.9% of the test set.
+
+    python benchmarks/compress_cifar10.py [--run runs/cifar10] [--epochs 2]
+
+``--run`` is a `cifar-edge train` run on ../shared/data/cifar10 (benchmarks/train_cifar10.py
+makes one); every step is the CLI command recorded in the results.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+from common import ROOT, SHARED_DATA, machine, need, write_results
+
+
+def cli(*args):
+    """Run one `cifar-edge` command as a user would; returns its wall time."""
+    t0 = time.time()
+    subprocess.run([sys.executable, "-m", "cifar_edge.cli", *map(str, args)], check=True, cwd=ROOT)
+    return time.time() - t0
+
+
+def score(path, x, y, norm, size, reference=None) -> dict:
+    from cifar_edge.data import prepare_images
+    from cifar_edge.export.parity import agreement, top1
+    from cifar_edge.runtimes import open_model
+    runner = open_model(path)
+    outputs = np.concatenate([runner.run(prepare_images(x[i:i + 500], norm, size)) for i in range(0, len(x), 500)])
+    out = {"top1": top1(outputs, y), "notes": runner.notes}
+    if reference is not None:
+        out["agreement_with_keras"] = agreement(reference, outputs)["top1_agreement"]
+    return out, outputs
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", default=str(ROOT / "runs" / "cifar10"))
+    ap.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs of QAT and pruning")
+    ap.add_argument("--sparsity", type=float, default=0.5)
+    args = ap.parse_args()
+    need(SHARED_DATA / "cifar10")
+    from cifar_edge.export.parity import file_facts
+    from cifar_edge.inference import load_run
+    from cifar_edge.runtimes import keras_runner
+    base = Path(args.run).resolve()
+    qat, pruned = base.parent / f"{base.name}-qat", base.parent / f"{base.name}-prune{int(args.sparsity * 100)}"
+    commands, seconds = {}, {}
+    steps = {
+        "export_float": ("export", base, "--format", "tflite", "--out", base / "export"),
+        "export_ptq_int8": ("export", base, "--format", "tflite", "--int8", "--out", base / "export"),
+        "export_onnx": ("export", base, "--format", "onnx", "--out", base / "export"),
+        "optimize_qat": ("optimize", base, "--qat", "--epochs", args.epochs, "--out", qat),
+        "export_qat_int8": ("export", qat, "--format", "tflite", "--int8", "--out", qat / "export"),
+        "optimize_prune": ("optimize", base, "--prune", args.sparsity, "--epochs", args.epochs, "--out", pruned),
+        "export_pruned_int8": ("export", pruned, "--format", "tflite", "--int8", "--out", pruned / "export"),
+    }
+    for d in (qat, pruned, base / "export"):
+        shutil.rmtree(d, ignore_errors=True)
+    for key, step in steps.items():
+        commands[key] = "cifar-edge " + " ".join(os.path.relpath(s, ROOT) if isinstance(s, Path) else str(s)
+                                                 for s in step)
+        seconds[key] = round(cli(*step), 1)
+
+    loaded = load_run(base)
+    with np.load(SHARED_DATA / "cifar10" / "cifar10_test.npz") as f:
+        x, y = f["x_test"], f["y_test"].astype(np.int64)
+    from cifar_edge.data import prepare_images
+    keras_out = np.concatenate([keras_runner(loaded.model).run(prepare_images(x[i:i + 500], loaded.norm, 32))
+                                for i in range(0, len(x), 500)])
+    float_top1 = float(np.mean(keras_out.argmax(1) == y))
+    rows = {"float (Keras .h5)": {"top1": float_top1, **file_facts(base / "model.h5"), "file": "model.h5"}}
+    files = {"float TFLite": base / "export" / "tflite-float32.tflite",
+             "PTQ int8 TFLite": base / "export" / "tflite-int8.tflite",
+             "QAT int8 TFLite": qat / "export" / "tflite-int8.tflite",
+             f"{int(args.sparsity * 100)}% pruned int8 TFLite": pruned / "export" / "tflite-int8.tflite",
+             "ONNX float32": base / "export" / "onnx-float32.onnx"}
+    for label, path in files.items():
+        result, _ = score(path, x, y, loaded.norm, 32, reference=keras_out)
+        rows[label] = {**result, **file_facts(path), "file": os.path.relpath(path, ROOT)}
+    for r in rows.values():
+        r["delta_points"] = round(100 * (r["top1"] - float_top1), 2)
+    pruned_label = f"{int(args.sparsity * 100)}% pruned int8 TFLite"
+    qat_metrics = json.loads((qat / "metrics.json").read_text())
+    prune_metrics = json.loads((pruned / "metrics.json").read_text())
+    ratios = {
+        "int8_tflite_over_h5_size": rows["PTQ int8 TFLite"]["size_bytes"] / rows["float (Keras .h5)"]["size_bytes"],
+        "pruned_over_dense_int8_gzip": rows[pruned_label]["gzip_bytes"] / rows["PTQ int8 TFLite"]["gzip_bytes"],
+    }
+    bars = {
+        "ptq_int8_within_0.5": rows["PTQ int8 TFLite"]["delta_points"] >= -0.5,
+        "qat_int8_within_0.3": rows["QAT int8 TFLite"]["delta_points"] >= -0.3,
+        "pruned_int8_within_1.0": rows[pruned_label]["delta_points"] >= -1.0,
+        "pruned_gzip_le_0.75_dense": ratios["pruned_over_dense_int8_gzip"] <= 0.75,
+        "int8_tflite_le_0.27_h5": ratios["int8_tflite_over_h5_size"] <= 0.27,
+        "onnx_agreement_ge_99.9": rows["ONNX float32"]["agreement_with_keras"] >= 0.999,
+    }
+    result = {"run": os.path.relpath(base, ROOT), "test_images": int(len(y)), "rows": rows, "ratios": ratios,
+              "bars": bars, "all_bars_met": all(bars.values()), "commands": commands, "seconds": seconds,
+              "measured_sparsity": prune_metrics.get("sparsity"), "qat_epochs": args.epochs,
+              "qat_keras_top1": qat_metrics.get("top1"), "pruned_keras_top1": prune_metrics.get("top1"),
+              "machine": machine()}
+    md = ["# Compression of the default CNN on real CIFAR-10 (10,000 test images, each file run itself)", "",
+          "| variant | top-1 | vs float (points) | size | gzip | file |", "|---|---|---|---|---|---|"]
+    for label, r in rows.items():
+        md.append(f"| {label} | {r['top1']:.2%} | {r['delta_points']:+.2f} | {r['size_bytes'] / 1e6:.2f} MB | "
+                  f"{r['gzip_bytes'] / 1e6:.2f} MB | `{Path(r['file']).name}` |")
+    md += ["", f"int8 .tflite / float .h5 size: **{ratios['int8_tflite_over_h5_size']:.3f}** (bar <= 0.27); "
+           f"pruned / dense int8 gzip: **{ratios['pruned_over_dense_int8_gzip']:.3f}** (bar <= 0.75); "
+           f"ONNX float32 top-1 agreement with Keras: **{rows['ONNX float32']['agreement_with_keras']:.4%}** "
+           f"(bar >= 99.9%); measured sparsity of the pruned kernels: {result['measured_sparsity']}.", "",
+           "Bars: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in bars.items()), "",
+           "Commands:", ""] + [f"- `{c}` ({seconds[k]:.0f} s)" for k, c in commands.items()]
+    write_results("compress_cifar10", result, "\n".join(md) + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""`cifar-edge export`: turn a run's model into the files of the format table, check each
+against the Keras model, and record everything in an ``export.json`` manifest.
+
+Every exporter is wrapped the same way (:func:`_export_one`): the file is written to a temp
+name, run and compared with Keras, and renamed into place only when it agrees; a failed or
+interrupted export leaves nothing behind.
+"""
+from __future__ import annotations
+
+import platform
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .. import __version__, console
+from ..data import prepare_images, stratified_subset
+from ..errors import CifarEdgeError
+from ..fileio import atomic_path, read_json, write_json, write_text
+from ..inference import load_run, run_data
+from ..runtimes import keras_runner, open_model
+from .context import ExportContext
+from .formats import ExportOptions, Format, file_name, get_variant, validate, variant_name
+from .parity import agreement, class_drift, file_facts, top1
+
+MANIFEST = "export.json"
+
+
+@dataclass(frozen=True)
+class ExportConfig:
+    calibration_images: int = 500     # training images for int8 calibration
+    check_images: int = 1000          # held-out images for the parity check
+    min_agreement: float = 0.99       # top-1 agreement with Keras, float and fp16 files
+    min_agreement_int8: float = 0.90  # ... quantized files (int8, dynamic)
+    data: str | None = None           # data source override (default: the run's)
+    threads: int | None = None        # runtime threads for the parity check
+
+    def validate(self):
+        if self.calibration_images < 0 or self.check_images < 1:
+            raise CifarEdgeError("--calibration-images must be >= 0 and --check-images >= 1")
+        for name in ("min_agreement", "min_agreement_int8"):
+            if not 0 <= getattr(self, name) <= 1:
+                raise CifarEdgeError(f"--{name.replace('_', '-')} {getattr(self, name)} is invalid; use a fraction in 0..1")
+        return self
+
+
+@dataclass
+class _Check:
+    """Held-out images, their labels and the reference outputs every export is compared with."""
+    images: np.ndarray                # normalized float32
+    labels: np.ndarray
+    split: str
+    keras: np.ndarray                 # this run's Keras outputs
+    drift_reference: np.ndarray       # the float parent's outputs (pruned/QAT runs) or keras
+    drift_source: str = "keras"
+    extra: dict = field(default_factory=dict)
+
+
+def versions() -> dict:
+    import importlib.metadata as md
+    out = {"cifar_edge": __version__, "python": platform.python_version()}
+    for pkg in ("tensorflow", "tf_keras", "tensorflow-model-optimization", "tf2onnx", "onnx", "onnxruntime",
+                "ai-edge-litert"):
+        try:
+            out[pkg] = md.version(pkg)
+        except md.PackageNotFoundError:
+            pass
+    return out
+
+
+def resolve_variants(names=None, fmt: str | None = None, opts: ExportOptions | None = None,
+                     all_variants: bool = False) -> list[tuple[Format, ExportOptions]]:
+    """Variants by name, one format + options, or every variant of the table; validated up front."""
+    from .formats import VARIANTS, get_format
+    if all_variants:
+        if fmt is not None and fmt != "all":
+            raise CifarEdgeError("--all exports every format; drop --format (or drop --all)")
+        chosen = [get_variant(n) for n in VARIANTS]
+    elif names:
+        chosen = [get_variant(n) for n in names]
+    else:
+        if fmt is None:
+            raise CifarEdgeError("nothing to export: pass --format tflite|onnx|keras or --all")
+        chosen = [(get_format(fmt), opts or ExportOptions())]
+    return [(f, validate(f, o)) for f, o in chosen]
+
+
+def _calibration(data, n: int, norm, size) -> np.ndarray:
+    if n == 0 or len(data.x_train) == 0:
+        raise CifarEdgeError("int8 export needs calibration images and none are available; pass "
+                             "--calibration-images 100 or more (and --data with training images)")
+    if n < 100:
+        console.warn(f"calibrating int8 on only {n} images; 100 or more give steadier ranges")
+    keep = stratified_subset(data.y_train, min(n, len(data.y_train)), seed=0)
+    return prepare_images(data.x_train[keep], norm, size)
+
+
+def _parent_outputs(config, images):
+    """The float parent's outputs, for drift of a pruned/QAT/clustered run, if it is still there."""
+    from ..train.runfolder import RunFolder, load_model
+    parent = config.get("parent")
+    if not parent:
+        return None
+    try:
+        model = load_model(RunFolder(parent).require_model())
+    except CifarEdgeError:
+        return None
+    return keras_runner(model).predict(images)
+
+
+def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=None,
+               cfg: ExportConfig = ExportConfig(), command: str = "", android_dir=None) -> list[dict]:
+    """Export ``variants`` of the run's model into ``out_dir`` (default RUN/export); returns
+    the manifest entries written.  Raises CifarEdgeError when an export fails its check."""
+    cfg.validate()
+    loaded = load_run(run_dir)
+    out = Path(out_dir) if out_dir else loaded.run.root / "export"
+    optimize = loaded.config.get("optimize") or {}
+    if android_dir is not None and [f.name for f, _ in variants] != ["tflite"]:
+        raise CifarEdgeError("--android takes exactly one .tflite: use --format tflite (not --all)")
+    data = run_data(loaded, cfg.data)
+    size, norm = loaded.input_size, loaded.norm
+    needs_calibration = any(o.int8 for _, o in variants) or optimize.get("method") in ("qat", "pqat")
+    ctx = ExportContext(
+        model=loaded.model, class_names=loaded.class_names, norm=norm, input_size=size,
+        calibration=_calibration(data, cfg.calibration_images, norm, size) if needs_calibration else None,
+        qat=optimize.get("method") in ("qat", "pqat"),
+        name=f"{loaded.config['train']['model']} ({loaded.run.root.name})")
+    x, y, split = data.held_out()
+    keep = stratified_subset(y, min(cfg.check_images, len(y)), seed=0)
+    images = prepare_images(x[keep], norm, size)
+    reference = keras_runner(loaded.model).predict(images)
+    parent = _parent_outputs(loaded.config, images)
+    check = _Check(images, y[keep], split, reference, reference if parent is None else parent,
+                   "keras" if parent is None else "parent float keras")
+    entries = []
+    for fmt, opts in variants:
+        entries.append(_export_one(ctx, fmt, opts, out, check, cfg, loaded, command))
+    write_text(out / "labels.txt", "\n".join(loaded.class_names) + "\n")
+    if android_dir is not None:
+        _drop_into_app(out / entries[0]["file"], loaded.class_names, Path(android_dir))
+    return entries
+
+
+def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check, cfg: ExportConfig,
+                loaded, command: str) -> dict:
+    name, target = variant_name(fmt, opts), out / file_name(fmt, opts)
+    threshold = cfg.min_agreement_int8 if (opts.quantized or ctx.qat) else cfg.min_agreement
+    console.info(f"exporting {name} ...")
+    t0 = time.perf_counter()
+    with atomic_path(target) as tmp:
+        fmt.export_fn()(ctx, tmp, opts)
+        seconds = time.perf_counter() - t0
+        runner = open_model(tmp, fmt.runtimes[0], threads=cfg.threads) if fmt.name != "keras" else None
+        outputs = check.keras if runner is None else runner.predict(check.images)
+        parity = {**agreement(check.keras, outputs), "split": check.split, "threshold": threshold,
+                  "runtime": fmt.runtimes[0], "keras_top1": top1(check.keras, check.labels),
+                  "export_top1": top1(outputs, check.labels)}
+        if parity["top1_agreement"] < threshold:
+            raise CifarEdgeError(
+                f"{name} agrees with Keras on only {parity['top1_agreement']:.1%} of {parity['images']} "
+                f"{check.split} images (needs {threshold:.0%}); nothing was written. Use more "
+                "--calibration-images, QAT (`cifar-edge optimize RUN --qat`), or lower --min-agreement-int8")
+        facts = file_facts(tmp)
+    entry = {"variant": name, "format": fmt.name, "file": target.name, "options": opts.to_dict(), **facts,
+             "export_seconds": round(seconds, 2), "parity": parity,
+             "calibration_images": 0 if ctx.calibration is None else len(ctx.calibration),
+             "notes": runner.notes if runner else [], "run": str(loaded.run.root),
+             "optimize": loaded.config.get("optimize"), "command": command, "versions": versions()}
+    if opts.quantized or opts.fp16 or ctx.qat or loaded.config.get("optimize"):
+        entry["drift"] = {"against": check.drift_source,
+                          "float_top1": top1(check.drift_reference, check.labels),
+                          "classes": class_drift(check.drift_reference, outputs, check.labels, ctx.class_names)}
+    _record(out / MANIFEST, entry)
+    console.info(f"  {target}  {facts['size_bytes'] / 1e6:.2f} MB (gzip {facts['gzip_bytes'] / 1e6:.2f} MB), "
+                 f"agreement {parity['top1_agreement']:.2%}, max |diff| {parity['max_abs_diff']:.3g}, "
+                 f"{seconds:.1f} s")
+    return entry
+
+
+def _record(manifest: Path, entry: dict):
+    """Add or replace this file's entry in export.json (rewritten atomically)."""
+    data = read_json(manifest) if manifest.is_file() else {"exports": {}}
+    data["exports"][entry["file"]] = entry
+    write_json(manifest, data)
+
+
+def read_manifest(out_dir) -> dict:
+    path = Path(out_dir) / MANIFEST
+    return read_json(path)["exports"] if path.is_file() else {}
+
+
+def _drop_into_app(model_file: Path, class_names, assets: Path):
+    """Copy the model and labels into an Android app's assets, as the app loads them."""
+    with atomic_path(assets / "model.tflite") as tmp:
+        shutil.copyfile(model_file, tmp)
+    write_text(assets / "labels.txt", "\n".join(class_names) + "\n")
+    console.info(f"  copied to {assets / 'model.tflite'} and {assets / 'labels.txt'}")

@@ -1,0 +1,151 @@
+"""Runtimes: load an exported file (or a Keras model) and run it on normalized float images.
+
+Every runner takes the same input (the training pipeline's normalized float32 NHWC batch)
+and returns float32 outputs, quantizing inputs and dequantizing outputs itself when the
+file has integer I/O.  Export's parity check, evaluation of exported files and the bench
+all go through here, so a model file is always run the same way.
+"""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import CifarEdgeError
+
+
+@dataclass
+class Runner:
+    """A loaded model: ``run(x)`` maps normalized float32 (N, H, W, 3) to float32 outputs."""
+    runtime: str
+    path: str
+    input_size: int
+    input_dtype: str
+    threads: int | None
+    notes: list = field(default_factory=list)   # e.g. "XNNPACK refused the model: builtin kernels"
+    _call: object = None
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._call(np.ascontiguousarray(x, dtype=np.float32))
+
+    def predict(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Outputs for a whole array, in batches."""
+        return np.concatenate([self.run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def default_threads() -> int:
+    return os.cpu_count() or 1
+
+
+# --------------------------------------------------------------------------- LiteRT interpreter
+def _quantize(x, detail):
+    scale, zero = detail["quantization"]
+    info = np.iinfo(detail["dtype"])
+    return np.clip(np.round(x / scale + zero), info.min, info.max).astype(detail["dtype"])
+
+
+def _dequantize(y, detail):
+    scale, zero = detail["quantization"]
+    if np.issubdtype(detail["dtype"], np.integer) and scale:
+        return (y.astype(np.float32) - zero) * scale
+    return y.astype(np.float32)
+
+
+def open_litert(path, threads: int | None = None, xnnpack: bool = True) -> Runner:
+    """The LiteRT interpreter (ai-edge-litert).  XNNPACK is LiteRT's default CPU delegate;
+    when it refuses a model (ai-edge-litert 2.3 does for some sparse int8 files) we fall
+    back to the builtin kernels and say so in ``notes``."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    threads = threads or default_threads()
+    notes = []
+
+    def make(resolver):
+        interp = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
+        interp.allocate_tensors()
+        return interp
+
+    try:
+        if xnnpack:
+            try:
+                interp = make(OpResolverType.AUTO)
+            except RuntimeError as e:
+                notes.append(f"XNNPACK could not take this model ({str(e).splitlines()[0][:80]}); "
+                             "ran on LiteRT's builtin kernels")
+                interp = make(OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+        else:
+            interp = make(OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    except (ValueError, RuntimeError) as e:
+        raise CifarEdgeError(f"LiteRT cannot load {path} ({str(e).splitlines()[0][:120]}); the file is corrupt, "
+                             "truncated or not a .tflite: export it again") from None
+    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    state = {"batch": int(inp["shape"][0])}
+
+    def call(x):
+        if len(x) != state["batch"]:
+            interp.resize_tensor_input(inp["index"], [len(x), *inp["shape"][1:]])
+            interp.allocate_tensors()
+            state["batch"] = len(x)
+        feed = _quantize(x, inp) if np.issubdtype(inp["dtype"], np.integer) else x.astype(inp["dtype"])
+        interp.set_tensor(inp["index"], feed)
+        interp.invoke()
+        return _dequantize(interp.get_tensor(out["index"]), out)
+
+    runtime = "litert" if xnnpack and not notes else "litert-builtin"
+    return Runner(runtime, str(path), int(inp["shape"][1]), np.dtype(inp["dtype"]).name, threads, notes, call)
+
+
+# --------------------------------------------------------------------------- onnxruntime
+def open_onnxruntime(path, threads: int | None = None, providers=("CPUExecutionProvider",)) -> Runner:
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or default_threads()
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    try:
+        sess = ort.InferenceSession(str(path), opts, providers=list(providers))
+    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
+        raise CifarEdgeError(f"onnxruntime cannot load {path} ({str(e).splitlines()[0][:120]}); the file is "
+                             "corrupt or truncated: export it again") from None
+    inp = sess.get_inputs()[0]
+    name = inp.name
+
+    def call(x):
+        return np.asarray(sess.run(None, {name: x})[0], np.float32)
+
+    size = inp.shape[1] if isinstance(inp.shape[1], int) else 0
+    return Runner("onnxruntime", str(path), size, "float32", opts.intra_op_num_threads, [], call)
+
+
+# --------------------------------------------------------------------------- Keras
+def keras_runner(model, path: str = "") -> Runner:
+    """A Keras model called directly (``model(x)``, not ``predict``: faster on small batches)."""
+    def call(x):
+        return np.asarray(model(x, training=False), np.float32)
+    return Runner("keras", str(path), int(model.input_shape[1]), "float32", None, [], call)
+
+
+def open_keras(path) -> Runner:
+    from .train.runfolder import load_model
+    return keras_runner(load_model(path), path)
+
+
+RUNTIMES = {"litert": open_litert, "onnxruntime": open_onnxruntime, "keras": open_keras}
+
+
+def open_model(path, runtime: str | None = None, **kwargs) -> Runner:
+    """Open ``path`` with ``runtime`` (default: the one its suffix calls for)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CifarEdgeError(f"model file {path} does not exist; export it first with `cifar-edge export`")
+    if runtime is None:
+        runtime = {".tflite": "litert", ".onnx": "onnxruntime", ".keras": "keras", ".h5": "keras"}.get(path.suffix)
+        if runtime is None:
+            raise CifarEdgeError(f"{path}: unknown model suffix '{path.suffix}'; use .tflite, .onnx, .keras or .h5")
+    if runtime not in RUNTIMES:
+        import difflib
+        close = difflib.get_close_matches(runtime, RUNTIMES, n=1)
+        hint = f"did you mean '{close[0]}'? " if close else ""
+        raise CifarEdgeError(f"unknown runtime '{runtime}'; {hint}choose one of {', '.join(RUNTIMES)}")
+    return RUNTIMES[runtime](path, **kwargs)
