@@ -183,15 +183,49 @@ def explain(
         stdout.print(f"{r['image']}: {r['top1']} ({r['confidence']:.1%}) -> {r['path']}")
 
 
+@app.command()
+@friendly
+def optimize(
+    run: Annotated[Path, typer.Argument(help="Trained run folder to optimize.")],
+    qat: Annotated[bool, typer.Option("--qat", help="Quantization-aware training (then export --int8).")] = False,
+    prune: Annotated[Optional[float], typer.Option(help="Magnitude pruning to this sparsity, e.g. 0.5.")] = None,
+    pqat: Annotated[bool, typer.Option("--pqat", help="Pruning-preserving QAT of a pruned run.")] = False,
+    cluster: Annotated[Optional[int], typer.Option(help="Weight clustering to N values per kernel, e.g. 16.")] = None,
+    epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = 2,
+    lr: Annotated[Optional[float], typer.Option(help="Fine-tuning learning rate [default: the run's / 10].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size [default: the run's].")] = None,
+    frequency: Annotated[Optional[int], typer.Option(help="Pruning: steps between mask updates [default: fitted to the run].")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Fine-tune on only N training images (stratified).")] = None,
+    seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
+    out: Annotated[Optional[Path], typer.Option(help="New run folder [default: RUN-<method>].")] = None,
+):
+    """Compress a trained run (QAT, pruning, PQAT, clustering) into a new run folder."""
+    from .compress import OptimizeConfig, optimize_run
+    chosen = [m for m, on in (("qat", qat), ("prune", prune is not None), ("pqat", pqat),
+                              ("cluster", cluster is not None)) if on]
+    if len(chosen) != 1:
+        raise CifarEdgeError(f"choose exactly one of --qat, --prune S, --pqat, --cluster N (got "
+                             f"{', '.join('--' + m for m in chosen) or 'none'}); chain runs to combine them")
+    method = chosen[0]
+    cfg = OptimizeConfig(method=method, epochs=epochs, sparsity=prune if prune is not None else 0.5,
+                         clusters=cluster if cluster is not None else 16, lr=lr, batch_size=batch_size,
+                         limit=limit, seed=seed, frequency=frequency)
+    out = out or run.with_name(f"{run.name}-{method}")
+    metrics = optimize_run(run, out, cfg)
+    _print_result(f"{method} of {run}", out, metrics)
+    stdout.print(f"next: cifar-edge export {out} --format tflite --int8")
+
+
 def _export_table(title: str, entries: list) -> Table:
-    t = Table(title=title)
-    for col in ("variant", "file", "MB", "gzip MB", "agreement", "max |diff|", "top-1 (keras → file)", "notes"):
-        t.add_column(col, justify="right" if col in ("MB", "gzip MB", "agreement", "max |diff|") else "left")
+    first = entries[0]["parity"]
+    t = Table(title=f"{title}\n(checked on {first['images']} {first['split']} images; Keras top-1 "
+                    f"{first['keras_top1']:.2%})")
+    for col in ("variant", "MB", "gzip MB", "agree", "max |diff|", "top-1", "notes"):
+        t.add_column(col, justify="left" if col in ("variant", "notes") else "right")
     for e in entries:
         p = e["parity"]
-        t.add_row(e["variant"], e["file"], f"{e['size_bytes'] / 1e6:.2f}", f"{e['gzip_bytes'] / 1e6:.2f}",
-                  f"{p['top1_agreement']:.2%}", f"{p['max_abs_diff']:.3g}",
-                  f"{p['keras_top1']:.2%} → {p['export_top1']:.2%} ({p['images']} {p['split']})",
+        t.add_row(e["variant"], f"{e['size_bytes'] / 1e6:.2f}", f"{e['gzip_bytes'] / 1e6:.2f}",
+                  f"{p['top1_agreement']:.2%}", f"{p['max_abs_diff']:.2g}", f"{p['export_top1']:.2%}",
                   "; ".join(e.get("notes") or []))
     return t
 
@@ -228,6 +262,55 @@ def export(
     entries = export_run(run, chosen, out, cfg, command=" ".join(["cifar-edge", *sys.argv[1:]]), android_dir=android)
     stdout.print(_export_table(f"exports of {run}", entries))
     stdout.print(f"manifest: {Path(out or Path(run) / 'export') / 'export.json'}")
+
+
+@app.command()
+@friendly
+def bench(
+    run: Annotated[Path, typer.Argument(help="Run folder (from train or optimize).")],
+    runs: Annotated[int, typer.Option(help="Timed single-image runs per row, after warm-up.")] = 200,
+    warmup: Annotated[int, typer.Option(help="Untimed warm-up runs per row.")] = 20,
+    limit: Annotated[Optional[int], typer.Option(help="Top-1/top-5 on N test images (stratified); default: all.")] = None,
+    threads: Annotated[Optional[str], typer.Option(help="CPU thread counts, e.g. 1,2; default: 1 and every core.")] = None,
+    batch: Annotated[str, typer.Option(help="Batch sizes for throughput.")] = "32,64",
+    variant: Annotated[Optional[List[str]], typer.Option(help="Only this variant (repeatable); default: every variant of `cifar-edge formats`.")] = None,
+    format: Annotated[Optional[List[str]], typer.Option("--format", "-f", help="Only variants of this format: keras, tflite or onnx (repeatable).")] = None,
+    runtime: Annotated[Optional[List[str]], typer.Option(help="Only this runtime (repeatable), e.g. litert, litert-compiled, onnxruntime, keras.")] = None,
+    with_runs: Annotated[Optional[List[Path]], typer.Option("--with", help="Also bench this optimize run (repeatable).")] = None,
+    siblings: Annotated[bool, typer.Option("--siblings/--no-siblings", help="Also bench optimize runs beside RUN whose parent is RUN.")] = True,
+    export: Annotated[bool, typer.Option("--export/--no-export", help="Export missing or stale variants (--no-export: measure the files as they are).")] = True,
+    reference: Annotated[bool, typer.Option("--reference/--no-reference", help="Also time each .tflite with LiteRT's own benchmark CLI.")] = True,
+    device: Annotated[Optional[str], typer.Option(help="Also run on a phone: android or android:SERIAL (needs adb).")] = None,
+    benchmark_binary: Annotated[Optional[Path], typer.Option(help="benchmark_model binary to push when the phone has none.")] = None,
+    fail_under: Annotated[Optional[float], typer.Option(help="Exit 1 when a variant's top-1 is under this percent (CI gate).")] = None,
+    max_int8_drop: Annotated[Optional[float], typer.Option(help="Exit 1 when an int8 variant loses more top-1 points than this against float.")] = None,
+    out: Annotated[Optional[Path], typer.Option(help="Output folder; default: RUN/bench.")] = None,
+):
+    """Measure every exported variant on every runtime: accuracy, latency, throughput, memory, ops/s."""
+    from .bench import BenchConfig, bench_run, check_thresholds, gate, parse_ints, rich_table
+    check_thresholds(fail_under, max_int8_drop)
+    cfg = BenchConfig(runs=runs, warmup=warmup, limit=limit, threads=parse_ints(threads, "threads"),
+                      batches=parse_ints(batch, "batch"), variants=tuple(variant or ()), formats=tuple(format or ()),
+                      runtimes=tuple(runtime or ()), with_runs=tuple(map(str, with_runs or ())), siblings=siblings,
+                      export=export, reference=reference, device=device,
+                      benchmark_binary=str(benchmark_binary) if benchmark_binary else None)
+    result = bench_run(run, cfg, out, command=" ".join(["cifar-edge", *sys.argv[1:]]))
+    wide = stdout if stdout.is_terminal else Console(highlight=False, width=240)   # logs: no 80-column wrap
+    wide.print(rich_table(result))
+    stdout.print(f"written to {out or Path(run) / 'bench'}: bench.json, bench.csv, bench.md, *.png")
+    problems = gate(result["rows"], fail_under, max_int8_drop)
+    for p in problems:
+        typer.echo(f"gate failed: {p}", err=True)
+    if problems:
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def report(run: Annotated[Path, typer.Argument(help="Run folder.")]):
+    """One self-contained HTML page of a run: training, exports and bench (RUN/report.html)."""
+    from .bench import write_report
+    stdout.print(f"report: {write_report(run)}")
 
 
 @app.command()

@@ -184,3 +184,27 @@ def test_cli_bad_format_is_one_line_with_suggestion(run):
     assert "did you mean 'onnx'" in result.output and "Traceback" not in result.output
     result = CliRunner().invoke(app, ["formats"])
     assert result.exit_code == 0 and "tflite-int8-io-uint8" in result.output
+
+
+@pytest.mark.parametrize("flags", [["--qat"], ["--prune", "0.5"]])
+def test_optimized_runs_export_int8_through_the_cli_with_drift_against_the_parent(run, tmp_path, flags):
+    child = tmp_path / "child"
+    result = CliRunner().invoke(app, ["optimize", str(run), *flags, "--epochs", "1", "--limit", "600",
+                                      "--out", str(child)])
+    assert result.exit_code == 0, result.output
+    result = CliRunner().invoke(app, ["export", str(child), "--variant", "tflite-int8", "--variant", "onnx-int8",
+                                      "--calibration-images", "150", "--check-images", "200"])
+    assert result.exit_code == 0, result.output
+    manifest = read_manifest(child / "export")
+    for entry in manifest.values():
+        assert entry["parity"]["top1_agreement"] >= 0.9
+        assert entry["drift"]["against"] == "parent float keras"
+        assert entry["optimize"]["method"] == flags[0].lstrip("-")
+    if flags == ["--qat"]:       # a QAT model is only meant to be deployed as integers
+        result = CliRunner().invoke(app, ["export", str(child), "--format", "tflite"])
+        assert result.exit_code == 2 and "export it with --int8" in result.output
+
+
+def test_cli_optimize_takes_exactly_one_method(run):
+    result = CliRunner().invoke(app, ["optimize", str(run), "--qat", "--cluster", "16"])
+    assert result.exit_code == 2 and "choose exactly one" in result.output

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__, console
+from ..compress.config import QUANTIZED
 from ..data import prepare_images, stratified_subset
 from ..errors import CifarEdgeError
 from ..fileio import atomic_path, read_json, write_json, write_text
@@ -122,11 +123,12 @@ def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=No
         raise CifarEdgeError("--android takes exactly one .tflite: use --format tflite (not --all)")
     data = run_data(loaded, cfg.data)
     size, norm = loaded.input_size, loaded.norm
-    needs_calibration = any(o.int8 for _, o in variants) or optimize.get("method") in ("qat", "pqat")
+    qat = optimize.get("method") in QUANTIZED
+    needs_calibration = qat or any(o.int8 for _, o in variants)
     ctx = ExportContext(
         model=loaded.model, class_names=loaded.class_names, norm=norm, input_size=size,
         calibration=_calibration(data, cfg.calibration_images, norm, size) if needs_calibration else None,
-        qat=optimize.get("method") in ("qat", "pqat"),
+        qat=qat,
         name=f"{loaded.config['train']['model']} ({loaded.run.root.name})")
     x, y, split = data.held_out()
     keep = stratified_subset(y, min(cfg.check_images, len(y)), seed=0)

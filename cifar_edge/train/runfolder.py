@@ -41,11 +41,46 @@ class RunFolder:
 
 
 def load_model(path):
-    """Load a saved Keras model, turning a corrupt/truncated file into a clear error."""
+    """Load a saved Keras model, turning a corrupt/truncated file into a clear error.
+
+    Quantization-aware models (``cifar-edge optimize --qat/--pqat``) need tfmot's layer
+    classes; tfmot is imported only for those, so plain loads stay fast."""
+    import contextlib
+
     from .._tf import keras
     from . import schedules  # noqa: F401 - registers our schedule classes for deserialisation
+    scope = contextlib.nullcontext()
+    if _saved_with_tfmot_quantization(path):
+        from ..compress.tfmot_compat import quantize_scope
+        scope = quantize_scope()
     try:
-        return keras.models.load_model(path, compile=False)
+        with scope:
+            return keras.models.load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001 - h5py/zip/json errors all mean 'unreadable'
         raise CifarEdgeError(f"cannot load model {path} ({type(e).__name__}: {str(e)[:120]}); the file is "
                              "corrupt or truncated: re-run training or re-export it") from None
+
+
+_QUANTIZE_CLASSES = ("QuantizeLayer", "QuantizeWrapper")   # QuantizeWrapperV2 included
+
+
+def _saved_with_tfmot_quantization(path) -> bool:
+    """Whether the model file's architecture uses tfmot's quantization layers, read from its
+    config (the JSON in a .keras zip, the attribute of an .h5) without building the model."""
+    import zipfile
+    path = Path(path)
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as z:
+                text = z.read("config.json").decode()
+        elif path.suffix in (".h5", ".hdf5"):
+            import h5py
+            with h5py.File(path, "r") as f:
+                text = f.attrs.get("model_config", "")
+                text = text.decode() if isinstance(text, bytes) else str(text)
+        else:
+            return False
+    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
+        return False          # unreadable: the plain load below reports it
+    compact = text.replace(" ", "")
+    return any(f'"class_name":"{name}' in compact for name in _QUANTIZE_CLASSES)

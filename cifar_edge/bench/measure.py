@@ -1,0 +1,172 @@
+"""The rows of one target: its file on every backend of its family and every thread count.
+
+Each row: load time, first inference, top-1/top-5 (computed once per file and backend,
+shared by its thread-count rows), single-image latency percentiles, batch throughput, peak
+memory, achieved ops/s beside the machine's peak, and for .tflite files LiteRT's own CLI
+as a second opinion.  A row that cannot run is kept with ``status`` skipped or failed and
+the reason; the bench goes on.
+"""
+from __future__ import annotations
+
+import gc
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..errors import CifarEdgeError
+from ..evaluate.metrics import classification_metrics, to_probabilities
+from ..export.parity import per_class_accuracy
+from . import android, reference
+from .backends import Backend, Unavailable, backends_for, open_backend
+from .config import BenchConfig
+from .memory import peak_rss
+from .peak import peak_for
+from .targets import RunRef, Target
+from .timing import latency, throughput, timed
+
+
+@dataclass
+class Context:
+    """What every row of one run shares."""
+    cfg: BenchConfig
+    peak: dict
+    images: np.ndarray            # normalized float32 test images
+    labels: np.ndarray
+    split: str
+    class_names: list
+    flops: int                    # per image, of the run's Keras model
+    float_ref: dict               # top1/top5/per_class_top1 of the float model drops are measured against
+    phone: object = None          # android.Phone when --device is given
+    accuracy: dict = field(default_factory=dict)     # (file, backend) -> accuracy fields
+    references: dict = field(default_factory=dict)   # (file, threads) -> reference CLI result
+    remote: dict = field(default_factory=dict)       # file -> its path on the phone
+
+
+def precision(opts) -> str:
+    return "int8" if opts.int8 else "fp16" if opts.fp16 else "dynamic" if opts.dynamic else "float32"
+
+
+def peak_kind(opts) -> str:
+    """Which GEMM peak a file is held against: int8 arithmetic (int8, dynamic-range) or float32."""
+    return "int8" if opts.int8 or opts.dynamic else "float32"
+
+
+def accuracy_of(outputs: np.ndarray, labels, class_names) -> dict:
+    m = classification_metrics(to_probabilities(outputs), labels, class_names)
+    return {"top1": m["top1"], "top5": m["top5"], "images": m["n"],
+            "per_class_top1": [float(v) for v in per_class_accuracy(outputs, labels, len(class_names))]}
+
+
+def target_rows(ref: RunRef, t: Target, ctx: Context, advance=lambda n=1, **kw: None) -> list[dict]:
+    cfg, rows = ctx.cfg, []
+    for backend in backends_for(t.fmt, cfg.runtimes, android=ctx.phone is not None):
+        if t.status != "ok":
+            rows.append(base_row(ref, t, backend, None))
+            continue
+        for threads in _thread_counts(backend, cfg):
+            rows.append(measure_row(ref, t, backend, threads, ctx))
+            advance(1, last=f"{t.variant} {backend.name}")
+    if not rows:
+        row = base_row(ref, t, None, None)
+        row.update(status="skipped", reason=f"none of --runtime {', '.join(cfg.runtimes)} loads {t.fmt.name} files "
+                                            f"(those are: {', '.join(t.fmt.runtimes)})")
+        rows.append(row)
+    return rows
+
+
+def row_count(t: Target, ctx: Context) -> int:
+    return sum(len(_thread_counts(b, ctx.cfg)) for b in backends_for(t.fmt, ctx.cfg.runtimes, ctx.phone is not None))
+
+
+def _thread_counts(backend: Backend, cfg: BenchConfig) -> tuple:
+    if backend.device == "android":
+        return (tuple(sorted(set(cfg.threads))) or android.DEFAULT_THREADS) if backend.threaded else (1,)
+    if not backend.threaded:
+        return (None,)
+    return cfg.thread_counts
+
+
+def base_row(ref: RunRef, t: Target, backend: Backend | None = None, threads=None) -> dict:
+    return {"run": ref.root.name, "method": ref.label, "name": ref.name(t.variant), "variant": t.variant,
+            "format": t.fmt.name,
+            "precision": precision(t.opts), "io": t.opts.io, "file": t.path.name if t.path else None,
+            "backend": backend.name if backend else None, "device": backend.device if backend else None,
+            "threads": threads, "status": t.status, "reason": t.reason, "export": t.source, "notes": list(t.notes),
+            "size_bytes": t.facts.get("size_bytes"), "gzip_bytes": t.facts.get("gzip_bytes"),
+            "sha256": t.facts.get("sha256"), "peak_kind": peak_kind(t.opts)}
+
+
+def measure_row(ref: RunRef, t: Target, backend: Backend, threads, ctx: Context) -> dict:
+    row = base_row(ref, t, backend, threads)
+    try:
+        measured = _on_phone(t, backend, threads, ctx) if backend.device == "android" else \
+            _on_host(t, backend, threads, ctx)
+    except Unavailable as e:
+        row.update(status="skipped", reason=str(e))
+    except CifarEdgeError as e:
+        row.update(status="failed", reason=str(e))
+    except Exception as e:  # noqa: BLE001 - a runtime's own exception fails this row, not the bench
+        first = (str(e).strip().splitlines() or [""])[0][:200]
+        row.update(status="failed", reason=f"{type(e).__name__}: {first}")
+    else:
+        row["notes"] += measured.pop("notes", [])
+        row.update(measured)
+        _derive(row, ctx)
+    return row
+
+
+def _on_host(t: Target, backend: Backend, threads, ctx: Context) -> dict:
+    cfg, x1 = ctx.cfg, ctx.images[:1]
+    key = (str(t.path), backend.name)
+    with peak_rss() as mem:
+        t0 = time.perf_counter()
+        runner = open_backend(backend, t.path, threads)
+        load_ms = (time.perf_counter() - t0) * 1e3
+        first_ms = timed(runner.run, x1)
+        if key not in ctx.accuracy:
+            ctx.accuracy[key] = accuracy_of(runner.predict(ctx.images), ctx.labels, ctx.class_names)
+        lat = latency(runner.run, x1, cfg.runs, cfg.warmup)
+        tput = [throughput(runner.run, ctx.images, b, reps=max(3, cfg.runs // 20)) for b in cfg.batches]
+    out = {"engine": runner.runtime, "threads": runner.threads, "load_ms": load_ms, "first_inference_ms": first_ms,
+           "latency": lat, "throughput": tput, **mem, **ctx.accuracy[key], "split": ctx.split,
+           "notes": list(runner.notes)}
+    del runner
+    gc.collect()
+    if cfg.reference and t.fmt.name == "tflite" and backend.device == "cpu":
+        rkey = (str(t.path), out["threads"])
+        if rkey not in ctx.references:
+            ctx.references[rkey] = reference.run_reference(t.path, out["threads"], cfg.runs, cfg.warmup)
+        out["reference"] = {**reference.compare(lat["p50_ms"], ctx.references[rkey]),
+                            "same_engine": backend.name != "litert-no-xnnpack"}
+    return out
+
+
+def _on_phone(t: Target, backend: Backend, threads, ctx: Context) -> dict:
+    phone = ctx.phone
+    if str(t.path) not in ctx.remote:
+        ctx.remote[str(t.path)] = phone.push(t.path)
+    out = phone.benchmark(ctx.remote[str(t.path)], backend.name, threads, ctx.cfg.runs, ctx.cfg.warmup)
+    out.update(engine="benchmark_model", split=ctx.split)
+    host = ctx.accuracy.get((str(t.path), "litert"))
+    if host:
+        out.update(host)
+        out["notes"].append("benchmark_model feeds random inputs: top-1/top-5 are the host LiteRT run of this file")
+    return out
+
+
+def _derive(row: dict, ctx: Context):
+    """Achieved ops/s against the machine's peak, and the top-1 drop against the float model."""
+    p50 = row["latency"]["p50_ms"]
+    best = max((t["images_per_s"] for t in row.get("throughput") or []), default=None)
+    row["flops"] = ctx.flops
+    row["gops"] = ctx.flops / (p50 / 1e3) / 1e9 if p50 else None
+    row["gops_batch"] = ctx.flops * best / 1e9 if best else None
+    if row["device"] == "cpu":
+        row["peak_gops"] = peak_for(ctx.peak, row["peak_kind"], row["threads"])
+        if row["peak_gops"]:
+            row["peak_fraction"] = row["gops"] / row["peak_gops"] if row["gops"] else None
+            row["peak_fraction_batch"] = row["gops_batch"] / row["peak_gops"] if row["gops_batch"] else None
+    if row.get("top1") is not None and ctx.float_ref:
+        row["top1_drop_points"] = (ctx.float_ref["top1"] - row["top1"]) * 100
+        row["drop_against"] = ctx.float_ref["source"]

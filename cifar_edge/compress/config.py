@@ -1,0 +1,54 @@
+"""OptimizeConfig: the settings of one compression run, checked up front so a bad flag
+fails in a second with a fix, not after minutes of fine-tuning."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass
+
+from ..errors import CifarEdgeError
+
+# qat: quantization-aware training; prune: magnitude pruning; pqat: QAT that keeps a
+# pruned parent's zeros; cluster: weight clustering (weight sharing).
+METHODS = ("qat", "prune", "pqat", "cluster")
+QUANTIZED = ("qat", "pqat")          # methods whose model is quantize-wrapped (export reads this)
+
+
+@dataclass
+class OptimizeConfig:
+    method: str
+    epochs: int = 2
+    sparsity: float = 0.5              # prune: fraction of zeros reached in every prunable kernel
+    clusters: int = 16                 # cluster: distinct values per kernel
+    lr: float | None = None            # None: the parent's learning rate / 10 (/ 100 to cluster)
+    batch_size: int | None = None      # None: the parent's
+    limit: int | None = None           # fine-tune on only N training images, stratified (smoke runs)
+    seed: int = 0
+    frequency: int | None = None       # prune: steps between mask updates; None: fitted to the run
+
+    def validate(self) -> "OptimizeConfig":
+        def bad(flag, got, fix):
+            raise CifarEdgeError(f"--{flag.replace('_', '-')} {got} is invalid; {fix}")
+        if self.method not in METHODS:
+            close = difflib.get_close_matches(str(self.method), METHODS, n=1)
+            hint = f"did you mean '{close[0]}'? " if close else ""
+            raise CifarEdgeError(f"unknown optimization method '{self.method}'; {hint}choose one of "
+                                 f"{', '.join(METHODS)}")
+        if self.epochs < 1:
+            bad("epochs", self.epochs, "fine-tune for 1 or more epochs")
+        if not 0 < self.sparsity < 1:
+            bad("sparsity", self.sparsity, "use a fraction between 0 and 1, e.g. 0.5 for half the weights zero")
+        if self.clusters < 2:
+            bad("clusters", self.clusters, "use 2 or more clusters, e.g. 16")
+        if self.lr is not None and not self.lr > 0:
+            bad("lr", self.lr, "use a positive learning rate")
+        if self.batch_size is not None and self.batch_size < 1:
+            bad("batch_size", self.batch_size, "use 1 or more")
+        if self.limit is not None and self.limit < 1:
+            bad("limit", self.limit, "use 1 or more images")
+        if self.frequency is not None and self.frequency < 1:
+            bad("frequency", self.frequency, "use 1 or more steps between pruning updates")
+        return self
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)

@@ -1,0 +1,158 @@
+"""`optimize_run`: fine-tune a trained run with one tfmot method into a new run folder that
+evaluate, predict and export treat like any other run (plus ``parent`` and ``optimize`` in
+its config.json).
+
+Fine-tuning reuses the parent's data, split, normalization, input size and recipe at a
+fraction of its learning rate (a tenth; a hundredth to cluster) on a cosine decay, so the
+model stays near the parent's optimum while it adapts to fake-quantization, masks or
+shared weights.
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+
+from .. import console
+from ..data import make_dataset, stratified_subset
+from ..data.pipeline import resize_target
+from ..errors import CifarEdgeError
+from ..fileio import atomic_path, read_json, write_json, write_text
+from ..inference import load_run, run_data
+from ..models import get_model_spec
+from ..train.callbacks import EpochStats, HistoryCSV, Progress
+from ..train.config import TrainConfig
+from ..train.loop import _compile, _evaluate, _throughput, seed_everything
+from ..train.runfolder import RunFolder
+from . import cluster, measure, prune
+from .config import OptimizeConfig
+from .parent import check_parent, parent_method
+from .quantize import quantize
+from .tfmot_compat import reloadable, tfmot
+
+
+def optimize_run(parent_dir, out_dir, cfg: OptimizeConfig) -> dict:
+    """Optimize the model of the run in ``parent_dir`` per ``cfg`` into the new run folder
+    ``out_dir``; returns the metrics written to its metrics.json."""
+    cfg.validate()
+    run = RunFolder(out_dir)
+    if run.root.exists() and any(not p.name.startswith(".") for p in run.root.iterdir()):
+        raise CifarEdgeError(f"output folder {run.root} is not empty; choose a new --out for the optimized run")
+    parent = RunFolder(parent_dir)
+    parent.require_model()
+    if not parent.config.is_file():
+        raise CifarEdgeError(f"{parent.root} has a model but no config.json; optimize a run written by "
+                             "`cifar-edge train`")
+    check_parent(cfg.method, parent.root, read_json(parent.config))
+
+    loaded = load_run(parent.root)
+    data = run_data(loaded)
+    ds, config = data.dataset, loaded.config
+    ft = _finetune_config(config, cfg)
+    x_tr, y_tr = data.x_train, data.y_train
+    if cfg.limit and cfg.limit < len(y_tr):
+        keep = stratified_subset(y_tr, cfg.limit, cfg.seed)
+        x_tr, y_tr = x_tr[keep], y_tr[keep]
+    steps = math.ceil(len(x_tr) / ft.batch_size)
+    seed_everything(cfg.seed)
+
+    before = {}
+    if cfg.method == "pqat":
+        before["parent_sparsity"] = measure.sparsity(loaded.model)[0]
+    elif cfg.method == "qat" and parent_method(config) == "prune":
+        console.warn("plain QAT lets the pruned weights grow back; use --pqat to keep the parent's zeros")
+    elif cfg.method == "qat" and parent_method(config) == "cluster":
+        console.warn("QAT does not keep the parent's weight clusters; the exported model will not share weights")
+    model, callbacks, facts = _wrap(cfg, loaded.model, steps * cfg.epochs)
+    _compile(model, ft, steps, ds.num_classes, xla=False)   # before writing anything: errors leave no folder
+
+    run.root.mkdir(parents=True, exist_ok=True)
+    write_json(run.config, {**config, "parent": str(parent.root.resolve()), "optimize": {
+        "method": cfg.method, "epochs": cfg.epochs, "lr": ft.lr, "batch_size": ft.batch_size,
+        "schedule": ft.schedule, "limit": cfg.limit, "seed": cfg.seed, "train_images": int(len(x_tr)),
+        "sparsity": cfg.sparsity if cfg.method == "prune" else None,
+        "clusters": cfg.clusters if cfg.method == "cluster" else None,
+        "frequency": facts.get("frequency"), "end_step": facts.get("end_step"), "quantized": facts.get("quantized"),
+        "parent_method": parent_method(config), "tfmot": tfmot.__version__}})
+    write_text(run.labels, "\n".join(loaded.class_names) + "\n")
+    console.info(f"{cfg.method} of {parent.root} ({len(x_tr)} images, {cfg.epochs} epochs, lr {ft.lr:g}) -> {run.root}")
+
+    seconds = _fit(model, ft, run, x_tr, y_tr, data.x_val, data.y_val, ds.num_classes, loaded.norm,
+                   loaded.input_size, callbacks)
+    model = _finish(cfg.method, model)
+    for path in (run.model_h5, run.model_keras):
+        with atomic_path(path) as tmp:
+            model.save(tmp)
+
+    spec = dataclasses.replace(get_model_spec(ft.model), normalization=loaded.norm)  # as the parent was trained
+    metrics = _evaluate(model, ds, spec, ft, run, data.x_val, data.y_val)
+    metrics.update(_throughput(run, seconds, len(x_tr)))
+    parent_metrics = read_json(parent.metrics) if parent.metrics.is_file() else {}
+    metrics.update(method=cfg.method, parent=str(parent.root.resolve()), parent_top1=parent_metrics.get("top1"),
+                   **before, **_figures(cfg.method, model))
+    write_json(run.metrics, metrics)   # last: its presence marks a finished run
+    return metrics
+
+
+# Default fine-tuning lr = parent's lr / this.  Clustering trains one centroid per cluster,
+# whose gradient sums those of all its weights, so it needs a far smaller step (at / 10
+# cnn-tiny's centroids collapsed to 2-3 values and accuracy to chance; / 100 kept 16 and gained).
+LR_DIVISOR = {"qat": 10, "prune": 10, "pqat": 10, "cluster": 100}
+
+
+def _finetune_config(config: dict, cfg: OptimizeConfig) -> TrainConfig:
+    """The parent's training recipe, shortened: cfg's epochs, a fraction of the learning
+    rate (unless given) on a cosine decay without warm-up."""
+    parent = TrainConfig.from_dict(config["train"])
+    lr = cfg.lr or parent.lr / LR_DIVISOR[cfg.method]
+    return dataclasses.replace(parent, epochs=cfg.epochs, lr=lr, seed=cfg.seed,
+                               batch_size=cfg.batch_size or parent.batch_size, schedule="cosine",
+                               warmup_epochs=0.0, early_stopping=0).validate()
+
+
+def _wrap(cfg: OptimizeConfig, model, total_steps: int):
+    """(model wrapped for the method, extra fit callbacks, facts for config.json)."""
+    if cfg.method == "prune":
+        return prune.prune(model, cfg.sparsity, total_steps, cfg.frequency)
+    if cfg.method == "cluster":
+        return cluster.cluster(model, cfg.clusters), [], {}
+    scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme() if cfg.method == "pqat" else None
+    wrapped, coverage = quantize(model, scheme)
+    return wrapped, [], {"quantized": coverage}
+
+
+def _finish(method: str, model):
+    """The model to save: plain Keras for prune/cluster, the QAT model laid out to reload."""
+    if method == "prune":
+        return prune.strip(model)
+    if method == "cluster":
+        return cluster.strip(model)
+    return reloadable(model)
+
+
+def _fit(model, ft: TrainConfig, run: RunFolder, x_tr, y_tr, x_va, y_va, num_classes, norm, input_size,
+         extra_callbacks) -> float:
+    """Fine-tune with the training pipeline and its history/progress callbacks; seconds spent."""
+    size = resize_target(x_tr, input_size)
+    train_ds = make_dataset(x_tr, y_tr, num_classes, ft.batch_size, norm, training=True, augment=ft.augment,
+                            image_size=size, seed=ft.seed)
+    val_ds = None
+    if x_va is not None and len(x_va):
+        val_ds = make_dataset(x_va, y_va, num_classes, max(ft.batch_size, 256), norm, training=False,
+                              image_size=size)
+    steps = math.ceil(len(x_tr) / ft.batch_size)
+    callbacks = [*extra_callbacks, EpochStats(len(x_tr)), HistoryCSV(run.history), Progress(ft.epochs, steps)]
+    t0 = time.perf_counter()
+    model.fit(train_ds, validation_data=val_ds, epochs=ft.epochs, verbose=0, callbacks=callbacks)
+    return time.perf_counter() - t0
+
+
+def _figures(method: str, model) -> dict:
+    """Measured effect of the method on the saved model's kernels."""
+    if method in ("prune", "pqat"):
+        overall, per_layer = measure.sparsity(model)
+        return {"sparsity": overall, "layer_sparsity": per_layer}
+    if method == "cluster":
+        counts = measure.unique_values(model)
+        return {"max_unique_values": max(counts.values(), default=0), "layer_unique_values": counts}
+    return {}
