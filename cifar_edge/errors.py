@@ -3,3 +3,12 @@
 
 class CifarEdgeError(Exception):
     """A problem with the user's input; the message names the problem and the fix."""
+
+
+def unknown_choice(kind: str, name: str, known) -> CifarEdgeError:
+    """The error for a name that is not one of ``known``, with a close match when there is one."""
+    import difflib
+    known = list(known)
+    close = difflib.get_close_matches(str(name), known, n=1)
+    hint = f"did you mean '{close[0]}'? " if close else ""
+    return CifarEdgeError(f"unknown {kind} '{name}'; {hint}choose one of {', '.join(known)}")

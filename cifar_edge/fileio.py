@@ -43,7 +43,13 @@ def write_json(path, obj):
 
 
 def read_json(path):
-    return json.loads(Path(path).read_text())
+    """Parsed JSON; a corrupt or half-written file is the user's one-line error, not a traceback."""
+    try:
+        return json.loads(Path(path).read_text())
+    except json.JSONDecodeError as e:
+        from .errors import CifarEdgeError
+        raise CifarEdgeError(f"{path} is not valid JSON ({e.msg} at line {e.lineno}); it is corrupt or "
+                             "half-written: restore it or delete it and re-create it") from None
 
 
 def write_csv(path, header, rows):

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import CifarEdgeError
+from .errors import CifarEdgeError, unknown_choice
 
 
 @dataclass
@@ -144,8 +144,5 @@ def open_model(path, runtime: str | None = None, **kwargs) -> Runner:
         if runtime is None:
             raise CifarEdgeError(f"{path}: unknown model suffix '{path.suffix}'; use .tflite, .onnx, .keras or .h5")
     if runtime not in RUNTIMES:
-        import difflib
-        close = difflib.get_close_matches(runtime, RUNTIMES, n=1)
-        hint = f"did you mean '{close[0]}'? " if close else ""
-        raise CifarEdgeError(f"unknown runtime '{runtime}'; {hint}choose one of {', '.join(RUNTIMES)}")
+        raise unknown_choice("runtime", runtime, RUNTIMES)
     return RUNTIMES[runtime](path, **kwargs)

@@ -93,3 +93,11 @@ def small_cifar100(cifar100_real):
     x, yf, yc, fn, cn = cifar100_real
     idx = np.concatenate([np.flatnonzero(yf == c)[:2] for c in range(100)])
     return x[idx], yf[idx], yc[idx], fn, cn
+
+
+def train_tiny(root: Path, epochs: int = 2, limit: int = 600) -> Path:
+    """A small real run of cnn-tiny on the learnable synthetic stand-in (always available)."""
+    from cifar_edge.train import TrainConfig, train
+    train(TrainConfig(model="cnn-tiny", data="synthetic", epochs=epochs, limit=limit, batch_size=64, lr=0.1,
+                      warmup_epochs=0.3, synthetic_classes=10), root)
+    return root

@@ -15,7 +15,7 @@ from cifar_edge.data import load_dataset
 from cifar_edge.errors import CifarEdgeError
 from cifar_edge.evaluate import predict_logits
 from cifar_edge.inference import load_run
-from cifar_edge.train import TrainConfig, train
+from conftest import train_tiny
 from cifar_edge.train.runfolder import load_model
 
 FAST = dict(epochs=1, limit=300)       # 5 steps of 64 images: enough to exercise every method
@@ -23,10 +23,7 @@ FAST = dict(epochs=1, limit=300)       # 5 steps of 64 images: enough to exercis
 
 @pytest.fixture(scope="module")
 def parent(tmp_path_factory):
-    root = tmp_path_factory.mktemp("compress") / "parent"
-    train(TrainConfig(model="cnn-tiny", data="synthetic", epochs=2, limit=600, batch_size=64, lr=0.1,
-                      warmup_epochs=0.3, synthetic_classes=10), root)
-    return root
+    return train_tiny(tmp_path_factory.mktemp("compress") / "parent", epochs=2)
 
 
 @pytest.fixture(scope="module")

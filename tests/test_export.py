@@ -15,7 +15,7 @@ from cifar_edge.errors import CifarEdgeError
 from cifar_edge.export import VARIANTS, ExportConfig, ExportOptions, export_run, read_manifest, resolve_variants
 from cifar_edge.inference import load_run, run_data
 from cifar_edge.runtimes import keras_runner, open_model
-from cifar_edge.train import TrainConfig, train
+from conftest import train_tiny
 
 FAST = ExportConfig(calibration_images=200, check_images=300)
 
@@ -23,10 +23,7 @@ FAST = ExportConfig(calibration_images=200, check_images=300)
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     """A small real run: cnn-tiny on the learnable synthetic stand-in (always available)."""
-    root = tmp_path_factory.mktemp("export") / "run"
-    train(TrainConfig(model="cnn-tiny", data="synthetic", epochs=3, limit=1500, batch_size=64, lr=0.1,
-                      warmup_epochs=0.3, synthetic_classes=10), root)
-    return root
+    return train_tiny(tmp_path_factory.mktemp("export") / "run", epochs=3, limit=1500)
 
 
 @pytest.fixture(scope="module")
@@ -136,6 +133,8 @@ def test_export_that_disagrees_with_keras_fails_and_leaves_nothing(run, tmp_path
     (dict(fmt="onnx", opts=ExportOptions(opset=9)), "opset"),
     (dict(names=["tflite-int9"]), "did you mean 'tflite-int8'"),
     (dict(fmt="tflite", all_variants=True), "drop --format"),
+    (dict(names=["tflite-int8"], opts=ExportOptions(io="uint8")), "drop --io"),
+    (dict(names=["tflite-int8"], fmt="onnx"), "drop --format"),
     (dict(), "nothing to export"),
 ])
 def test_bad_options_fail_before_any_work(kwargs, message):
@@ -203,8 +202,16 @@ def test_optimized_runs_export_int8_through_the_cli_with_drift_against_the_paren
     if flags == ["--qat"]:       # a QAT model is only meant to be deployed as integers
         result = CliRunner().invoke(app, ["export", str(child), "--format", "tflite"])
         assert result.exit_code == 2 and "export it with --int8" in result.output
+        entries = export_run(child, resolve_variants(all_variants=True), out_dir=tmp_path / "all", cfg=FAST)
+        assert {e["variant"] for e in entries} == {n for n, (_, o) in VARIANTS.items() if o.int8}
 
 
 def test_cli_optimize_takes_exactly_one_method(run):
     result = CliRunner().invoke(app, ["optimize", str(run), "--qat", "--cluster", "16"])
     assert result.exit_code == 2 and "choose exactly one" in result.output
+
+
+def test_corrupt_manifest_is_a_clear_error(tmp_path):
+    (tmp_path / "export.json").write_text('{"exports": {"a.tflite": ')
+    with pytest.raises(CifarEdgeError, match="corrupt"):
+        read_manifest(tmp_path)

@@ -163,7 +163,7 @@ def test_model_runs_identically_after_embedding(models, dtype):
 def test_weight_buffers_stay_16_byte_aligned(models):
     data = _embed(models["int8"], input_dtype="int8")
     model = tfl.Model.GetRootAs(data, 0)
-    starts = [model.Buffers(i)._tab.Vector(4) for i in range(model.BuffersLength()) if model.Buffers(i).DataLength()]
+    starts = [model.Buffers(i)._tab.Vector(model.Buffers(i)._tab.Offset(4)) for i in range(model.BuffersLength()) if model.Buffers(i).DataLength()]
     assert starts and all(start % 16 == 0 for start in starts)
 
 

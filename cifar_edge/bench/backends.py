@@ -12,8 +12,7 @@ import glob
 from dataclasses import dataclass
 from typing import Callable
 
-from ..errors import CifarEdgeError
-from ..export.formats import _unknown
+from ..errors import CifarEdgeError, unknown_choice
 from ..runtimes import Runner, default_threads, open_litert, open_onnxruntime
 
 
@@ -106,7 +105,7 @@ BACKENDS = {b.name: b for b in (
 def check_runtime_names(names):
     for name in names:
         if name not in BACKENDS:
-            raise _unknown("runtime", name, BACKENDS)
+            raise unknown_choice("runtime", name, BACKENDS)
 
 
 def backends_for(fmt, names=(), android: bool = False) -> list[Backend]:

@@ -138,7 +138,7 @@ def _on_host(t: Target, backend: Backend, threads, ctx: Context) -> dict:
         if rkey not in ctx.references:
             ctx.references[rkey] = reference.run_reference(t.path, out["threads"], cfg.runs, cfg.warmup)
         out["reference"] = {**reference.compare(lat["p50_ms"], ctx.references[rkey]),
-                            "same_engine": backend.name != "litert-no-xnnpack"}
+                            "same_engine": backend.name != "litert-no-xnnpack" and out["engine"] != "litert-builtin"}
     return out
 
 

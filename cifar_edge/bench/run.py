@@ -12,7 +12,7 @@ from .. import console
 from ..compress.config import QUANTIZED
 from ..data import prepare_images, stratified_subset
 from ..errors import CifarEdgeError
-from ..export.exporter import versions
+from ..versions import versions
 from ..inference import load_run, run_data
 from ..models import count_flops
 from ..runtimes import default_threads, keras_runner
@@ -90,9 +90,10 @@ def _bench_one(ref: RunRef, cfg: BenchConfig, peak: dict, phone, parent_float: d
     console.info(f"benching {ref.root} ({ref.label}): {len(labels)} {split} images, {len(targets)} variants")
     own = {**accuracy_of(keras_runner(loaded.model).predict(images), labels, loaded.class_names),
            "source": f"{ref.label} Keras model"}
+    # config.json's FLOPs: count_flops cannot see through a QAT model's quantize wrappers.
     # A QAT model is already fake-quantized: its int8 loss shows only against the float parent.
     float_ref = parent_float if ref.method in QUANTIZED and parent_float else own
-    ctx = Context(cfg, peak, images, labels, split, loaded.class_names, count_flops(loaded.model), float_ref, phone)
+    ctx = Context(cfg, peak, images, labels, split, loaded.class_names, loaded.config.get("flops") or count_flops(loaded.model), float_ref, phone)
     rows = []
     total = sum(row_count(t, ctx) for t in targets if t.status == "ok")
     with console.progress(f"bench {ref.root.name}", total) as advance:

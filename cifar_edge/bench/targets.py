@@ -7,16 +7,14 @@ with the exporter's message.
 """
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .. import console
 from ..compress.config import QUANTIZED
 from ..errors import CifarEdgeError
 from ..export import ExportOptions, Format, export_run, read_manifest
-from ..export.formats import file_name, variant_name
-from ..export.parity import file_facts
+from ..export.formats import QAT_INT8_ONLY, file_name, qat_allows, variant_name
+from ..export.parity import file_facts, sha256
 from ..fileio import read_json
 from ..train.runfolder import RunFolder
 
@@ -52,7 +50,7 @@ class Target:
 def _method(root: Path) -> str | None:
     try:
         return (read_json(root / "config.json").get("optimize") or {}).get("method")
-    except (OSError, ValueError):
+    except (OSError, CifarEdgeError):
         return None
 
 
@@ -90,15 +88,11 @@ def collect_runs(run_dir, with_runs=(), siblings: bool = True) -> list[RunRef]:
     return refs
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def _state(path: Path, entry: dict | None, model: Path) -> str:
     """ok, missing, changed (bytes differ from export.json) or stale (older than the model)."""
     if not path.is_file() or entry is None:
         return "missing"
-    if _sha256(path) != entry.get("sha256"):
+    if sha256(path) != entry.get("sha256"):
         return "changed"
     if path.stat().st_mtime < model.stat().st_mtime:
         return "stale"
@@ -121,9 +115,8 @@ def prepare_targets(ref: RunRef, variants, export: bool = True, export_cfg=None,
         name, path = variant_name(fmt, opts), out / file_name(fmt, opts)
         t = Target(name, fmt, opts, path)
         targets.append(t)
-        if ref.method in QUANTIZED and not opts.int8:      # quantization-aware runs export int8 files only
-            t.status, t.path = "skipped", None
-            t.reason = f"{ref.method} run: it exports int8 files only (float ones belong to its parent run)"
+        if ref.method in QUANTIZED and not qat_allows(fmt, opts):
+            t.status, t.path, t.reason = "skipped", None, f"{ref.method} run: {QAT_INT8_ONLY}"
             continue
         state = _state(path, manifest.get(path.name), model)
         if state == "ok":
@@ -138,34 +131,26 @@ def prepare_targets(ref: RunRef, variants, export: bool = True, export_cfg=None,
         else:
             t.facts, t.source = file_facts(path), "as found"
             t.notes.append(f"measured as found (--no-export): {_WHY[state]}")
-    _export(run.root, model, pending, export_cfg, command)
+    _export(run.root, pending, export_cfg, command)
     return targets
 
 
-def _export(root: Path, model: Path, pending: list[Target], export_cfg, command: str):
-    """Export ``pending`` with export_run; when one fails, record why and go on with the rest."""
+def _export(root: Path, pending: list[Target], export_cfg, command: str):
+    """Export ``pending`` in one export_run; a variant that fails gets its reason, the rest go on.
+    A problem of the whole run (data missing, no calibration images) fails every pending row."""
     from ..export import ExportConfig
-    cfg = export_cfg or ExportConfig()
-    while pending:
-        try:
-            entries = export_run(root, [(t.fmt, t.opts) for t in pending], cfg=cfg, command=command)
-            done = {e["variant"]: e for e in entries}
-            failed_at = len(pending)
-        except CifarEdgeError as e:
-            manifest = read_manifest(root / "export")
-            done = {}
-            for t in pending:             # export_run goes in order: the first not written is the one that failed
-                if _state(t.path, manifest.get(t.path.name), model) != "ok":
-                    break
-                done[t.variant] = manifest[t.path.name]
-            failed_at = len(done)
-            if failed_at == len(pending):
-                raise                     # every file was written: the failure was not one variant's
-            bad = pending[failed_at]
-            bad.status, bad.reason, bad.path = "failed", f"export failed: {e}", None
-            console.warn(f"{bad.variant}: export failed ({e}); benching the others")
-        for t in pending[:failed_at]:
-            entry = done[t.variant]
-            t.facts = {k: entry[k] for k in ("size_bytes", "gzip_bytes", "sha256")}
-        pending = pending[failed_at + 1:]
-
+    if not pending:
+        return
+    failures = {}
+    try:
+        entries = export_run(root, [(t.fmt, t.opts) for t in pending], cfg=export_cfg or ExportConfig(),
+                             command=command, failures=failures)
+    except CifarEdgeError as e:
+        entries, failures = [], {t.variant: str(e) for t in pending}
+    done = {e["variant"]: e for e in entries}
+    for t in pending:
+        if t.variant in done:
+            t.facts = {k: done[t.variant][k] for k in ("size_bytes", "gzip_bytes", "sha256")}
+        else:
+            t.status, t.path = "failed", None
+            t.reason = f"export failed: {failures.get(t.variant, 'no file written')}"

@@ -3,10 +3,9 @@ fails in a second with a fix, not after minutes of fine-tuning."""
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 
-from ..errors import CifarEdgeError
+from ..errors import CifarEdgeError, unknown_choice
 
 # qat: quantization-aware training; prune: magnitude pruning; pqat: QAT that keeps a
 # pruned parent's zeros; cluster: weight clustering (weight sharing).
@@ -30,10 +29,7 @@ class OptimizeConfig:
         def bad(flag, got, fix):
             raise CifarEdgeError(f"--{flag.replace('_', '-')} {got} is invalid; {fix}")
         if self.method not in METHODS:
-            close = difflib.get_close_matches(str(self.method), METHODS, n=1)
-            hint = f"did you mean '{close[0]}'? " if close else ""
-            raise CifarEdgeError(f"unknown optimization method '{self.method}'; {hint}choose one of "
-                                 f"{', '.join(METHODS)}")
+            raise unknown_choice("optimization method", self.method, METHODS)
         if self.epochs < 1:
             bad("epochs", self.epochs, "fine-tune for 1 or more epochs")
         if not 0 < self.sparsity < 1:

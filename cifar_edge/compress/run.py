@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+from pathlib import Path
 
 from .. import console
 from ..data import make_dataset, stratified_subset
@@ -24,6 +25,7 @@ from ..train.callbacks import EpochStats, HistoryCSV, Progress
 from ..train.config import TrainConfig
 from ..train.loop import _compile, _evaluate, _throughput, seed_everything
 from ..train.runfolder import RunFolder
+from ..versions import versions
 from . import cluster, measure, prune
 from .config import OptimizeConfig
 from .parent import check_parent, parent_method
@@ -66,8 +68,28 @@ def optimize_run(parent_dir, out_dir, cfg: OptimizeConfig) -> dict:
     model, callbacks, facts = _wrap(cfg, loaded.model, steps * cfg.epochs)
     _compile(model, ft, steps, ds.num_classes, xla=False)   # before writing anything: errors leave no folder
 
+    created = not run.root.exists()
     run.root.mkdir(parents=True, exist_ok=True)
-    write_json(run.config, {**config, "parent": str(parent.root.resolve()), "optimize": {
+    try:
+        return _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, callbacks, facts, before)
+    except BaseException:   # a failed or interrupted fine-tune leaves no half-made run behind
+        _remove_partial(run.root, created)
+        raise
+
+
+def _remove_partial(root: Path, created: bool):
+    import shutil
+    if created:
+        shutil.rmtree(root, ignore_errors=True)
+        return
+    for p in root.iterdir():
+        if not p.name.startswith("."):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, callbacks, facts, before) -> dict:
+    ds = data.dataset
+    write_json(run.config, {**config, "versions": versions(), "parent": str(parent.root.resolve()), "optimize": {
         "method": cfg.method, "epochs": cfg.epochs, "lr": ft.lr, "batch_size": ft.batch_size,
         "schedule": ft.schedule, "limit": cfg.limit, "seed": cfg.seed, "train_images": int(len(x_tr)),
         "sparsity": cfg.sparsity if cfg.method == "prune" else None,

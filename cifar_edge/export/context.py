@@ -1,8 +1,7 @@
 """What every exporter gets: the model, the run it came from, and calibration images."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -17,5 +16,3 @@ class ExportContext:
     qat: bool = False                 # the model was trained quantization-aware
     name: str = "cifar-edge model"
     description: str = ""
-    work_dir: Path | None = None      # where intermediate files (float ONNX, int8 .tflite) go
-    intermediates: dict = field(default_factory=dict)   # variant name -> path, reused within one export

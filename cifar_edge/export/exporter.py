@@ -7,7 +7,6 @@ interrupted export leaves nothing behind.
 """
 from __future__ import annotations
 
-import platform
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -15,15 +14,16 @@ from pathlib import Path
 
 import numpy as np
 
-from .. import __version__, console
+from .. import console
 from ..compress.config import QUANTIZED
 from ..data import prepare_images, stratified_subset
 from ..errors import CifarEdgeError
 from ..fileio import atomic_path, read_json, write_json, write_text
 from ..inference import load_run, run_data
 from ..runtimes import keras_runner, open_model
+from ..versions import versions
 from .context import ExportContext
-from .formats import ExportOptions, Format, file_name, get_variant, validate, variant_name
+from .formats import QAT_INT8_ONLY, ExportOptions, Format, file_name, get_variant, qat_allows, validate, variant_name
 from .parity import agreement, class_drift, file_facts, top1
 
 MANIFEST = "export.json"
@@ -36,7 +36,6 @@ class ExportConfig:
     min_agreement: float = 0.99       # top-1 agreement with Keras, float and fp16 files
     min_agreement_int8: float = 0.90  # ... quantized files (int8, dynamic)
     data: str | None = None           # data source override (default: the run's)
-    threads: int | None = None        # runtime threads for the parity check
 
     def validate(self):
         if self.calibration_images < 0 or self.check_images < 1:
@@ -59,22 +58,15 @@ class _Check:
     extra: dict = field(default_factory=dict)
 
 
-def versions() -> dict:
-    import importlib.metadata as md
-    out = {"cifar_edge": __version__, "python": platform.python_version()}
-    for pkg in ("tensorflow", "tf_keras", "tensorflow-model-optimization", "tf2onnx", "onnx", "onnxruntime",
-                "ai-edge-litert"):
-        try:
-            out[pkg] = md.version(pkg)
-        except md.PackageNotFoundError:
-            pass
-    return out
-
-
 def resolve_variants(names=None, fmt: str | None = None, opts: ExportOptions | None = None,
                      all_variants: bool = False) -> list[tuple[Format, ExportOptions]]:
     """Variants by name, one format + options, or every variant of the table; validated up front."""
     from .formats import VARIANTS, get_format
+    if (all_variants or names) and opts is not None and opts.set_options():
+        flags = ", ".join("--" + o.replace("_", "-") for o in sorted(opts.set_options()))
+        raise CifarEdgeError(f"{'--all' if all_variants else '--variant'} names its own options; drop {flags}")
+    if names and fmt is not None:
+        raise CifarEdgeError("--variant names its own format; drop --format (or drop --variant)")
     if all_variants:
         if fmt is not None and fmt != "all":
             raise CifarEdgeError("--all exports every format; drop --format (or drop --all)")
@@ -112,18 +104,28 @@ def _parent_outputs(config, images):
 
 
 def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=None,
-               cfg: ExportConfig = ExportConfig(), command: str = "", android_dir=None) -> list[dict]:
+               cfg: ExportConfig = ExportConfig(), command: str = "", android_dir=None,
+               failures: dict | None = None) -> list[dict]:
     """Export ``variants`` of the run's model into ``out_dir`` (default RUN/export); returns
-    the manifest entries written.  Raises CifarEdgeError when an export fails its check."""
+    the manifest entries written.  Raises CifarEdgeError when an export fails its check,
+    unless ``failures`` is given: then each variant's error goes there ({variant: message})
+    and the others go on (problems of the whole run still raise)."""
     cfg.validate()
     loaded = load_run(run_dir)
     out = Path(out_dir) if out_dir else loaded.run.root / "export"
     optimize = loaded.config.get("optimize") or {}
+    qat = optimize.get("method") in QUANTIZED
+    if qat:
+        refused = [variant_name(f, o) for f, o in variants if not qat_allows(f, o)]
+        if refused and len(refused) == len(variants):
+            raise CifarEdgeError(f"{QAT_INT8_ONLY}: export it with --int8")
+        if refused:
+            console.warn(f"skipping {', '.join(refused)}: {QAT_INT8_ONLY}")
+            variants = [(f, o) for f, o in variants if qat_allows(f, o)]
     if android_dir is not None and [f.name for f, _ in variants] != ["tflite"]:
         raise CifarEdgeError("--android takes exactly one .tflite: use --format tflite (not --all)")
     data = run_data(loaded, cfg.data)
     size, norm = loaded.input_size, loaded.norm
-    qat = optimize.get("method") in QUANTIZED
     needs_calibration = qat or any(o.int8 for _, o in variants)
     ctx = ExportContext(
         model=loaded.model, class_names=loaded.class_names, norm=norm, input_size=size,
@@ -139,7 +141,15 @@ def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=No
                    "keras" if parent is None else "parent float keras")
     entries = []
     for fmt, opts in variants:
-        entries.append(_export_one(ctx, fmt, opts, out, check, cfg, loaded, command))
+        try:
+            entries.append(_export_one(ctx, fmt, opts, out, check, cfg, loaded, command))
+        except CifarEdgeError as e:
+            if failures is None:
+                raise
+            failures[variant_name(fmt, opts)] = str(e)
+            console.warn(f"{variant_name(fmt, opts)}: {e}")
+    if not entries:
+        return entries
     write_text(out / "labels.txt", "\n".join(loaded.class_names) + "\n")
     if android_dir is not None:
         _drop_into_app(out / entries[0]["file"], loaded.class_names, Path(android_dir))
@@ -155,8 +165,12 @@ def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check,
     with atomic_path(target) as tmp:
         fmt.export_fn()(ctx, tmp, opts)
         seconds = time.perf_counter() - t0
-        runner = open_model(tmp, fmt.runtimes[0], threads=cfg.threads) if fmt.name != "keras" else None
-        outputs = check.keras if runner is None else runner.predict(check.images)
+        runner = open_model(tmp, fmt.runtimes[0])
+        try:
+            outputs = runner.predict(check.images)
+        except (RuntimeError, ValueError) as e:   # LiteRT invoke / onnxruntime failures
+            raise CifarEdgeError(f"{name} was written but fails to run ({str(e).splitlines()[0][:120]}); "
+                                 "nothing was kept: export it again or choose other options") from None
         parity = {**agreement(check.keras, outputs), "split": check.split, "threshold": threshold,
                   "runtime": fmt.runtimes[0], "keras_top1": top1(check.keras, check.labels),
                   "export_top1": top1(outputs, check.labels)}
@@ -169,7 +183,7 @@ def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check,
     entry = {"variant": name, "format": fmt.name, "file": target.name, "options": opts.to_dict(), **facts,
              "export_seconds": round(seconds, 2), "parity": parity,
              "calibration_images": 0 if ctx.calibration is None else len(ctx.calibration),
-             "notes": runner.notes if runner else [], "run": str(loaded.run.root),
+             "notes": runner.notes, "run": str(loaded.run.root),
              "optimize": loaded.config.get("optimize"), "command": command, "versions": versions()}
     if opts.quantized or opts.fp16 or ctx.qat or loaded.config.get("optimize"):
         entry["drift"] = {"against": check.drift_source,
@@ -184,14 +198,20 @@ def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check,
 
 def _record(manifest: Path, entry: dict):
     """Add or replace this file's entry in export.json (rewritten atomically)."""
-    data = read_json(manifest) if manifest.is_file() else {"exports": {}}
-    data["exports"][entry["file"]] = entry
-    write_json(manifest, data)
+    exports = read_manifest(manifest.parent)
+    exports[entry["file"]] = entry
+    write_json(manifest, {"exports": exports})
 
 
 def read_manifest(out_dir) -> dict:
+    """{file name: entry} of an export folder's export.json ({} when there is none)."""
     path = Path(out_dir) / MANIFEST
-    return read_json(path)["exports"] if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        return dict(read_json(path)["exports"])
+    except (ValueError, KeyError, TypeError):
+        raise CifarEdgeError(f"{path} is corrupt; delete it and export again") from None
 
 
 def _drop_into_app(model_file: Path, class_names, assets: Path):

@@ -8,10 +8,9 @@ bench export.  Unknown names and conflicting options fail here, before any work 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 from dataclasses import dataclass
 
-from ..errors import CifarEdgeError
+from ..errors import CifarEdgeError, unknown_choice
 
 IO_TYPES = ("float", "int8", "uint8")
 
@@ -82,21 +81,15 @@ VARIANTS = {
 }
 
 
-def _unknown(kind: str, name: str, known) -> CifarEdgeError:
-    close = difflib.get_close_matches(name, list(known), n=1)
-    hint = f"did you mean '{close[0]}'? " if close else ""
-    return CifarEdgeError(f"unknown {kind} '{name}'; {hint}choose one of {', '.join(known)}")
-
-
 def get_format(name: str) -> Format:
     if name not in FORMATS:
-        raise _unknown("format", name, FORMATS)
+        raise unknown_choice("format", name, FORMATS)
     return FORMATS[name]
 
 
 def get_variant(name: str) -> tuple[Format, ExportOptions]:
     if name not in VARIANTS:
-        raise _unknown("variant", name, VARIANTS)
+        raise unknown_choice("variant", name, VARIANTS)
     fmt, opts = VARIANTS[name]
     return FORMATS[fmt], opts
 
@@ -112,7 +105,7 @@ def validate(fmt: Format, opts: ExportOptions) -> ExportOptions:
     if len(modes) > 1:
         raise CifarEdgeError(f"--{' and --'.join(modes)} conflict: choose one quantization mode")
     if opts.io not in IO_TYPES:
-        raise _unknown("I/O type", opts.io, IO_TYPES)
+        raise unknown_choice("I/O type", opts.io, IO_TYPES)
     if opts.io != "float" and not opts.int8:
         raise CifarEdgeError(f"--io {opts.io} needs a full-integer model; add --int8")
     if opts.from_tflite and not opts.int8:
@@ -120,6 +113,14 @@ def validate(fmt: Format, opts: ExportOptions) -> ExportOptions:
     if not 13 <= opts.opset <= 18:
         raise CifarEdgeError(f"--opset {opts.opset} is not supported by tf2onnx 1.17 here; use 13..18 (default 17)")
     return opts
+
+
+QAT_INT8_ONLY = "a quantization-aware run exports int8 files only (float ones belong to its parent run)"
+
+
+def qat_allows(fmt: Format, opts: ExportOptions) -> bool:
+    """A quantization-aware model is trained to ship as integers: only its int8 variants exist."""
+    return opts.int8
 
 
 def variant_name(fmt: Format, opts: ExportOptions) -> str:

@@ -88,9 +88,6 @@ def int8_onnx_from_tflite(ctx, path: Path, opts: ExportOptions, work: Path):
 
 def export_onnx(ctx, path: Path, opts: ExportOptions):
     import tempfile
-    if ctx.qat and not opts.int8:
-        raise CifarEdgeError("this run was trained quantization-aware: export it with --int8 "
-                             "(float export belongs to its parent run)")
     with tempfile.TemporaryDirectory(prefix="cifar-edge-onnx-") as work:
         if not opts.int8 or ctx.qat and not opts.from_tflite:
             float_onnx(ctx, path, opts.opset)   # a QAT model's fake-quant ops become QDQ nodes

@@ -9,6 +9,10 @@ from pathlib import Path
 import numpy as np
 
 
+def sha256(path) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
 def file_facts(path) -> dict:
     """Size, gzip size (what an app store download costs) and SHA-256 of a file."""
     data = Path(path).read_bytes()

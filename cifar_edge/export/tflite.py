@@ -39,9 +39,6 @@ def convert(ctx, opts) -> bytes:
 
 def export_tflite(ctx, path: Path, opts):
     from .metadata import embed_metadata
-    if ctx.qat and not opts.int8:
-        raise CifarEdgeError("this run was trained quantization-aware: export it with --int8 "
-                             "(float export belongs to its parent run)")
     data = convert(ctx, opts)
     input_dtype = opts.io if opts.int8 and opts.io != "float" else "float32"
     data = embed_metadata(

@@ -8,13 +8,12 @@ that was in flight.
 from __future__ import annotations
 
 import math
-import platform
 import shutil
 import time
 
 import numpy as np
 
-from .. import __version__, console
+from .. import console
 from .._tf import keras, tf
 from ..data import load_dataset, make_dataset, stratified_kfold, stratified_split, stratified_subset
 from ..data.pipeline import resize_target
@@ -25,6 +24,7 @@ from .callbacks import BestCheckpoint, EpochStats, HistoryCSV, Progress
 from .config import TrainConfig
 from .distribute import accelerate, make_strategy
 from .runfolder import RunFolder, load_model
+from ..versions import versions
 from .schedules import make_schedule
 from .whitening import whiten_stem
 
@@ -45,11 +45,6 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
     if cfg.weight_decay:
         opt.exclude_from_weight_decay(var_names=["gamma", "beta", "bias"])
     return opt
-
-
-def versions() -> dict:
-    return {"cifar_edge": __version__, "tensorflow": tf.__version__, "tf_keras": keras.__version__,
-            "python": platform.python_version(), "machine": platform.machine(), "processor": platform.processor()}
 
 
 def _compile(model, cfg: TrainConfig, steps_per_epoch: int, num_classes: int, xla: bool):

@@ -1,0 +1,83 @@
+"""The full bench of the real CIFAR-10 model (and its QAT / pruned runs, when
+benchmarks/compress_cifar10.py has made them), with the issue's bars checked on its table.
+
+Bars (issue "bench"): >= 6 variants benched in <= 10 min (accuracy on <= 2,000 images,
+>= 200 latency runs per row); int8 LiteRT latency <= 0.35 x float LiteRT at 1 thread and
+<= 0.05 x Keras `model(x)` single-image latency; the int8 row's achieved ops/s >= 0.3 x the
+measured int8 peak.  Writes benchmarks/results/bench_cifar10.{json,md}.
+
+    python benchmarks/bench_cifar10.py [--run runs/cifar10]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from common import ROOT, SHARED_DATA, machine, need, write_results
+
+
+def row(rows, variant, backend, threads=None):
+    for r in rows:
+        if r["name"] == variant and r["backend"] == backend and r["status"] == "ok" and \
+                (threads is None or r["threads"] == threads):
+            return r
+    raise SystemExit(f"bench has no ok row {variant} on {backend} (threads {threads})")
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--run", default=str(ROOT / "runs" / "cifar10"))
+    ap.add_argument("--limit", type=int, default=2000)
+    args = ap.parse_args()
+    need(SHARED_DATA / "cifar10")
+    run = Path(args.run).resolve()
+    command = ["bench", str(run), "--limit", str(args.limit), "--runs", "200"]
+    t0 = time.time()
+    subprocess.run([sys.executable, "-m", "cifar_edge.cli", *command], check=True, cwd=ROOT)
+    wall = time.time() - t0
+    bench = json.loads((run / "bench" / "bench.json").read_text())
+    rows = bench["rows"]
+    f32 = row(rows, "tflite-float32", "litert", 1)
+    i8 = row(rows, "tflite-int8", "litert", 1)
+    keras = row(rows, "keras", "keras")
+    variants = sorted({r["name"] for r in rows if r["status"] == "ok"})
+    ratios = {
+        "int8_over_float_litert_1thread": i8["latency"]["p50_ms"] / f32["latency"]["p50_ms"],
+        "int8_litert_over_keras": i8["latency"]["p50_ms"] / keras["latency"]["p50_ms"],
+        "int8_peak_fraction": i8["peak_fraction"],
+    }
+    bars = {"variants_ge_6_in_le_10min": len(variants) >= 6 and bench["seconds"] <= 600,
+            "int8_le_0.35_float_litert": ratios["int8_over_float_litert_1thread"] <= 0.35,
+            "int8_le_0.05_keras": ratios["int8_litert_over_keras"] <= 0.05,
+            "int8_ge_0.3_int8_peak": ratios["int8_peak_fraction"] >= 0.3}
+    result = {"command": "cifar-edge " + " ".join(command).replace(str(run), os.path.relpath(run, ROOT)),
+              "bench_seconds": bench["seconds"], "wall_seconds": round(wall, 1), "variants_ok": variants,
+              "rows": len(rows), "rows_ok": sum(r["status"] == "ok" for r in rows),
+              "latency_ms_p50": {"tflite-float32 litert 1t": f32["latency"]["p50_ms"],
+                                 "tflite-int8 litert 1t": i8["latency"]["p50_ms"], "keras": keras["latency"]["p50_ms"]},
+              "litert_benchmark_ms": {"tflite-float32 1t": (f32.get("reference") or {}).get("reference_ms"),
+                                      "tflite-int8 1t": (i8.get("reference") or {}).get("reference_ms")},
+              "peak": bench["peak"], "ratios": ratios, "bars": bars, "all_bars_met": all(bars.values()),
+              "machine": {**machine(), "load_before": bench["machine"].get("load_before")}}
+    table = (run / "bench" / "bench.md").read_text()
+    md = (f"# Bench of the default CNN on real CIFAR-10\n\n`{result['command']}` — {bench['seconds']:.0f} s, "
+          f"{len(variants)} variants ok, {result['rows_ok']}/{len(rows)} rows ok\n\n"
+          f"| check | measured | bar |\n|---|---|---|\n"
+          f"| int8 / float LiteRT p50, 1 thread | {ratios['int8_over_float_litert_1thread']:.3f} "
+          f"({i8['latency']['p50_ms']:.3f} vs {f32['latency']['p50_ms']:.3f} ms) | <= 0.35 |\n"
+          f"| int8 LiteRT / Keras model(x) p50 | {ratios['int8_litert_over_keras']:.4f} "
+          f"(Keras {keras['latency']['p50_ms']:.2f} ms) | <= 0.05 |\n"
+          f"| int8 achieved ops/s / int8 peak | {ratios['int8_peak_fraction']:.2f} | >= 0.3 |\n"
+          f"| bench wall time | {bench['seconds']:.0f} s | <= 600 s |\n\n"
+          + "Bars: " + ", ".join(f"{k} {'met' if v else 'NOT met'}" for k, v in bars.items())
+          + "\n\n## The bench table (bench.md)\n\n" + table)
+    write_results("bench_cifar10", result, md)
+
+
+if __name__ == "__main__":
+    main()
