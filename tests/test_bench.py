@@ -205,6 +205,9 @@ def test_gate_rules():
     assert problems[1].startswith("onnx-int8: no top-1 measured (export failed: parity")
     assert gate(rows[:4], fail_under=80, max_int8_drop=3) == []
     assert gate(rows[:4], fail_under=80.5)[0].startswith("keras: top-1 80.00%")
+    phone_only = [row("tflite-fp16", top1=None, precision="fp16", backend="android-gpu")]
+    assert gate(phone_only, fail_under=50)[0].startswith("tflite-fp16: no top-1 measured (its rows measure latency")
+    assert gate([row("tflite-dynamic", precision="dynamic", drop=3.0)], max_int8_drop=2.0)
     with pytest.raises(CifarEdgeError, match="percentage points"):
         gate(rows, max_int8_drop=-1)
 
