@@ -34,16 +34,14 @@ def cli(*args):
     return time.time() - t0
 
 
-def score(path, x, y, norm, size, reference=None) -> dict:
-    from cifar_edge.data import prepare_images
+def score(path, images, y, reference) -> dict:
+    """Top-1 of the file run in its own runtime, and its agreement with the Keras outputs."""
     from cifar_edge.export.parity import agreement, top1
     from cifar_edge.runtimes import open_model
     runner = open_model(path)
-    outputs = np.concatenate([runner.run(prepare_images(x[i:i + 500], norm, size)) for i in range(0, len(x), 500)])
-    out = {"top1": top1(outputs, y), "notes": runner.notes}
-    if reference is not None:
-        out["agreement_with_keras"] = agreement(reference, outputs)["top1_agreement"]
-    return out, outputs
+    outputs = runner.predict(images, batch_size=500)
+    return {"top1": top1(outputs, y), "notes": runner.notes,
+            "agreement_with_keras": agreement(reference, outputs)["top1_agreement"]}
 
 
 def main():
@@ -79,8 +77,8 @@ def main():
     with np.load(SHARED_DATA / "cifar10" / "cifar10_test.npz") as f:
         x, y = f["x_test"], f["y_test"].astype(np.int64)
     from cifar_edge.data import prepare_images
-    keras_out = np.concatenate([keras_runner(loaded.model).run(prepare_images(x[i:i + 500], loaded.norm, 32))
-                                for i in range(0, len(x), 500)])
+    images = prepare_images(x, loaded.norm, loaded.input_size)      # once, for every file
+    keras_out = keras_runner(loaded.model).predict(images, batch_size=500)
     float_top1 = float(np.mean(keras_out.argmax(1) == y))
     rows = {"float (Keras .h5)": {"top1": float_top1, **file_facts(base / "model.h5"), "file": "model.h5"}}
     files = {"float TFLite": base / "export" / "tflite-float32.tflite",
@@ -89,7 +87,7 @@ def main():
              f"{int(args.sparsity * 100)}% pruned int8 TFLite": pruned / "export" / "tflite-int8.tflite",
              "ONNX float32": base / "export" / "onnx-float32.onnx"}
     for label, path in files.items():
-        result, _ = score(path, x, y, loaded.norm, 32, reference=keras_out)
+        result = score(path, images, y, keras_out)
         rows[label] = {**result, **file_facts(path), "file": os.path.relpath(path, ROOT)}
     for r in rows.values():
         r["delta_points"] = round(100 * (r["top1"] - float_top1), 2)

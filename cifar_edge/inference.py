@@ -75,7 +75,7 @@ class RunData:
 
 def run_data(loaded: LoadedRun, data: str | None = None) -> RunData:
     """Reload the run's dataset (or ``data``) and redo its seeded limit and train/val split."""
-    from .data import load_dataset, stratified_split, stratified_subset
+    from .data import limit_images, load_dataset, train_val
     cfg = loaded.config["train"]
     ds = load_dataset(data or cfg["data"], labels=cfg.get("labels", "fine"), verify=cfg.get("verify", True),
                       synthetic_classes=cfg.get("synthetic_classes"), synthetic_size=cfg.get("synthetic_size"),
@@ -83,13 +83,7 @@ def run_data(loaded: LoadedRun, data: str | None = None) -> RunData:
     if ds.num_classes != len(loaded.class_names):
         raise CifarEdgeError(f"{ds.name} has {ds.num_classes} classes but the model was trained on "
                              f"{len(loaded.class_names)}; pass the data it was trained on")
-    x, y = ds.x_train, ds.y_train
-    limit, seed = cfg.get("limit"), cfg.get("seed", 0)
-    if data is None and limit and limit < len(y):
-        keep = stratified_subset(y, limit, seed)
-        x, y = x[keep], y[keep]
+    seed = cfg.get("seed", 0)
+    x, y = limit_images(ds.x_train, ds.y_train, cfg.get("limit") if data is None else None, seed)
     val_split = cfg.get("val_split", 0.0) if not cfg.get("kfold") else 0.0
-    if val_split > 0:
-        tr, va = stratified_split(y, val_split, seed)
-        return RunData(ds, x[tr], y[tr], x[va], y[va])
-    return RunData(ds, x, y, None, None)
+    return RunData(ds, *train_val(x, y, val_split, seed))

@@ -40,13 +40,17 @@ def default_threads() -> int:
 
 
 # --------------------------------------------------------------------------- LiteRT interpreter
-def _quantize(x, detail):
+def to_input(x, detail):
+    """Normalized float32 -> what the input tensor holds (quantized for integer I/O)."""
+    if not np.issubdtype(detail["dtype"], np.integer):
+        return x.astype(detail["dtype"])
     scale, zero = detail["quantization"]
     info = np.iinfo(detail["dtype"])
     return np.clip(np.round(x / scale + zero), info.min, info.max).astype(detail["dtype"])
 
 
-def _dequantize(y, detail):
+def from_output(y, detail):
+    """The output tensor -> float32 (dequantized for integer I/O)."""
     scale, zero = detail["quantization"]
     if np.issubdtype(detail["dtype"], np.integer) and scale:
         return (y.astype(np.float32) - zero) * scale
@@ -87,10 +91,9 @@ def open_litert(path, threads: int | None = None, xnnpack: bool = True) -> Runne
             interp.resize_tensor_input(inp["index"], [len(x), *inp["shape"][1:]])
             interp.allocate_tensors()
             state["batch"] = len(x)
-        feed = _quantize(x, inp) if np.issubdtype(inp["dtype"], np.integer) else x.astype(inp["dtype"])
-        interp.set_tensor(inp["index"], feed)
+        interp.set_tensor(inp["index"], to_input(x, inp))
         interp.invoke()
-        return _dequantize(interp.get_tensor(out["index"]), out)
+        return from_output(interp.get_tensor(out["index"]), out)
 
     runtime = "litert" if xnnpack and not notes else "litert-builtin"
     return Runner(runtime, str(path), int(inp["shape"][1]), np.dtype(inp["dtype"]).name, threads, notes, call)

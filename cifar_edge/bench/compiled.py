@@ -9,7 +9,7 @@ import tempfile
 import numpy as np
 
 from ..errors import CifarEdgeError
-from ..runtimes import Runner, _dequantize, _quantize, default_threads
+from ..runtimes import Runner, default_threads, from_output, to_input
 
 
 @contextlib.contextmanager
@@ -72,11 +72,10 @@ def open_compiled(path, threads: int | None = None, gpu: bool = False) -> Runner
 
     def call(x):
         ins, outs = buffers(len(x))
-        feed = _quantize(x, inp) if np.issubdtype(inp["dtype"], np.integer) else x.astype(inp["dtype"])
-        ins[0].write(np.ascontiguousarray(feed))
+        ins[0].write(np.ascontiguousarray(to_input(x, inp)))
         model.run_by_index(0, ins, outs)
         y = outs[0].read(len(x) * classes, out["dtype"]).reshape(len(x), classes)
-        return _dequantize(y, out)
+        return from_output(y, out)
 
     name = "litert-compiled-gpu" if gpu else "litert-compiled"
     return Runner(name, str(path), int(inp["shape"][1]), np.dtype(inp["dtype"]).name, threads, notes, call)

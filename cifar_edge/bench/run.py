@@ -10,7 +10,7 @@ from pathlib import Path
 
 from .. import console
 from ..compress.config import QUANTIZED
-from ..data import prepare_images, stratified_subset
+from ..data import limit_images, prepare_images
 from ..errors import CifarEdgeError
 from ..versions import versions
 from ..inference import load_run, run_data
@@ -69,9 +69,7 @@ def _test_images(loaded, limit):
         x, y, split = data.x_test, data.y_test, "test"
     else:
         x, y, split = data.held_out()
-    if limit and limit < len(y):
-        keep = stratified_subset(y, limit, seed=0)
-        x, y = x[keep], y[keep]
+    x, y = limit_images(x, y, limit)
     return prepare_images(x, loaded.norm, loaded.input_size), y, split
 
 

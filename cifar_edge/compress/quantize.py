@@ -12,9 +12,9 @@ import re
 from .. import console
 from .._tf import keras
 from ..errors import CifarEdgeError
+from .measure import KERNEL_LAYERS
 from .tfmot_compat import quantize_scope, tfmot
 
-WEIGHTED = (keras.layers.Conv2D, keras.layers.DepthwiseConv2D, keras.layers.Dense)
 
 
 def quantize(model, scheme=None, custom_objects: dict | None = None):
@@ -29,7 +29,7 @@ def quantize(model, scheme=None, custom_objects: dict | None = None):
         first = e
     console.info(f"not quantizing the whole model ({_reason(first)}): fake-quantizing Conv2D/"
                  "DepthwiseConv2D/Dense layers only")
-    annotate = lambda layer: q.quantize_annotate_layer(layer) if isinstance(layer, WEIGHTED) else layer  # noqa: E731
+    annotate = lambda layer: q.quantize_annotate_layer(layer) if isinstance(layer, KERNEL_LAYERS) else layer  # noqa: E731
     try:
         with quantize_scope(), keras.utils.custom_object_scope(custom_objects or {}):
             annotated = keras.models.clone_model(model, clone_function=annotate)
@@ -58,7 +58,7 @@ def _unsupported_activation(model) -> tuple[str, str] | None:
     supported = Activation._PRE_QUANT_ACTIVATIONS | Activation._POST_QUANT_ACTIVATIONS
     for layer in model.layers:
         activation = getattr(getattr(layer, "activation", None), "__name__", "linear")
-        if isinstance(layer, WEIGHTED) and activation not in supported:
+        if isinstance(layer, KERNEL_LAYERS) and activation not in supported:
             return layer.name, f"activation '{activation}' is not one of {', '.join(sorted(supported))}"
     return None
 

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from .. import console
-from ..data import make_dataset, stratified_subset
+from ..data import limit_images, make_dataset
 from ..data.pipeline import resize_target
 from ..errors import CifarEdgeError
 from ..fileio import atomic_path, read_json, write_json, write_text
@@ -51,10 +51,7 @@ def optimize_run(parent_dir, out_dir, cfg: OptimizeConfig) -> dict:
     data = run_data(loaded)
     ds, config = data.dataset, loaded.config
     ft = _finetune_config(config, cfg)
-    x_tr, y_tr = data.x_train, data.y_train
-    if cfg.limit and cfg.limit < len(y_tr):
-        keep = stratified_subset(y_tr, cfg.limit, cfg.seed)
-        x_tr, y_tr = x_tr[keep], y_tr[keep]
+    x_tr, y_tr = limit_images(data.x_train, data.y_train, cfg.limit, cfg.seed)
     steps = math.ceil(len(x_tr) / ft.batch_size)
     seed_everything(cfg.seed)
 

@@ -51,3 +51,20 @@ def stratified_kfold(labels, k: int, seed: int = 0):
         idx = rng.permutation(np.flatnonzero(labels == c))
         fold_of[idx] = (np.arange(len(idx)) + rng.integers(k)) % k
     return [(np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)) for f in range(k)]
+
+
+def limit_images(x, y, limit: int | None, seed: int = 0):
+    """``limit`` images kept stratified (all when ``limit`` is None or not smaller)."""
+    if limit and limit < len(y):
+        keep = stratified_subset(y, limit, seed)
+        return x[keep], y[keep]
+    return x, y
+
+
+def train_val(x, y, fraction: float, seed: int = 0):
+    """(x_train, y_train, x_val, y_val) as training splits them; the val half is None when
+    ``fraction`` is 0.  Export and optimize call this too, so they see the same split."""
+    if fraction > 0:
+        tr, va = stratified_split(y, fraction, seed)
+        return x[tr], y[tr], x[va], y[va]
+    return x, y, None, None

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import console
 from ..compress.config import QUANTIZED
-from ..data import prepare_images, stratified_subset
+from ..data import limit_images, prepare_images
 from ..errors import CifarEdgeError
 from ..fileio import atomic_path, read_json, write_json, write_text
 from ..inference import load_run, run_data
@@ -55,7 +55,6 @@ class _Check:
     keras: np.ndarray                 # this run's Keras outputs
     drift_reference: np.ndarray       # the float parent's outputs (pruned/QAT runs) or keras
     drift_source: str = "keras"
-    extra: dict = field(default_factory=dict)
 
 
 def resolve_variants(names=None, fmt: str | None = None, opts: ExportOptions | None = None,
@@ -86,8 +85,8 @@ def _calibration(data, n: int, norm, size) -> np.ndarray:
                              "--calibration-images 100 or more (and --data with training images)")
     if n < 100:
         console.warn(f"calibrating int8 on only {n} images; 100 or more give steadier ranges")
-    keep = stratified_subset(data.y_train, min(n, len(data.y_train)), seed=0)
-    return prepare_images(data.x_train[keep], norm, size)
+    x, _ = limit_images(data.x_train, data.y_train, n)
+    return prepare_images(x, norm, size)
 
 
 def _parent_outputs(config, images):
@@ -133,11 +132,11 @@ def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=No
         qat=qat,
         name=f"{loaded.config['train']['model']} ({loaded.run.root.name})")
     x, y, split = data.held_out()
-    keep = stratified_subset(y, min(cfg.check_images, len(y)), seed=0)
-    images = prepare_images(x[keep], norm, size)
+    x, y = limit_images(x, y, cfg.check_images)
+    images = prepare_images(x, norm, size)
     reference = keras_runner(loaded.model).predict(images)
     parent = _parent_outputs(loaded.config, images)
-    check = _Check(images, y[keep], split, reference, reference if parent is None else parent,
+    check = _Check(images, y, split, reference, reference if parent is None else parent,
                    "keras" if parent is None else "parent float keras")
     entries = []
     for fmt, opts in variants:

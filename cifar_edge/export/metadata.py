@@ -265,13 +265,7 @@ def _build_model_metadata(*, name, description, version, author, mean, std, inpu
     process_units = _table_vector(b, _md.TensorMetadataStartProcessUnitsVector, [_md.ProcessUnitEnd(b)])
     in_stats = _stats(b, *_input_range(mean, std, input_dtype))
 
-    _md.TensorMetadataStart(b)
-    _md.TensorMetadataAddName(b, strings["in_name"])
-    _md.TensorMetadataAddDescription(b, strings["in_desc"])
-    _md.TensorMetadataAddContent(b, in_content)
-    _md.TensorMetadataAddProcessUnits(b, process_units)
-    _md.TensorMetadataAddStats(b, in_stats)
-    input_md = _md.TensorMetadataEnd(b)
+    input_md = _tensor(b, strings["in_name"], strings["in_desc"], in_content, in_stats, process_units=process_units)
 
     # Output: feature content, labels file, stats only where the range is known.
     _md.FeaturePropertiesStart(b)
@@ -283,13 +277,7 @@ def _build_model_metadata(*, name, description, version, author, mean, std, inpu
     out_files = _table_vector(b, _md.TensorMetadataStartAssociatedFilesVector, [_md.AssociatedFileEnd(b)])
     out_stats = _stats(b, *_output_range(output_dtype, output_is_logits))
 
-    _md.TensorMetadataStart(b)
-    _md.TensorMetadataAddName(b, strings["out_name"])
-    _md.TensorMetadataAddDescription(b, strings["out_desc"])
-    _md.TensorMetadataAddContent(b, out_content)
-    _md.TensorMetadataAddStats(b, out_stats)
-    _md.TensorMetadataAddAssociatedFiles(b, out_files)
-    output_md = _md.TensorMetadataEnd(b)
+    output_md = _tensor(b, strings["out_name"], strings["out_desc"], out_content, out_stats, files=out_files)
 
     inputs = _table_vector(b, _md.SubGraphMetadataStartInputTensorMetadataVector, [input_md])
     outputs = _table_vector(b, _md.SubGraphMetadataStartOutputTensorMetadataVector, [output_md])
@@ -329,6 +317,20 @@ def _output_range(output_dtype, output_is_logits):
     if output_dtype == "float32" and not output_is_logits:
         return [0.0], [1.0]
     return None, None
+
+
+def _tensor(b, name, description, content, stats, process_units=None, files=None):
+    """One TensorMetadata table from offsets already built (flatbuffers nest inside out)."""
+    _md.TensorMetadataStart(b)
+    _md.TensorMetadataAddName(b, name)
+    _md.TensorMetadataAddDescription(b, description)
+    _md.TensorMetadataAddContent(b, content)
+    if process_units is not None:
+        _md.TensorMetadataAddProcessUnits(b, process_units)
+    _md.TensorMetadataAddStats(b, stats)
+    if files is not None:
+        _md.TensorMetadataAddAssociatedFiles(b, files)
+    return _md.TensorMetadataEnd(b)
 
 
 def _content(b, kind, properties):

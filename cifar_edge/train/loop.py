@@ -15,7 +15,7 @@ import numpy as np
 
 from .. import console
 from .._tf import keras, tf
-from ..data import load_dataset, make_dataset, stratified_kfold, stratified_split, stratified_subset
+from ..data import limit_images, load_dataset, make_dataset, stratified_kfold, train_val
 from ..data.pipeline import resize_target
 from ..errors import CifarEdgeError
 from ..fileio import atomic_path, read_json, write_json, write_text
@@ -128,10 +128,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None) -> dict
                                  seed=cfg.seed)
     if ds.synthetic:
         console.warn(f"training on {ds.source}")
-    x, y = ds.x_train, ds.y_train
-    if cfg.limit and cfg.limit < len(y):
-        keep = stratified_subset(y, cfg.limit, cfg.seed)
-        x, y = x[keep], y[keep]
+    x, y = limit_images(ds.x_train, ds.y_train, cfg.limit, cfg.seed)
     spec = get_model_spec(cfg.model)
     run.root.mkdir(parents=True, exist_ok=True)
     if not resume:
@@ -151,11 +148,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None) -> dict
     if cfg.kfold:
         metrics = _train_kfold(cfg, run, x, y, ds.class_names, strategy, accel)
     else:
-        if cfg.val_split > 0:
-            tr, va = stratified_split(y, cfg.val_split, cfg.seed)
-            x_tr, y_tr, x_va, y_va = x[tr], y[tr], x[va], y[va]
-        else:
-            x_tr, y_tr, x_va, y_va = x, y, None, None
+        x_tr, y_tr, x_va, y_va = train_val(x, y, cfg.val_split, cfg.seed)
         if resume and run.model_keras.is_file() and run.model_h5.is_file():
             model, seconds = load_model(run.model_keras), 0.0   # crashed after training: just evaluate
         else:
