@@ -315,6 +315,23 @@ def report(run: Annotated[Path, typer.Argument(help="Run folder.")]):
 
 @app.command()
 @friendly
+def serve(
+    run: Annotated[Path, typer.Argument(help="Run folder (its exported files in RUN/export are served too).")],
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 to reach it from a phone on the LAN).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8000,
+    threads: Annotated[Optional[int], typer.Option(help="CPU threads per runtime [default: all cores].")] = None,
+    variant: Annotated[Optional[List[str]], typer.Option(help="Serve only these variants (repeatable), e.g. keras, tflite-int8.")] = None,
+):
+    """A local web page: upload an image, see the top-5 and latency of every exported format."""
+    from .serve import serve as serve_run
+    if not 0 <= port <= 65535:
+        raise CifarEdgeError(f"--port {port} is not a port; use 0..65535")
+    serve_run(run, host, port, threads, list(variant or ()),
+              ready=lambda url: stdout.print(f"serving {run} at {url}  (Ctrl-C stops)"))
+
+
+@app.command()
+@friendly
 def formats():
     """The export format table: formats, their options, and the named variants."""
     from .export import FORMATS, VARIANTS

@@ -2,6 +2,7 @@
 pixels a CIFAR model expects.  One place, so every command sees the same pixels."""
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
@@ -13,12 +14,13 @@ MAX_PIXELS = 64_000_000   # larger than any camera photo; refuse decompression b
 
 
 def open_rgb(item, label: str | None = None) -> Image.Image:
-    """A path, PIL image or uint8-like array -> RGB PIL image, centre-cropped to a square.
+    """A path, encoded bytes (an upload), PIL image or uint8-like array -> RGB PIL image,
+    centre-cropped to a square.
 
     Transparent pixels become white (not black), EXIF rotation is applied, and the crop
     keeps object shapes undistorted (CIFAR models only ever saw square images).
     """
-    label = label or str(item)
+    label = label or ("the upload" if isinstance(item, (bytes, bytearray)) else str(item))
     if isinstance(item, np.ndarray):
         arr = np.clip(item, 0, 255).astype(np.uint8)
         if arr.ndim == 3 and arr.shape[-1] == 1:
@@ -30,13 +32,16 @@ def open_rgb(item, label: str | None = None) -> Image.Image:
     elif isinstance(item, Image.Image):
         img = item
     else:
-        path = Path(item)
-        if not path.is_file():
-            raise CifarEdgeError(f"image '{path}' not found; pass the path of a PNG or JPEG file")
+        if isinstance(item, (bytes, bytearray)):
+            source = io.BytesIO(item)
+        else:
+            source = Path(item)
+            if not source.is_file():
+                raise CifarEdgeError(f"image '{source}' not found; pass the path of a PNG or JPEG file")
         try:
-            with Image.open(path) as im:
+            with Image.open(source) as im:
                 if im.width * im.height > MAX_PIXELS:
-                    raise CifarEdgeError(f"image '{path}' is {im.width}x{im.height} pixels, too large; "
+                    raise CifarEdgeError(f"image '{label}' is {im.width}x{im.height} pixels, too large; "
                                          "downscale it below 64 megapixels")
                 im.draft("RGB", (1024, 1024))          # fast JPEG downscale of huge photos
                 img = ImageOps.exif_transpose(im)
@@ -44,16 +49,21 @@ def open_rgb(item, label: str | None = None) -> Image.Image:
         except CifarEdgeError:
             raise
         except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError) as e:
-            raise CifarEdgeError(f"cannot read '{path}' as an image ({type(e).__name__}); "
+            raise CifarEdgeError(f"cannot read '{label}' as an image ({type(e).__name__}); "
                                  "pass a PNG or JPEG file") from None
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         img = Image.alpha_composite(Image.new("RGBA", img.size, (255, 255, 255, 255)), img.convert("RGBA"))
     img = img.convert("RGB")
-    w, h = img.size
-    s = min(w, h)
-    return img.crop(((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s))
+    x, y, side = center_square(*img.size)
+    return img.crop((x, y, x + side, y + side))
 
 
-def read_image(item, size: int) -> np.ndarray:
+def center_square(width: int, height: int) -> tuple[int, int, int]:
+    """(x, y, side) of the centred square crop; the Android app's contract does the same."""
+    side = min(width, height)
+    return (width - side) // 2, (height - side) // 2, side
+
+
+def read_image(item, size: int, label: str | None = None) -> np.ndarray:
     """One image as size x size x 3 uint8 RGB."""
-    return np.asarray(open_rgb(item).resize((size, size), Image.Resampling.BILINEAR), np.uint8)
+    return np.asarray(open_rgb(item, label).resize((size, size), Image.Resampling.BILINEAR), np.uint8)

@@ -101,3 +101,48 @@ def train_tiny(root: Path, epochs: int = 2, limit: int = 600) -> Path:
     train(TrainConfig(model="cnn-tiny", data="synthetic", epochs=epochs, limit=limit, batch_size=64, lr=0.1,
                       warmup_epochs=0.3, synthetic_classes=10), root)
     return root
+
+
+FAST_EXPORT = dict(calibration_images=200, check_images=300)
+
+
+@pytest.fixture(scope="session")
+def exported_run(tmp_path_factory):
+    """A small real run (cnn-tiny, learnable synthetic data) with every variant of the format
+    table exported into RUN/export; shared by the export, contract, example and serve tests."""
+    from cifar_edge.export import ExportConfig, export_run, resolve_variants
+    run = train_tiny(tmp_path_factory.mktemp("exported") / "run", epochs=3, limit=1500)
+    entries = export_run(run, resolve_variants(all_variants=True), cfg=ExportConfig(**FAST_EXPORT), command="test")
+    return run, {e["variant"]: e for e in entries}
+
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def photo_files(cifar10_real, tmp_path_factory):
+    """Real CIFAR-10 test images saved the ways users' photos come: PNG and JPEG, grayscale,
+    RGBA with transparency, palette, EXIF-rotated, non-square and large; plus a non-image."""
+    from PIL import Image
+    x = cifar10_real[2]
+    root = tmp_path_factory.mktemp("photos")
+    big = Image.fromarray(x[0]).resize((1200, 900), Image.Resampling.BICUBIC)
+    files = {}
+
+    def save(name, img, **kw):
+        files[name] = root / name
+        img.save(files[name], **kw)
+
+    save("rgb.png", Image.fromarray(x[1]))
+    save("photo.jpg", big, quality=90)
+    save("gray.png", Image.fromarray(x[2]).convert("L"))
+    rgba = Image.fromarray(x[3]).convert("RGBA")
+    rgba.putalpha(Image.fromarray(np.where(np.arange(32)[None, :] < 16, 255, 0).astype(np.uint8).repeat(32, 0)))
+    save("alpha.png", rgba)
+    save("palette.gif", Image.fromarray(x[4]).convert("P", palette=Image.Palette.ADAPTIVE))
+    exif = Image.Exif()
+    exif[0x0112] = 6                                   # "rotate 90 CW to view"
+    save("rotated.jpg", Image.fromarray(x[5]).resize((64, 48)), quality=95, exif=exif.tobytes())
+    files["not_an_image.png"] = root / "not_an_image.png"
+    files["not_an_image.png"].write_text("this is text, not pixels\n")
+    return files

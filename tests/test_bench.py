@@ -297,3 +297,25 @@ def test_device_rows_from_a_recorded_phone(run, benched, tmp_path, monkeypatch):
     assert "-s FAKE123 push" in calls and "tflite-int8.tflite /data/local/tmp/cifar_edge/tflite-int8.tflite" in calls
     assert "--num_threads=4 --num_runs=10 --warmup_runs=2 --use_xnnpack=true" in calls
     assert "--use_gpu=true --gpu_precision_loss_allowed=true" in calls
+
+
+def test_reference_disagreement_is_measured_again_and_every_round_kept():
+    from cifar_edge.bench import reference
+
+    def tool(ms):
+        return {"tool": "litert-benchmark", "median_ms": ms, "avg_ms": ms, "p95_ms": ms * 1.2, "runs": 50}
+
+    def never():
+        raise AssertionError("measured again although it should not be")
+
+    theirs, ours = iter([tool(1.1), tool(1.0)]), iter([1.0, 1.05])
+    shared = [tool(1.0)]                                   # the tool's first run, shared with other rows
+    result = reference.agreement(2.0, lambda: next(ours), shared, lambda: next(theirs), same_engine=True)
+    assert result["rounds"] == 3 and result["agrees"]
+    assert result["ours_p50_rounds_ms"] == [2.0, 1.0, 1.05] and result["theirs_median_rounds_ms"] == [1.0, 1.1, 1.0]
+    assert result["ratio"] == pytest.approx(1.05 / 1.0) and len(shared) == 3
+    assert reference.agreement(1.1, never, [tool(1.0)], never, same_engine=True)["rounds"] == 1
+    other_engine = reference.agreement(3.0, never, [tool(1.0)], never, same_engine=False)
+    assert other_engine["rounds"] == 1 and not other_engine["agrees"]
+    still_off = reference.agreement(3.0, lambda: 3.0, [tool(1.0)], lambda: tool(1.0), same_engine=True)
+    assert still_off["rounds"] == reference.ROUNDS and not still_off["agrees"]

@@ -15,20 +15,19 @@ from cifar_edge.errors import CifarEdgeError
 from cifar_edge.export import VARIANTS, ExportConfig, ExportOptions, export_run, read_manifest, resolve_variants
 from cifar_edge.inference import load_run, run_data
 from cifar_edge.runtimes import keras_runner, open_model
-from conftest import train_tiny
+from conftest import FAST_EXPORT
 
-FAST = ExportConfig(calibration_images=200, check_images=300)
-
-
-@pytest.fixture(scope="module")
-def run(tmp_path_factory):
-    """A small real run: cnn-tiny on the learnable synthetic stand-in (always available)."""
-    return train_tiny(tmp_path_factory.mktemp("export") / "run", epochs=3, limit=1500)
+FAST = ExportConfig(**FAST_EXPORT)
 
 
 @pytest.fixture(scope="module")
-def exported(run):
-    return {e["variant"]: e for e in export_run(run, resolve_variants(all_variants=True), cfg=FAST, command="test")}
+def run(exported_run):
+    return exported_run[0]
+
+
+@pytest.fixture(scope="module")
+def exported(exported_run):
+    return exported_run[1]
 
 
 @pytest.fixture(scope="module")
@@ -110,6 +109,23 @@ def test_tflite_metadata_and_labels_read_back(run, exported):
     assert np.allclose(meta["tflite_metadata"]["input"]["mean"], loaded.norm.mean)
     assert np.allclose(meta["tflite_metadata"]["input"]["std"], loaded.norm.std)
     assert meta["associated_files"]["labels.txt"].split() == loaded.class_names
+
+
+def test_onnx_files_carry_the_same_model_facts_as_tflite(run, exported):
+    """Apps without cifar-edge read input size, normalization and labels from either file."""
+    from cifar_edge.export.metadata import read_metadata
+    from cifar_edge.export.onnx import read_onnx_metadata
+    loaded = load_run(run)
+    tflite_facts = read_metadata(run / "export" / exported["tflite-int8"]["file"])["cifar_edge"]
+    for name, entry in exported.items():
+        if entry["format"] != "onnx":
+            continue
+        facts = read_onnx_metadata(run / "export" / entry["file"])
+        assert facts["labels"] == loaded.class_names and facts["input_size"] == 32, name
+        assert np.allclose(facts["mean"], loaded.norm.mean) and np.allclose(facts["std"], loaded.norm.std), name
+        assert facts["input_dtype"] == "float32" and facts["quantization"] == ("int8" if entry["options"]["int8"] else "none")
+        assert {k: facts[k] for k in ("mean", "std", "labels", "output_is_logits")} == \
+            {k: tflite_facts[k] for k in ("mean", "std", "labels", "output_is_logits")}
 
 
 def test_export_that_disagrees_with_keras_fails_and_leaves_nothing(run, tmp_path, monkeypatch):

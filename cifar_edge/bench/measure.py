@@ -39,7 +39,7 @@ class Context:
     float_ref: dict               # top1/top5/per_class_top1 of the float model drops are measured against
     phone: object = None          # android.Phone when --device is given
     accuracy: dict = field(default_factory=dict)     # (file, backend) -> accuracy fields
-    references: dict = field(default_factory=dict)   # (file, threads) -> reference CLI result
+    references: dict = field(default_factory=dict)   # (file, threads) -> the reference CLI's runs
     remote: dict = field(default_factory=dict)       # file -> its path on the phone
 
 
@@ -131,14 +131,15 @@ def _on_host(t: Target, backend: Backend, threads, ctx: Context) -> dict:
     out = {"engine": runner.runtime, "threads": runner.threads, "load_ms": load_ms, "first_inference_ms": first_ms,
            "latency": lat, "throughput": tput, **mem, **ctx.accuracy[key], "split": ctx.split,
            "notes": list(runner.notes)}
+    if cfg.reference and t.fmt.name == "tflite" and backend.device == "cpu":
+        threads_used = out["threads"]
+        out["reference"] = reference.agreement(
+            lat["p50_ms"], lambda: latency(runner.run, x1, cfg.runs, cfg.warmup)["p50_ms"],
+            ctx.references.setdefault((str(t.path), threads_used), []),
+            lambda: reference.run_reference(t.path, threads_used, cfg.runs, cfg.warmup),
+            same_engine=backend.name != "litert-no-xnnpack" and out["engine"] != "litert-builtin")
     del runner
     gc.collect()
-    if cfg.reference and t.fmt.name == "tflite" and backend.device == "cpu":
-        rkey = (str(t.path), out["threads"])
-        if rkey not in ctx.references:
-            ctx.references[rkey] = reference.run_reference(t.path, out["threads"], cfg.runs, cfg.warmup)
-        out["reference"] = {**reference.compare(lat["p50_ms"], ctx.references[rkey]),
-                            "same_engine": backend.name != "litert-no-xnnpack" and out["engine"] != "litert-builtin"}
     return out
 
 

@@ -16,3 +16,11 @@ class ExportContext:
     qat: bool = False                 # the model was trained quantization-aware
     name: str = "cifar-edge model"
     description: str = ""
+
+    def model_facts(self, opts) -> dict:
+        """What an app needs to run the exported file without cifar-edge (input size and type,
+        normalization, labels); embedded in every .tflite and .onnx."""
+        return {"input_size": int(self.input_size), "mean": [float(v) for v in self.norm.mean],
+                "std": [float(v) for v in self.norm.std], "input_dtype": opts.input_dtype,
+                "output_is_logits": True, "labels": list(self.class_names),
+                "quantization": opts.quantization, "qat": bool(self.qat)}

@@ -31,6 +31,15 @@ class ExportOptions:
         """Quantized activations or weights: parity is judged against the int8 threshold."""
         return self.int8 or self.dynamic
 
+    @property
+    def quantization(self) -> str:
+        return "int8" if self.int8 else "fp16" if self.fp16 else "dynamic" if self.dynamic else "none"
+
+    @property
+    def input_dtype(self) -> str:
+        """The exported file's input tensor type."""
+        return self.io if self.int8 and self.io != "float" else "float32"
+
     def set_options(self) -> set:
         """The option names that differ from the defaults."""
         default = ExportOptions()

@@ -86,6 +86,31 @@ def int8_onnx_from_tflite(ctx, path: Path, opts: ExportOptions, work: Path):
                              "use onnx int8 without --from-tflite") from None
 
 
+ONNX_METADATA_KEY = "cifar_edge"
+
+
+def embed_onnx_metadata(path, facts: dict):
+    """The model facts as a ``cifar_edge`` JSON entry of the model's metadata_props, which
+    onnxruntime exposes as ``get_modelmeta().custom_metadata_map`` (the .tflite carries the same)."""
+    import json
+    import onnx
+    model = onnx.load(str(path))
+    kept = [p for p in model.metadata_props if p.key != ONNX_METADATA_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    model.metadata_props.add(key=ONNX_METADATA_KEY, value=json.dumps(facts, ensure_ascii=False))
+    onnx.save(model, str(path))
+
+
+def read_onnx_metadata(path) -> dict | None:
+    """The ``cifar_edge`` entry of an .onnx file (None when it has none)."""
+    import json
+    import onnx
+    model = onnx.load(str(path), load_external_data=False)
+    value = next((p.value for p in model.metadata_props if p.key == ONNX_METADATA_KEY), None)
+    return None if value is None else json.loads(value)
+
+
 def export_onnx(ctx, path: Path, opts: ExportOptions):
     import tempfile
     with tempfile.TemporaryDirectory(prefix="cifar-edge-onnx-") as work:
@@ -95,4 +120,5 @@ def export_onnx(ctx, path: Path, opts: ExportOptions):
             int8_onnx_from_tflite(ctx, path, opts, Path(work))
         else:
             int8_onnx_from_float(ctx, path, opts, Path(work))
+    embed_onnx_metadata(path, ctx.model_facts(opts))
     check(path)

@@ -40,11 +40,9 @@ def convert(ctx, opts) -> bytes:
 def export_tflite(ctx, path: Path, opts):
     from .metadata import embed_metadata
     data = convert(ctx, opts)
-    input_dtype = opts.io if opts.int8 and opts.io != "float" else "float32"
+    facts = ctx.model_facts(opts)
+    graph_facts = {k: facts.pop(k) for k in ("input_size", "mean", "std", "labels", "input_dtype", "output_is_logits")}
     data = embed_metadata(
         data, name=ctx.name, description=ctx.description or f"CIFAR classifier ({len(ctx.class_names)} classes)",
-        version=__version__, author="cifar-edge", input_size=ctx.input_size, mean=tuple(ctx.norm.mean),
-        std=tuple(ctx.norm.std), labels=list(ctx.class_names), input_dtype=input_dtype, output_is_logits=True,
-        extra={"quantization": "int8" if opts.int8 else "fp16" if opts.fp16 else "dynamic" if opts.dynamic
-               else "none", "qat": ctx.qat})
+        version=__version__, author="cifar-edge", **graph_facts, extra=facts)
     Path(path).write_bytes(data)

@@ -1,0 +1,174 @@
+"""`cifar-edge serve RUN`: a local web page to try a run's exported files on your own images.
+
+One real HTTP server (the standard library's ThreadingHTTPServer): GET / is the page,
+GET /api/models lists what is loaded, POST /api/predict takes the raw bytes of one image and
+answers, for every exported format and the Keras model, the top-5 and the latency.  Bad
+uploads (not an image, too large, empty) get a JSON error the page shows; nothing crashes.
+"""
+from __future__ import annotations
+
+import json
+import threading
+import time
+from dataclasses import dataclass
+from http import HTTPStatus
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from importlib import resources
+from urllib.parse import unquote
+
+import numpy as np
+
+from . import console
+from .errors import CifarEdgeError
+from .export import read_manifest
+from .images import read_image
+from .inference import load_run
+from .runtimes import Runner, keras_runner, open_model
+
+MAX_UPLOAD_BYTES = 20_000_000
+TIMED_RUNS = 5
+
+
+@dataclass
+class Loaded:
+    variant: str
+    file: str
+    size_bytes: int
+    runner: Runner
+
+
+class Predictor:
+    """A run's Keras model and every file in RUN/export, loaded once and warmed up."""
+
+    def __init__(self, run_dir, threads: int | None = None, variants: list[str] | None = None):
+        loaded = load_run(run_dir)
+        self.class_names, self.norm, self.input_size = loaded.class_names, loaded.norm, loaded.input_size
+        self.run = loaded.run.root
+        model_file = loaded.run.require_model()
+        self.models = [Loaded("keras", model_file.name, model_file.stat().st_size, keras_runner(loaded.model))]
+        manifest = read_manifest(self.run / "export")
+        unknown = sorted(set(variants or []) - {e["variant"] for e in manifest.values()} - {"keras"})
+        if unknown:
+            raise CifarEdgeError(f"{', '.join(unknown)} not exported in {self.run / 'export'}; "
+                                 "export it first or drop it from --variant")
+        for entry in manifest.values():
+            if entry["format"] == "keras" or (variants and entry["variant"] not in variants):
+                continue                      # the exported .h5 is the model already loaded above
+            path = self.run / "export" / entry["file"]
+            try:
+                self.models.append(Loaded(entry["variant"], entry["file"], path.stat().st_size,
+                                          open_model(path, threads=threads)))
+            except (CifarEdgeError, OSError) as e:
+                console.warn(f"not serving {entry['variant']}: {e}")
+        if variants:
+            self.models = [m for m in self.models if m.variant in variants]
+        if not manifest:
+            console.warn(f"{self.run / 'export'} has no exported files; serving the Keras model only "
+                         "(`cifar-edge export RUN --all` adds every format)")
+        self._lock = threading.Lock()     # interpreters are not thread-safe
+        blank = self.norm.apply_numpy(np.zeros((1, self.input_size, self.input_size, 3), np.uint8))
+        for m in self.models:
+            m.runner.run(blank)
+
+    def describe(self) -> dict:
+        return {"run": str(self.run), "input_size": self.input_size, "classes": len(self.class_names),
+                "models": [{"variant": m.variant, "file": m.file, "runtime": m.runner.runtime,
+                            "size_bytes": m.size_bytes, "notes": m.runner.notes} for m in self.models]}
+
+    def predict(self, data: bytes, name: str = "the upload", top: int = 5) -> dict:
+        """Top-k and median latency of every loaded model on one encoded image."""
+        if not data:
+            raise CifarEdgeError("the upload is empty; choose a PNG or JPEG image")
+        x = self.norm.apply_numpy(read_image(bytes(data), self.input_size, name)[None])
+        results = []
+        with self._lock:
+            for m in self.models:
+                times = []
+                for _ in range(TIMED_RUNS):
+                    t0 = time.perf_counter()
+                    logits = m.runner.run(x)[0]
+                    times.append(time.perf_counter() - t0)
+                probs = np.exp(logits - logits.max())
+                probs /= probs.sum()
+                order = np.argsort(-logits, kind="stable")[:top]
+                results.append({"variant": m.variant, "file": m.file, "runtime": m.runner.runtime,
+                                "size_bytes": m.size_bytes, "latency_ms": round(float(np.median(times)) * 1e3, 3),
+                                "top": [{"label": self.class_names[i], "index": int(i),
+                                         "probability": round(float(probs[i]), 5)} for i in order]})
+        return {"image": name, "input_size": self.input_size, "results": results}
+
+
+def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
+    page = resources.files("cifar_edge.web").joinpath("index.html").read_bytes()
+
+    class Handler(BaseHTTPRequestHandler):
+        server_version = "cifar-edge"
+
+        def log_message(self, fmt, *args):     # keep the terminal for our own lines
+            pass
+
+        def _send(self, status: int, body: bytes, content_type: str):
+            self.send_response(status)
+            self.send_header("Content-Type", content_type)
+            self.send_header("Content-Length", str(len(body)))
+            self.send_header("Cache-Control", "no-store")
+            self.end_headers()
+            self.wfile.write(body)
+
+        def _json(self, status: int, payload: dict):
+            self._send(status, json.dumps(payload).encode(), "application/json")
+
+        def do_GET(self):
+            if self.path in ("/", "/index.html"):
+                self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
+            elif self.path == "/api/models":
+                self._json(HTTPStatus.OK, predictor.describe())
+            else:
+                self._json(HTTPStatus.NOT_FOUND, {"error": f"no page {self.path}; open / instead"})
+
+        def do_POST(self):
+            if self.path.split("?")[0] != "/api/predict":
+                self._json(HTTPStatus.NOT_FOUND, {"error": f"POST images to /api/predict, not {self.path}"})
+                return
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:
+                self._json(HTTPStatus.BAD_REQUEST, {"error": "bad Content-Length; send the image bytes as the body"})
+                return
+            if length > MAX_UPLOAD_BYTES:
+                self.close_connection = True
+                self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                           {"error": f"the upload is {length / 1e6:.1f} MB; the limit is "
+                                     f"{MAX_UPLOAD_BYTES / 1e6:.0f} MB: send a smaller image"})
+                return
+            data = self.rfile.read(length)
+            name = unquote(self.headers.get("X-Filename") or "")[:200] or "the upload"   # the page percent-encodes it
+            try:
+                self._json(HTTPStatus.OK, predictor.predict(data, name))
+            except CifarEdgeError as e:
+                self._json(HTTPStatus.BAD_REQUEST, {"error": str(e)})
+            except Exception as e:  # noqa: BLE001 - one bad request must not take the server down
+                self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"prediction failed: {type(e).__name__}: {e}"})
+
+    try:
+        return ThreadingHTTPServer((host, port), Handler)
+    except OSError as e:
+        raise CifarEdgeError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
+
+
+def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, threads: int | None = None,
+          variants: list[str] | None = None, ready=None):
+    """Load the run and serve until interrupted; ``ready(url)`` is called once listening."""
+    predictor = Predictor(run_dir, threads, variants)
+    server = make_server(predictor, host, port)
+    url = f"http://{host}:{server.server_address[1]}/"
+    if ready:
+        ready(url)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.info("stopped")
+    finally:
+        server.server_close()

@@ -1,0 +1,1 @@
+"""The page `cifar-edge serve` shows (index.html), shipped as package data."""

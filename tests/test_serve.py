@@ -1,0 +1,132 @@
+"""`cifar-edge serve`: a real HTTP server answering top-5 and latency for every exported
+format; bad uploads get clear JSON errors; the page works end to end in headless Chromium."""
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import urllib.error
+import urllib.request
+
+import pytest
+from typer.testing import CliRunner
+
+import cifar_edge.images
+import cifar_edge.serve
+from cifar_edge.cli import app
+from cifar_edge.inference import load_run, predict_files
+from cifar_edge.serve import Predictor, make_server
+
+
+@pytest.fixture(scope="module")
+def server(exported_run):
+    run, _ = exported_run
+    httpd = make_server(Predictor(run, threads=1), "127.0.0.1", 0)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def post(url: str, data: bytes, name: str = "x.png"):
+    """(status, JSON body) of an upload."""
+    request = urllib.request.Request(f"{url}/api/predict", data=data, method="POST", headers={"X-Filename": name})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as r:
+            return r.status, json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read())
+
+
+def test_every_exported_format_answers_top5_and_latency(server, exported_run, photo_files):
+    run, exported = exported_run
+    status, body = post(server, photo_files["photo.jpg"].read_bytes(), "photo.jpg")
+    assert status == 200, body
+    rows = {r["variant"]: r for r in body["results"]}
+    assert set(rows) == {"keras", *exported}
+    for r in rows.values():
+        assert len(r["top"]) == 5 and r["latency_ms"] > 0 and r["size_bytes"] > 0
+        assert 0 < sum(t["probability"] for t in r["top"]) <= 1.0001
+    expected = predict_files(load_run(run), [photo_files["photo.jpg"]])[0]["top"][0]["class"]
+    assert rows["keras"]["top"][0]["label"] == expected
+    assert rows["tflite-float32"]["top"][0]["label"] == expected
+    with urllib.request.urlopen(f"{server}/api/models") as r:
+        assert [m["variant"] for m in json.loads(r.read())["models"]][0] == "keras"
+
+
+@pytest.mark.parametrize("name", ["gray.png", "alpha.png", "palette.gif", "rotated.jpg"])
+def test_grayscale_alpha_palette_and_rotated_images_work(server, photo_files, name):
+    status, body = post(server, photo_files[name].read_bytes(), name)
+    assert status == 200, body
+
+
+def test_bad_uploads_get_clear_errors_and_the_server_lives_on(server, photo_files, monkeypatch):
+    status, body = post(server, photo_files["not_an_image.png"].read_bytes(), "not_an_image.png")
+    assert status == 400 and "cannot read 'not_an_image.png' as an image" in body["error"]
+    status, body = post(server, b"", "empty.png")
+    assert status == 400 and "empty" in body["error"]
+    monkeypatch.setattr(cifar_edge.images, "MAX_PIXELS", 100_000)        # photo.jpg is 1200x900
+    status, body = post(server, photo_files["photo.jpg"].read_bytes(), "photo.jpg")
+    assert status == 400 and "too large" in body["error"]
+    monkeypatch.setattr(cifar_edge.serve, "MAX_UPLOAD_BYTES", 1000)
+    status, body = post(server, photo_files["rgb.png"].read_bytes() + b"\0" * 4000, "big.png")
+    assert status == 413 and "limit" in body["error"]
+    monkeypatch.undo()
+    with pytest.raises(urllib.error.HTTPError) as e:
+        urllib.request.urlopen(f"{server}/nope")
+    assert e.value.code == 404
+    assert post(server, photo_files["rgb.png"].read_bytes())[0] == 200
+
+
+def test_cli_serve_rejects_a_bad_run_and_variant(exported_run, tmp_path):
+    run, _ = exported_run
+    r = CliRunner().invoke(app, ["serve", str(tmp_path)])
+    assert r.exit_code == 2 and "error:" in r.output and "Traceback" not in r.output
+    r = CliRunner().invoke(app, ["serve", str(run), "--variant", "tflite-int9"])
+    assert r.exit_code == 2 and "tflite-int9 not exported" in r.output
+
+
+def _chromium():
+    path = shutil.which("chromium") or shutil.which("chromium-browser")
+    if path is None:
+        pytest.skip("Chromium missing: `apt-get install chromium` (as .ci/run does)")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        pytest.skip("playwright missing: pip install -e '.[test]'")
+    return path, sync_playwright
+
+
+def test_the_page_in_headless_chromium(server, exported_run, photo_files, tmp_path):
+    path, sync_playwright = _chromium()
+    _, exported = exported_run
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=path, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
+            "--disable-component-update", "--disable-sync"])
+        try:
+            page = browser.new_page()
+            page.goto(server + "/")
+            page.wait_for_function("document.getElementById('meta').textContent.includes('models')")
+            page.set_input_files("#file", str(photo_files["photo.jpg"]))
+            page.wait_for_selector("#results tbody tr", timeout=60_000)
+            rows = page.locator("#results tbody tr")
+            assert rows.count() == len(exported)                 # keras and every exported file
+            _, api = post(server, photo_files["photo.jpg"].read_bytes())
+            keras_top1 = api["results"][0]["top"][0]["label"]
+            assert page.locator("tr[data-variant='keras'] .label").first.text_content() == keras_top1
+            assert all(t.endswith(" ms") for t in page.locator("td.latency").all_text_contents())
+            assert page.locator("#error").text_content() == ""
+            page.screenshot(path=str(tmp_path / "results.png"))
+
+            page.set_input_files("#file", str(photo_files["not_an_image.png"]))
+            page.wait_for_function("document.getElementById('error').textContent.length > 0")
+            assert "cannot read" in page.locator("#error").text_content()
+            assert page.locator("#results").is_hidden()
+
+            page.set_input_files("#file", str(photo_files["alpha.png"]))
+            page.wait_for_selector("#results tbody tr", state="visible", timeout=60_000)
+            assert page.locator("#error").text_content() == ""
+        finally:
+            browser.close()
