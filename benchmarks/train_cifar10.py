@@ -39,8 +39,9 @@ def main():
     metrics = json.loads((out / "metrics.json").read_text())
     config = json.loads((out / "config.json").read_text())
     train_min = metrics["train_seconds"] / 60
+    env = " ".join(f"{k}={os.environ[k]}" for k in ("TF_NUM_INTEROP_THREADS", "TF_NUM_INTRAOP_THREADS") if k in os.environ)
     result = {
-        "command": " ".join(command).replace(str(data), "../shared/data/cifar10").replace(str(out), os.path.relpath(out, ROOT)),
+        "command": (env + " " if env else "") + " ".join(command).replace(str(data), "../shared/data/cifar10").replace(str(out), os.path.relpath(out, ROOT)),
         "model": "cnn", "params": config["params"], "flops_per_image": config["flops"], "epochs": metrics["epochs_run"],
         "top1": metrics["top1"], "top5": metrics["top5"], "test_images": metrics["n"],
         "train_minutes": round(train_min, 2), "wall_minutes_incl_eval": round(wall / 60, 2),
