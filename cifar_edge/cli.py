@@ -18,6 +18,8 @@ app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_
                   help="Train a CIFAR classifier and take it all the way to a file a phone can run.")
 data_app = typer.Typer(no_args_is_help=True, help="Inspect and verify datasets.")
 app.add_typer(data_app, name="data")
+weights_app = typer.Typer(no_args_is_help=True, help="Pretrained weights for the transfer models.")
+app.add_typer(weights_app, name="weights")
 stdout = Console(highlight=False)
 
 
@@ -88,6 +90,11 @@ def train(
     depth: Annotated[Optional[str], typer.Option(help="cnn: residual blocks per stage, e.g. 1,1,1.")] = None,
     se: Annotated[Optional[bool], typer.Option("--se/--no-se", help="cnn: squeeze-and-excitation blocks.")] = None,
     dropout: Annotated[Optional[float], typer.Option(help="cnn: dropout before the classifier.")] = None,
+    alpha: Annotated[Optional[float], typer.Option(help="mobilenetv2: width multiplier (0.35, 0.5, 0.75, 1.0, 1.3, 1.4).")] = None,
+    weights: Annotated[Optional[str], typer.Option(help="Transfer models: imagenet, none, or a keras weights file (`cifar-edge weights import-tflite`).")] = None,
+    head_epochs: Annotated[int, typer.Option(help="Two-stage fine-tuning: the first N of --epochs train only the new head on a frozen backbone.")] = 0,
+    head_lr: Annotated[Optional[float], typer.Option(help="Stage-1 learning rate [default: 10 x --lr].")] = None,
+    unfreeze: Annotated[str, typer.Option(help="Stage 2: 'all' backbone blocks, or how many from the top (BatchNorm stays frozen).")] = "all",
     flip_h: Annotated[bool, typer.Option("--flip-h/--no-flip-h", help="Random horizontal flips.")] = True,
     flip_v: Annotated[bool, typer.Option("--flip-v/--no-flip-v", help="Random vertical flips.")] = False,
     translate: Annotated[int, typer.Option(help="Pad-and-random-crop by up to N pixels.")] = 2,
@@ -109,18 +116,26 @@ def train(
     from .train import TrainConfig
     from .train import train as run_training
 
-    options = {k: v for k, v in {"width": width, "depth": _parse_depth(depth), "se": se, "dropout": dropout}.items()
-               if v is not None}
+    options = {k: v for k, v in {"width": width, "depth": _parse_depth(depth), "se": se, "dropout": dropout,
+                                 "alpha": alpha, "weights": _weights_option(weights)}.items() if v is not None}
     cfg = TrainConfig(
         model=model, data=data, labels=labels, epochs=epochs, seed=seed, val_split=val_split, batch_size=batch_size,
         optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
         warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, whiten=whiten, early_stopping=early_stopping,
         input_size=input_size, model_options=options, strategy=strategy, kfold=kfold, mlflow=mlflow,
-        verify=verify, limit=limit, synthetic_classes=synthetic_classes,
+        verify=verify, limit=limit, synthetic_classes=synthetic_classes, head_epochs=head_epochs, head_lr=head_lr,
+        unfreeze=unfreeze,
         augment=AugmentConfig(flip_h=flip_h, flip_v=flip_v, translate=translate, rotation=rotation, zoom=zoom,
                               contrast=contrast, cutout=cutout, mixup=mixup, cutmix=cutmix))
     metrics = run_training(cfg, out, resume=resume)
     _print_result(model, out, metrics)
+
+
+def _weights_option(weights: Optional[str]) -> Optional[str]:
+    """imagenet / none as they are; a path made absolute, so a resumed run finds it from anywhere."""
+    if weights is None or weights in ("imagenet", "none"):
+        return weights
+    return str(Path(weights).expanduser().resolve())
 
 
 def _print_result(model, run_dir, metrics):
@@ -353,17 +368,30 @@ def formats():
 @app.command()
 @friendly
 def models(pattern: Annotated[str, typer.Argument(help="Glob over model names.")] = "*"):
-    """List the model registry: parameters, FLOPs, input size, recipe."""
+    """List the model registry: parameters, FLOPs, input size, recipe, weights available here."""
     from .models import count_flops, list_models
     t = Table(title="cifar-edge models (100 classes)")
-    for col in ("name", "params", "MFLOPs", "input", "recipe", "description"):
+    for col in ("name", "params", "MFLOPs", "input", "recipe", "weights", "description"):
         t.add_column(col)
     for spec in list_models(pattern):
         m = spec.build(100)
         recipe = ", ".join(f"{k}={v}" for k, v in spec.recipe.items() if k in ("optimizer", "lr", "schedule", "batch_size"))
         t.add_row(spec.name, f"{m.count_params():,}", f"{count_flops(m) / 1e6:.1f}", f"{spec.input_size}px",
-                  recipe, spec.description)
+                  recipe, spec.available_weights(), spec.description)
     stdout.print(t)
+
+
+@weights_app.command("import-tflite")
+@friendly
+def weights_import_tflite(
+    tflite: Annotated[Path, typer.Argument(help="An int8/uint8 MobileNetV2 1.0 .tflite, e.g. ../shared/weights/mobilenet_v2_1.0_224_imagenet_tflite_quant/mobilenet_v2_1.0_224_quant.tflite.")],
+    out: Annotated[Path, typer.Option(help="Keras weights file to write (.h5); pass it to `train --weights`.")] = Path("mobilenetv2_1.0_imagenet_from_tflite.h5"),
+):
+    """Rebuild Keras MobileNetV2 1.0 ImageNet weights from a quantized .tflite (offline machines)."""
+    from .models.tflite_import import save_imported_backbone
+    info = save_imported_backbone(tflite, out)
+    stdout.print(f"{info['convs']} convolutions (+ BN as identity with the folded bias) from {tflite} -> {out}")
+    stdout.print(f"use it: cifar-edge train --model mobilenetv2 --weights {out} ...")
 
 
 @data_app.command("info")

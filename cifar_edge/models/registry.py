@@ -10,6 +10,8 @@ import fnmatch
 from dataclasses import dataclass, field
 from typing import Callable
 
+import numpy as np
+
 from ..data.pipeline import Normalization
 from ..errors import CifarEdgeError
 
@@ -26,6 +28,11 @@ class ModelSpec:
     description: str
     recipe: dict = field(default_factory=dict)   # default TrainConfig overrides
     family: str = "cnn"
+    weights_info: Callable | None = None          # () -> which pretrained weights this machine has
+    blocks: Callable | None = None                # model -> backbone layer names per block, bottom to top
+
+    def available_weights(self) -> str:
+        return self.weights_info() if self.weights_info else "none: trained from scratch"
 
     def build(self, num_classes: int, input_size: int | None = None, **options):
         size = input_size or self.input_size
@@ -39,9 +46,11 @@ _REGISTRY: dict[str, ModelSpec] = {}
 
 
 def register_model(name: str, input_size: int, normalization: Normalization, description: str,
-                   recipe: dict | None = None, family: str = "cnn"):
+                   recipe: dict | None = None, family: str = "cnn", weights_info: Callable | None = None,
+                   blocks: Callable | None = None):
     def deco(builder):
-        _REGISTRY[name] = ModelSpec(name, builder, input_size, normalization, description, recipe or {}, family)
+        _REGISTRY[name] = ModelSpec(name, builder, input_size, normalization, description, recipe or {}, family,
+                                    weights_info, blocks)
         return builder
     return deco
 
@@ -79,6 +88,7 @@ def count_flops(model) -> int:
                 total += 2 * h * w * kh * kw * (cin // layer.groups) * layer.filters
             else:
                 total += 2 * h * w * kh * kw * cin * layer.depth_multiplier
-        elif cls == "Dense":
-            total += 2 * int(layer.input_shape[-1]) * layer.units
+        elif cls == "Dense":   # on (N, H, W, C) inputs (ConvNeXt's pointwise convs) once per position
+            positions = int(np.prod(layer.output_shape[1:-1])) if len(layer.output_shape) > 2 else 1
+            total += 2 * int(layer.input_shape[-1]) * layer.units * positions
     return int(total)

@@ -107,3 +107,15 @@ def _bn_name(conv_name: str) -> str:
     if conv_name == "Conv_1":
         return "Conv_1_bn"
     return f"{conv_name}_BN"
+
+
+def save_imported_backbone(tflite_path, out) -> dict:
+    """keras MobileNetV2 1.0 without top, weights from ``tflite_path``, saved to ``out`` (.h5,
+    atomically): the file `train --weights PATH` loads, at any input size."""
+    from .._tf import keras
+    from ..fileio import atomic_path
+    base = keras.applications.MobileNetV2(input_shape=(224, 224, 3), include_top=False, weights=None, alpha=1.0)
+    info = import_mobilenet_v2(base, tflite_path)
+    with atomic_path(out) as tmp:
+        base.save_weights(str(tmp), save_format="h5")
+    return info

@@ -1,6 +1,13 @@
 """Built-in models, registered by name."""
 from .cnn import build_cnn
+from .convnext import IMAGENET_NORM, build_convnext, weights_here
+from .convnext import backbone_blocks as convnext_blocks
+from .mobilenet import IMAGENET_PM1, build_mobilenet_v2, imagenet_weights_here
+from .mobilenet import backbone_blocks as mobilenet_blocks
 from .registry import CIFAR_NORM, register_model
+from .resnet import CAFFE_RGB, build_resnet50
+from .resnet import backbone_blocks as resnet_blocks
+from .resnet import weights_here as resnet_weights_here
 
 # Measured on the 2-core CPU (benchmarks/train_cifar10.py): this recipe is what buys the
 # accuracy per CPU-second; `cifar-edge train --model cnn` uses it unless flags override it.
@@ -19,3 +26,37 @@ def cnn(num_classes, input_shape, **options):
 def cnn_tiny(num_classes, input_shape, **options):
     options = {"width": 0.5, "depth": (0, 1, 0), **options}
     return build_cnn(num_classes=num_classes, input_shape=input_shape, **options)
+
+
+# Fine-tuning from ImageNet weights: AdamW at a low rate; 96 px keeps a CPU epoch short.
+TRANSFER_RECIPE = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 1e-4, "schedule": "cosine",
+                   "warmup_epochs": 0.5, "label_smoothing": 0.1, "batch_size": 64}
+
+
+@register_model("mobilenetv2", input_size=96, normalization=IMAGENET_PM1, recipe=TRANSFER_RECIPE, family="transfer",
+                weights_info=imagenet_weights_here, blocks=mobilenet_blocks,
+                description="MobileNetV2 (keras.applications, built flat; --alpha 0.35..1.4, --weights "
+                            "imagenet|none|PATH), images upsampled in the pipeline")
+def mobilenetv2(num_classes, input_shape, **options):
+    return build_mobilenet_v2(num_classes=num_classes, input_shape=input_shape, **options)
+
+
+def _register_convnext(variant: str, input_size: int, description: str):
+    @register_model(f"convnext-{variant}", input_size=input_size, normalization=IMAGENET_NORM,
+                    recipe=TRANSFER_RECIPE, family="transfer", weights_info=weights_here(variant),
+                    blocks=convnext_blocks, description=description)
+    def convnext(num_classes, input_shape, **options):
+        return build_convnext(num_classes=num_classes, input_shape=input_shape, variant=variant, **options)
+
+
+_register_convnext("nano", 32, "ConvNeXt at CPU size (depths 2-2-6-2, widths 48..384), flat, tfmot/TFLite/ONNX-ready")
+for _name in ("tiny", "small", "base"):
+    _register_convnext(_name, 96, f"ConvNeXt-{_name.capitalize()} (flat reimplementation; loads keras' official "
+                                  "weights by layer name; --weights imagenet|none|PATH)")
+
+
+@register_model("resnet50", input_size=96, normalization=CAFFE_RGB, recipe=TRANSFER_RECIPE, family="transfer",
+                weights_info=resnet_weights_here, blocks=resnet_blocks,
+                description="ResNet50 baseline (keras.applications, built flat; --weights imagenet|none|PATH)")
+def resnet50(num_classes, input_shape, **options):
+    return build_resnet50(num_classes=num_classes, input_shape=input_shape, **options)

@@ -20,11 +20,12 @@ def _lr(model):
 
 
 class EpochStats(keras.callbacks.Callback):
-    """Adds ``lr``, ``epoch_seconds`` and ``images_per_second`` to each epoch's logs."""
+    """Adds ``lr``, ``epoch_seconds``, ``images_per_second`` (and the fine-tuning ``stage``)
+    to each epoch's logs."""
 
-    def __init__(self, images_per_epoch: int):
+    def __init__(self, images_per_epoch: int, stage: int | None = None):
         super().__init__()
-        self.images_per_epoch = images_per_epoch
+        self.images_per_epoch, self.stage = images_per_epoch, stage
 
     def on_epoch_begin(self, epoch, logs=None):
         self._t0 = time.perf_counter()
@@ -42,6 +43,8 @@ class EpochStats(keras.callbacks.Callback):
         logs["epoch_seconds"] = round(time.perf_counter() - self._t0, 3)
         logs["train_seconds"] = round(train_s, 3)
         logs["images_per_second"] = round(self.images_per_epoch / train_s, 2)
+        if self.stage is not None:
+            logs["stage"] = self.stage
 
 
 class HistoryCSV(keras.callbacks.Callback):

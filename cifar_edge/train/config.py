@@ -48,6 +48,9 @@ class TrainConfig:
     limit: int | None = None             # use only N training images, stratified (smoke runs)
     synthetic_classes: int | None = None
     synthetic_size: int | None = None
+    head_epochs: int = 0                 # transfer models: first N epochs train only the new head
+    head_lr: float | None = None         # stage 1 learning rate [default: 10 x lr]
+    unfreeze: str = "all"                # stage 2: "all" backbone blocks, or how many from the top
 
     def resolved(self) -> "TrainConfig":
         """Fill unset fields from the model's recipe, then the fallbacks; validate."""
@@ -58,6 +61,9 @@ class TrainConfig:
             mine = getattr(self, k)
             values[k] = mine if mine is not None else spec.recipe.get(k, v)
         cfg = dataclasses.replace(self, **values, input_size=self.input_size or spec.input_size)
+        if cfg.head_epochs and spec.blocks is None:
+            raise CifarEdgeError(f"--head-epochs needs a pretrained transfer model; '{cfg.model}' has no backbone "
+                                 "blocks to freeze (see `cifar-edge models`)")
         return cfg.validate()
 
     def validate(self) -> "TrainConfig":
@@ -93,6 +99,12 @@ class TrainConfig:
             bad("limit", self.limit, "use 1 or more images")
         if self.input_size is not None and self.input_size < 8:
             bad("input_size", self.input_size, "use 8 pixels or more")
+        if not 0 <= self.head_epochs < self.epochs:
+            bad("head_epochs", self.head_epochs, f"use 0 (one stage) up to {self.epochs - 1} (--epochs counts both stages)")
+        if self.head_lr is not None and not self.head_lr > 0:
+            bad("head_lr", self.head_lr, "use a positive learning rate")
+        if self.unfreeze != "all" and not (str(self.unfreeze).isdigit()):
+            bad("unfreeze", self.unfreeze, "use 'all' or a number of top backbone blocks")
         self.augment.validate()
         return self
 

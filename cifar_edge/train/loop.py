@@ -7,6 +7,7 @@ that was in flight.
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import time
@@ -65,7 +66,6 @@ def fit(cfg: TrainConfig, run: RunFolder, x_train, y_train, x_val, y_val, num_cl
         model = spec.build(num_classes, cfg.input_size, **cfg.model_options)
         if cfg.whiten and whiten_stem(model, x_train, spec.normalization, cfg.seed):
             console.info("stem initialised by patch whitening (frozen)")
-        _compile(model, cfg, steps, num_classes, accel["xla"])
     size = resize_target(x_train, cfg.input_size)
     train_ds = make_dataset(x_train, y_train, num_classes, cfg.batch_size, spec.normalization, training=True,
                             augment=cfg.augment, image_size=size, seed=cfg.seed)
@@ -73,27 +73,85 @@ def fit(cfg: TrainConfig, run: RunFolder, x_train, y_train, x_val, y_val, num_cl
     if x_val is not None and len(x_val):
         val_ds = make_dataset(x_val, y_val, num_classes, max(cfg.batch_size, 256), spec.normalization,
                               training=False, image_size=size)
-    monitor = "val_accuracy" if val_ds is not None else "accuracy"
-    callbacks = [EpochStats(len(x_train)), HistoryCSV(run.history),
-                 keras.callbacks.TensorBoard(str(run.tensorboard), update_freq="epoch", profile_batch=0,
-                                             write_graph=False),
-                 Progress(cfg.epochs, steps)]
-    if val_ds is not None:
-        callbacks.append(BestCheckpoint(run.best, monitor, history=run.history))
-    if cfg.early_stopping:
-        callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.early_stopping))
-    if cfg.schedule == "plateau":
-        callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss" if val_ds else "loss",
-                                                           factor=0.2, patience=2, min_lr=cfg.lr * 1e-3))
-    # Last, so the backup is taken only after this epoch's history row is on disk.  Kept
-    # until metrics.json is written, so a crash while saving or evaluating loses nothing.
-    callbacks.append(keras.callbacks.BackupAndRestore(str(run.backup), save_freq="epoch", delete_checkpoint=False))
-    t0 = time.perf_counter()
-    model.fit(train_ds, validation_data=val_ds, epochs=cfg.epochs, verbose=0, callbacks=callbacks)
-    seconds = time.perf_counter() - t0
-    if run.best.exists() and val_ds is not None:
-        model.set_weights(load_model(run.best).get_weights())  # best on validation, not last
+    stage = _Stage(cfg, run, train_ds, val_ds, steps, len(x_train), num_classes, strategy, accel["xla"])
+    if cfg.head_epochs:
+        seconds = _fit_two_stages(model, spec, stage)
+        for layer in model.layers:      # saved fully trainable, so optimize/QAT later train everything
+            layer.trainable = True
+    else:
+        seconds = stage.fit(model, cfg, 0, cfg.epochs, run.backup)
+    if run.best.exists() and val_ds is not None:   # best on validation, not last
+        best = load_model(run.best)
+        for layer in model.layers:   # layer by layer: a model's weight order follows its trainable flags
+            layer.set_weights(best.get_layer(layer.name).get_weights())
     return model, seconds
+
+
+class _Stage:
+    """What every fit of a run shares; ``fit`` trains epochs [first, last) of the run with
+    its own crash backup, so each stage of a two-stage run resumes on its own."""
+
+    def __init__(self, cfg, run, train_ds, val_ds, steps, n_train, num_classes, strategy, xla):
+        self.cfg, self.run, self.train_ds, self.val_ds, self.steps = cfg, run, train_ds, val_ds, steps
+        self.n_train, self.num_classes, self.strategy, self.xla = n_train, num_classes, strategy, xla
+
+    def fit(self, model, cfg: TrainConfig, first: int, last: int, backup, label: int | None = None) -> float:
+        """Compile ``model`` with ``cfg`` (its optimizer and schedule span ``cfg.epochs``) and fit."""
+        run, val_ds = self.run, self.val_ds
+        with self.strategy.scope():
+            _compile(model, cfg, self.steps, self.num_classes, self.xla)
+        monitor = "val_accuracy" if val_ds is not None else "accuracy"
+        callbacks = [EpochStats(self.n_train, stage=label), HistoryCSV(run.history),
+                     keras.callbacks.TensorBoard(str(run.tensorboard), update_freq="epoch", profile_batch=0,
+                                                 write_graph=False),
+                     Progress(self.cfg.epochs, self.steps)]
+        if val_ds is not None:
+            callbacks.append(BestCheckpoint(run.best, monitor, history=run.history))
+        if cfg.early_stopping:
+            callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.early_stopping))
+        if cfg.schedule == "plateau":
+            callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss" if val_ds else "loss",
+                                                               factor=0.2, patience=2, min_lr=cfg.lr * 1e-3))
+        # Last, so the backup is taken only after this epoch's history row is on disk.  Kept
+        # until metrics.json is written, so a crash while saving or evaluating loses nothing.
+        callbacks.append(keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch", delete_checkpoint=False))
+        t0 = time.perf_counter()
+        model.fit(self.train_ds, validation_data=val_ds, initial_epoch=first, epochs=last, verbose=0,
+                  callbacks=callbacks)
+        return time.perf_counter() - t0
+
+
+def _fit_two_stages(model, spec, stage: _Stage) -> float:
+    """Stage 1: only the new head trains, on a frozen backbone, at ``head_lr``.  Stage 2: the
+    top ``unfreeze`` backbone blocks (or all) join at ``lr``, with BatchNorm kept in inference
+    mode.  One history, one run folder; a crash resumes inside whichever stage it hit."""
+    cfg, run = stage.cfg, stage.run
+    blocks = spec.blocks(model)       # TrainConfig.resolved made sure the model has them
+    head = {layer.name for layer in model.layers} - {name for block in blocks for name in block}
+    n = len(blocks) if cfg.unfreeze == "all" else int(cfg.unfreeze)
+    if n > len(blocks):
+        raise CifarEdgeError(f"--unfreeze {n}: {cfg.model} has {len(blocks)} backbone blocks; use up to "
+                             f"{len(blocks)} or 'all'")
+    stage1_done = run.backup / "stage1_head.h5"
+    seconds = 0.0
+    if stage1_done.is_file():
+        model.load_weights(str(stage1_done))
+    else:
+        for layer in model.layers:
+            layer.trainable = layer.name in head
+        console.info(f"stage 1: the head only, {cfg.head_epochs} epochs at lr {cfg.head_lr or 10 * cfg.lr:g}")
+        stage1 = dataclasses.replace(cfg, lr=cfg.head_lr or 10 * cfg.lr, epochs=cfg.head_epochs)
+        seconds += stage.fit(model, stage1, 0, cfg.head_epochs, run.backup / "stage1", label=1)
+        with atomic_path(stage1_done) as tmp:
+            model.save_weights(str(tmp))
+    trainable = head | {name for block in blocks[len(blocks) - n:] for name in block}
+    for layer in model.layers:
+        layer.trainable = layer.name in trainable and not isinstance(layer, keras.layers.BatchNormalization)
+    console.info(f"stage 2: the head and the top {n} of {len(blocks)} backbone blocks (BatchNorm frozen), "
+                 f"{cfg.epochs - cfg.head_epochs} epochs at lr {cfg.lr:g}")
+    stage2 = dataclasses.replace(cfg, epochs=cfg.epochs - cfg.head_epochs)
+    seconds += stage.fit(model, stage2, cfg.head_epochs, cfg.epochs, run.backup / "stage2", label=2)
+    return seconds
 
 
 def _prepare_run(cfg: TrainConfig, out_dir, resume: bool) -> tuple[TrainConfig, RunFolder]:
