@@ -91,6 +91,7 @@ def train(
     se: Annotated[Optional[bool], typer.Option("--se/--no-se", help="cnn: squeeze-and-excitation blocks.")] = None,
     dropout: Annotated[Optional[float], typer.Option(help="cnn: dropout before the classifier.")] = None,
     alpha: Annotated[Optional[float], typer.Option(help="mobilenetv2: width multiplier (0.35, 0.5, 0.75, 1.0, 1.3, 1.4).")] = None,
+    drop_path: Annotated[Optional[float], typer.Option(help="convnext-*: stochastic depth, rising linearly to this rate at the last block.")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Transfer models: imagenet, none, or a keras weights file (`cifar-edge weights import-tflite`).")] = None,
     head_epochs: Annotated[int, typer.Option(help="Two-stage fine-tuning: the first N of --epochs train only the new head on a frozen backbone.")] = 0,
     head_lr: Annotated[Optional[float], typer.Option(help="Stage-1 learning rate [default: 10 x --lr].")] = None,
@@ -117,7 +118,8 @@ def train(
     from .train import train as run_training
 
     options = {k: v for k, v in {"width": width, "depth": _parse_depth(depth), "se": se, "dropout": dropout,
-                                 "alpha": alpha, "weights": _weights_option(weights)}.items() if v is not None}
+                                 "alpha": alpha, "drop_path": drop_path,
+                                 "weights": _weights_option(weights)}.items() if v is not None}
     cfg = TrainConfig(
         model=model, data=data, labels=labels, epochs=epochs, seed=seed, val_split=val_split, batch_size=batch_size,
         optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,

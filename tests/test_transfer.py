@@ -336,3 +336,15 @@ def test_mobilenetv2_batchnorm_statistics_track_a_short_run(tmp_path):
         seen = keras.Model(model.input, bn.input)(x, training=False).numpy().reshape(-1, bn.input.shape[-1])
         assert np.allclose(bn.moving_mean.numpy(), seen.mean(0), atol=0.25 * seen.std(0).mean()), name
         assert np.allclose(bn.moving_variance.numpy(), seen.var(0), rtol=0.5, atol=1e-3), name
+
+
+def test_convnext_stochastic_depth_rises_to_the_drop_path_rate():
+    from cifar_edge.models import get_model_spec
+    from cifar_edge.models.convnext import StochasticDepth
+    model = get_model_spec("convnext-nano").build(10, 32, drop_path=0.2)
+    rates = [layer.rate for layer in model.layers if isinstance(layer, StochasticDepth)]
+    assert len(rates) == 11 and rates == sorted(rates) and abs(rates[-1] - 0.2) < 1e-6    # 12 blocks, the first at 0
+    x = np.random.default_rng(0).normal(size=(8, 32, 32, 3)).astype(np.float32)
+    assert np.allclose(model(x, training=False), model(x, training=False))
+    with pytest.raises(CifarEdgeError, match="--drop-path 1.5 is invalid"):
+        get_model_spec("convnext-nano").build(10, 32, drop_path=1.5)

@@ -96,6 +96,8 @@ def build_convnext(num_classes: int, input_shape=(32, 32, 3), variant: str = "na
     ``include_imagenet_head`` maps the official 1000-way head too (num_classes must be 1000)."""
     if variant not in VARIANTS:
         raise CifarEdgeError(f"unknown ConvNeXt variant '{variant}'; use one of {', '.join(VARIANTS)}")
+    if not 0 <= drop_path < 1:
+        raise CifarEdgeError(f"--drop-path {drop_path} is invalid; use a rate in [0, 1), e.g. 0.1")
     if input_shape[0] < 32:
         raise CifarEdgeError(f"ConvNeXt needs at least 32x32 inputs (it downsamples 32x); got {input_shape[0]}")
     depths, widths, _ = VARIANTS[variant]
