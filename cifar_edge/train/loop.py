@@ -139,8 +139,8 @@ def _fit_two_stages(model, spec, stage: _Stage) -> float:
     else:
         for layer in model.layers:
             layer.trainable = layer.name in head
-        console.info(f"stage 1: the head only, {cfg.head_epochs} epochs at lr {cfg.head_lr or 10 * cfg.lr:g}")
         stage1 = dataclasses.replace(cfg, lr=cfg.head_lr or 10 * cfg.lr, epochs=cfg.head_epochs)
+        console.info(f"stage 1: the head only, {cfg.head_epochs} epochs at lr {stage1.lr:g}")
         seconds += stage.fit(model, stage1, 0, cfg.head_epochs, run.backup / "stage1", label=1)
         with atomic_path(stage1_done) as tmp:
             model.save_weights(str(tmp))
