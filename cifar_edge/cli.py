@@ -46,7 +46,7 @@ def _metrics_table(title: str, metrics: dict) -> Table:
     t = Table(title=title)
     t.add_column("metric")
     t.add_column("value", justify="right")
-    for key in ("split", "n", "top1", "top1_std", "top5", "loss", "superclass_top1", "macro_f1", "epochs_run",
+    for key in ("split", "n", "top1", "top1_std", "top5", "loss", "top1_tta", "top5_tta", "superclass_top1", "macro_f1", "epochs_run",
                 "train_seconds", "images_per_second"):
         if metrics.get(key) is not None:
             v = metrics[key]
@@ -90,6 +90,7 @@ def train(
     depth: Annotated[Optional[str], typer.Option(help="cnn: residual blocks per stage, e.g. 1,1,1.")] = None,
     se: Annotated[Optional[bool], typer.Option("--se/--no-se", help="cnn: squeeze-and-excitation blocks.")] = None,
     dropout: Annotated[Optional[float], typer.Option(help="cnn: dropout before the classifier.")] = None,
+    head: Annotated[Optional[str], typer.Option(help="cnn: global pooling before the classifier, gap (average) or gmp (max).")] = None,
     alpha: Annotated[Optional[float], typer.Option(help="mobilenetv2: width multiplier (0.35, 0.5, 0.75, 1.0, 1.3, 1.4).")] = None,
     drop_path: Annotated[Optional[float], typer.Option(help="convnext-*: stochastic depth, rising linearly to this rate at the last block.")] = None,
     weights: Annotated[Optional[str], typer.Option(help="Transfer models: imagenet, none, or a keras weights file (`cifar-edge weights import-tflite`).")] = None,
@@ -118,7 +119,7 @@ def train(
     from .train import train as run_training
 
     options = {k: v for k, v in {"width": width, "depth": _parse_depth(depth), "se": se, "dropout": dropout,
-                                 "alpha": alpha, "drop_path": drop_path,
+                                 "head": head, "alpha": alpha, "drop_path": drop_path,
                                  "weights": _weights_option(weights)}.items() if v is not None}
     cfg = TrainConfig(
         model=model, data=data, labels=labels, epochs=epochs, seed=seed, val_split=val_split, batch_size=batch_size,
@@ -151,10 +152,12 @@ def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder from `cifar-edge train`.")],
     data: Annotated[Optional[str], typer.Option(help="Evaluate on this source's test split [default: the run's].")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N test images.")] = None,
+    tta: Annotated[bool, typer.Option("--tta", help="Also score flip test-time augmentation (image + mirror), "
+                                      "reported as top1_tta/top5_tta beside the plain figures.")] = False,
 ):
     """Evaluate a trained run: top-1/top-5, per-class report, confusion matrix, plots."""
     from .evaluate_run import evaluate_run
-    metrics, where = evaluate_run(run, data=data, limit=limit)
+    metrics, where = evaluate_run(run, data=data, limit=limit, tta=tta)
     stdout.print(_metrics_table(f"evaluation of {run}", metrics))
     stdout.print(f"written to {where}")
 

@@ -8,7 +8,7 @@ from .fileio import write_json
 from .inference import load_run
 
 
-def evaluate_run(run_dir, data: str | None = None, limit: int | None = None):
+def evaluate_run(run_dir, data: str | None = None, limit: int | None = None, tta: bool = False):
     """Evaluate the run's model; writes ``RUN/evaluation/metrics.json`` and plots."""
     loaded = load_run(run_dir)
     train_cfg = loaded.config["train"]
@@ -24,7 +24,8 @@ def evaluate_run(run_dir, data: str | None = None, limit: int | None = None):
     where = loaded.run.root / "evaluation"
     metrics = evaluate_model(loaded.model, x, y, class_names=loaded.class_names, norm=loaded.norm,
                              out_dir=where, image_size=loaded.input_size, fine_to_coarse=ds.fine_to_coarse,
-                             coarse_names=ds.coarse_names, history_csv=loaded.run.history, split="test")
+                             coarse_names=ds.coarse_names, history_csv=loaded.run.history, split="test",
+                             tta=tta)
     metrics["data"] = ds.source
     write_json(where / "metrics.json", metrics)
     return metrics, where

@@ -35,9 +35,9 @@ def load_run(run_dir) -> LoadedRun:
 
 def predict_files(loaded: LoadedRun, paths, top: int = 5) -> list[dict]:
     """Top-k predictions with class names and probabilities, one dict per image."""
-    from .evaluate import predict_logits, to_probabilities
+    from .evaluate import predict_probabilities
     images = np.stack([read_image(p, loaded.input_size) for p in paths])
-    probs = to_probabilities(predict_logits(loaded.model, images, loaded.norm, loaded.input_size))
+    probs = predict_probabilities(loaded.model, images, loaded.norm, loaded.input_size)
     k = min(top, probs.shape[1])
     out = []
     for p, row in zip(paths, probs):

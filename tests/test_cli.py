@@ -57,10 +57,11 @@ def test_train_evaluate_predict_explain(trained_run, images, tmp_path):
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert 0 <= metrics["top1"] <= 1 and 0 <= metrics["top5"] <= 1
     assert metrics["top1"] > 0.2                                   # 10 synthetic classes: chance 0.1
-    result = invoke("evaluate", trained_run)
+    result = invoke("evaluate", trained_run, "--tta")
     assert result.exit_code == 0, result.output
     evaluated = json.loads((trained_run / "evaluation" / "metrics.json").read_text())
     assert evaluated["top1"] == pytest.approx(metrics["top1"])     # same model, same data, same answer
+    assert 0 <= evaluated["top1_tta"] <= evaluated["top5_tta"] <= 1 and "top1_tta" in result.output
     result = invoke("predict", trained_run, *images.values(), "--json")
     assert result.exit_code == 0, result.output
     predictions = json.loads(result.stdout)
@@ -119,6 +120,7 @@ def test_quickstart_runs_end_to_end(tmp_path, monkeypatch):
     (["train", "--limit", "3", "--data", "synthetic"], ["smaller than the 10 classes"]),
     (["train", "--depth", "a,b"], ["--depth 'a,b' is invalid"]),
     (["train", "--zoom", "2"], ["zoom must be < 1"]),
+    (["train", "--head", "max", "--data", "synthetic"], ["head must be 'gap' or 'gmp'"]),
     (["train", "--resume"], ["nothing to resume"]),
     (["data", "info", "cifar10x"], ["did you mean 'cifar10'"]),
 ])

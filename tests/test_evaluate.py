@@ -10,7 +10,8 @@ from PIL import Image
 from cifar_edge.data.pipeline import Normalization, prepare_images
 from cifar_edge.errors import CifarEdgeError
 from cifar_edge.evaluate import (classification_metrics, evaluate_model, explain_images, find_gradcam_layer,
-                                 gradcam, plot_training_curves, predict_logits, softmax, to_probabilities)
+                                 gradcam, plot_training_curves, predict_logits, predict_probabilities, softmax,
+                                 to_probabilities)
 from cifar_edge.models.cnn import build_cnn
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -206,3 +207,18 @@ def test_explain_images_rejects_non_image(tiny_model, tmp_path):
     with pytest.raises(CifarEdgeError, match=r"notes\.txt.*PNG or JPEG"):
         explain_images(tiny_model, [bogus], NORM, 32, NAMES3, tmp_path / "cam")
     assert not (tmp_path / "cam").exists()
+
+
+def test_evaluate_model_flip_tta_averages_image_and_mirror(tiny_model, tiny_data, tmp_path):
+    images, labels = tiny_data
+    plain = predict_probabilities(tiny_model, images, NORM)
+    mirror = predict_probabilities(tiny_model, images[:, :, ::-1], NORM)
+    assert not np.allclose(plain, mirror, atol=1e-3)                  # the model does see the mirror
+    result = evaluate_model(tiny_model, images, labels, NAMES3, NORM, tmp_path / "eval", tta=True)
+    assert result["top1"] == pytest.approx(np.mean(plain.argmax(1) == labels))   # headline stays plain
+    assert result["top1_tta"] == pytest.approx(np.mean(((plain + mirror) / 2).argmax(1) == labels))
+    assert "top1_tta" not in evaluate_model(tiny_model, images, labels, NAMES3, NORM, tmp_path / "off")
+    # A mirror-symmetric image looks the same both ways, so TTA changes nothing.
+    symmetric = np.concatenate([images[:, :, :16], images[:, :, :16][:, :, ::-1]], axis=2)
+    sym = evaluate_model(tiny_model, symmetric, labels, NAMES3, NORM, tmp_path / "sym", tta=True)
+    assert sym["top1_tta"] == sym["top1"] and sym["loss_tta"] == pytest.approx(sym["loss"], abs=1e-5)

@@ -50,6 +50,11 @@ def predict_logits(model, images_uint8, norm: Normalization, image_size: int | N
     return np.concatenate(outputs, axis=0)
 
 
+def predict_probabilities(model, images_uint8, norm: Normalization, image_size: int | None = None) -> np.ndarray:
+    """Softmax outputs of ``predict_logits`` (models that end in a softmax pass through)."""
+    return to_probabilities(predict_logits(model, images_uint8, norm, image_size=image_size))
+
+
 def softmax(logits) -> np.ndarray:
     """Numerically stable softmax over the last axis (float32)."""
     z = np.asarray(logits, np.float64)
