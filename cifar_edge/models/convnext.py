@@ -17,6 +17,7 @@ import numpy as np
 from .._tf import keras, tf
 from ..data.pipeline import Normalization
 from ..errors import CifarEdgeError
+from .pretrained import does_not_fit, download_failed, weights_file
 
 layers = keras.layers
 IMAGENET_NORM = Normalization((0.485 * 255, 0.456 * 255, 0.406 * 255), (0.229 * 255, 0.224 * 255, 0.225 * 255))
@@ -165,23 +166,20 @@ def map_stock_weights(ours, stock, include_head: bool = False) -> int:
 
 def load_official_weights(model, variant: str, weights: str, include_head: bool = False) -> int:
     """keras' ConvNeXt ``variant`` with ``weights`` ("imagenet" or a file), mapped into ``model``."""
-    from pathlib import Path
     app = VARIANTS[variant][2]
     if app is None:
         raise CifarEdgeError(f"convnext-{variant} has no official weights; use --weights none "
                              "(or convnext-tiny/small/base)")
-    if weights != "imagenet" and not Path(weights).is_file():
-        raise CifarEdgeError(f"--weights {weights}: no such file; pass imagenet, none, or a keras ConvNeXt weights file")
+    if weights != "imagenet":
+        weights_file(weights, "a keras ConvNeXt weights file")
     builder = getattr(keras.applications, app)
     try:
         stock = builder(include_top=include_head, weights=weights, input_shape=model.input_shape[1:],
                         include_preprocessing=False)
     except (ValueError, OSError) as e:
-        raise CifarEdgeError(f"{weights} does not fit keras {app} ({str(e).splitlines()[0][:100]}); pass weights "
-                             "saved from the same variant") from None
+        raise does_not_fit(weights, f"keras {app}", e, "pass weights saved from the same variant") from None
     except Exception as e:  # noqa: BLE001 - keras raises a bare Exception when the download fails
-        raise CifarEdgeError(f"ImageNet weights for {app} could not be downloaded ({str(e)[:80]}); on an offline "
-                             "machine pass --weights PATH or --weights none") from None
+        raise download_failed(app, e) from None
     return map_stock_weights(model, stock, include_head=include_head)
 
 

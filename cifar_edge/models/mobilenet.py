@@ -10,6 +10,7 @@ from .._tf import keras
 from ..data.pipeline import Normalization
 from ..errors import CifarEdgeError
 from .head import HEAD_LAYERS, classification_head
+from .pretrained import does_not_fit, download_failed, weights_file
 
 IMAGENET_PM1 = Normalization((127.5, 127.5, 127.5), (127.5, 127.5, 127.5))   # pixels -> [-1, 1]
 # keras builds MobileNetV2's BatchNorm with momentum 0.999, made for ImageNet's ~1M steps: in a
@@ -77,7 +78,6 @@ def build_mobilenet_v2(num_classes: int, input_shape=(96, 96, 3), alpha: float =
 
 def _backbone(inputs, alpha: float, weights: str | None):
     """keras' MobileNetV2 without its top, on ``inputs`` (flat), with ``weights`` loaded."""
-    from pathlib import Path
     if weights in (None, "none"):
         return keras.applications.MobileNetV2(input_tensor=inputs, include_top=False, weights=None, alpha=alpha)
     if weights == "imagenet":
@@ -85,18 +85,14 @@ def _backbone(inputs, alpha: float, weights: str | None):
             return keras.applications.MobileNetV2(input_tensor=inputs, include_top=False, weights="imagenet",
                                                   alpha=alpha)
         except Exception as e:  # noqa: BLE001 - keras raises a bare Exception when the download fails
-            raise CifarEdgeError(
-                f"ImageNet weights for MobileNetV2 (alpha {alpha}) could not be downloaded ({str(e)[:80]}); "
-                "offline, rebuild them with `cifar-edge weights import-tflite` and pass --weights PATH, "
-                "or train from scratch with --weights none") from None
-    path = Path(weights)
-    if not path.is_file():
-        raise CifarEdgeError(f"--weights {weights}: no such file; pass imagenet, none, or a keras weights file "
-                             "(`cifar-edge weights import-tflite` writes one)")
+            raise download_failed(f"MobileNetV2 (alpha {alpha})", e,
+                                  "offline, rebuild them with `cifar-edge weights import-tflite` and pass "
+                                  "--weights PATH, or train from scratch with --weights none") from None
+    path = weights_file(weights, "a keras weights file (`cifar-edge weights import-tflite` writes one)")
     base = keras.applications.MobileNetV2(input_tensor=inputs, include_top=False, weights=None, alpha=alpha)
     try:
         base.load_weights(str(path))
     except (ValueError, OSError, KeyError) as e:
-        raise CifarEdgeError(f"{path} does not fit MobileNetV2 alpha {alpha} ({str(e).splitlines()[0][:100]}); "
-                             "pass weights saved from the same architecture (same --alpha)") from None
+        raise does_not_fit(path, f"MobileNetV2 alpha {alpha}", e,
+                           "pass weights saved from the same architecture (same --alpha)") from None
     return base

@@ -7,12 +7,12 @@ reversed instead: the same function of the RGB image, with no extra layer in the
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 from .._tf import keras
 from ..data.pipeline import Normalization
 from ..errors import CifarEdgeError
 from .head import HEAD_LAYERS, classification_head
+from .pretrained import does_not_fit, download_failed, weights_file
 
 CAFFE_RGB = Normalization((123.68, 116.779, 103.939), (1.0, 1.0, 1.0))   # keras' means, in RGB order
 
@@ -33,18 +33,14 @@ def _load(base, weights: str):
             source = keras.applications.ResNet50(include_top=False, weights="imagenet",
                                                  input_shape=base.input_shape[1:])
         except Exception as e:  # noqa: BLE001 - keras raises a bare Exception when the download fails
-            raise CifarEdgeError(f"ImageNet weights for ResNet50 could not be downloaded ({str(e)[:80]}); on an "
-                                 "offline machine pass --weights PATH or --weights none") from None
+            raise download_failed("ResNet50", e) from None
         base.set_weights(source.get_weights())
     else:
-        if not Path(weights).is_file():
-            raise CifarEdgeError(f"--weights {weights}: no such file; pass imagenet, none, or a keras ResNet50 "
-                                 "weights file (include_top=False)")
+        path = weights_file(weights, "a keras ResNet50 weights file (include_top=False)")
         try:
-            base.load_weights(weights)
+            base.load_weights(str(path))
         except (ValueError, OSError, KeyError) as e:
-            raise CifarEdgeError(f"{weights} does not fit ResNet50 ({str(e).splitlines()[0][:100]}); pass a "
-                                 "keras ResNet50 weights file without its top") from None
+            raise does_not_fit(weights, "ResNet50", e, "pass a keras ResNet50 weights file without its top") from None
     conv1 = base.get_layer("conv1_conv")
     kernel, bias = conv1.get_weights()
     conv1.set_weights([kernel[:, :, ::-1, :], bias])      # BGR-trained first layer -> RGB input
