@@ -55,13 +55,14 @@ def _metrics_table(title: str, metrics: dict) -> Table:
     return t
 
 
-def _parse_depth(depth: Optional[str]):
-    if depth is None:
+def _parse_ints(flag: str, value: Optional[str], example: str):
+    """A comma-separated list of whole numbers (``--depth 1,1,1``, ``--widths 24,64,256,256``)."""
+    if value is None:
         return None
     try:
-        return tuple(int(d) for d in depth.split(","))
+        return tuple(int(d) for d in value.split(","))
     except ValueError:
-        raise CifarEdgeError(f"--depth {depth!r} is invalid; give blocks per stage like 1,1,1") from None
+        raise CifarEdgeError(f"--{flag} {value!r} is invalid; give whole numbers like {example}") from None
 
 
 @app.command()
@@ -88,6 +89,7 @@ def train(
     input_size: Annotated[Optional[int], typer.Option(help="Input resolution [default: model's].")] = None,
     width: Annotated[Optional[float], typer.Option(help="cnn: width multiplier.")] = None,
     depth: Annotated[Optional[str], typer.Option(help="cnn: residual blocks per stage, e.g. 1,1,1.")] = None,
+    widths: Annotated[Optional[str], typer.Option(help="cnn: channels of the stem and of each stage [default: 24,48,192,192].")] = None,
     se: Annotated[Optional[bool], typer.Option("--se/--no-se", help="cnn: squeeze-and-excitation blocks.")] = None,
     dropout: Annotated[Optional[float], typer.Option(help="cnn: dropout before the classifier.")] = None,
     head: Annotated[Optional[str], typer.Option(help="cnn: global pooling before the classifier, gap (average) or gmp (max).")] = None,
@@ -107,6 +109,7 @@ def train(
     mixup: Annotated[float, typer.Option(help="MixUp Beta alpha (0: off).")] = 0.0,
     cutmix: Annotated[float, typer.Option(help="CutMix Beta alpha (0: off).")] = 0.0,
     strategy: Annotated[str, typer.Option(help="auto, default, mirrored or multiworker (tf.distribute).")] = "auto",
+    precision: Annotated[str, typer.Option(help="auto (mixed float16 on GPU, float32 on CPU), float32, or bf16 (bfloat16 compute; faster on CPUs with AVX512-BF16). Saved models are float32 either way.")] = "auto",
     kfold: Annotated[int, typer.Option(help="Train K stratified folds and report mean ± std.")] = 0,
     mlflow: Annotated[bool, typer.Option(help="Also log to a local MLflow store (extra: cifar-edge[mlflow]).")] = False,
     verify: Annotated[bool, typer.Option("--verify/--no-verify", help="MD5-check official CIFAR files.")] = True,
@@ -118,14 +121,15 @@ def train(
     from .train import TrainConfig
     from .train import train as run_training
 
-    options = {k: v for k, v in {"width": width, "depth": _parse_depth(depth), "se": se, "dropout": dropout,
+    options = {k: v for k, v in {"width": width, "depth": _parse_ints("depth", depth, "1,1,1"),
+                                 "base_widths": _parse_ints("widths", widths, "24,64,256,256"), "se": se, "dropout": dropout,
                                  "head": head, "alpha": alpha, "drop_path": drop_path,
                                  "weights": _weights_option(weights)}.items() if v is not None}
     cfg = TrainConfig(
         model=model, data=data, labels=labels, epochs=epochs, seed=seed, val_split=val_split, batch_size=batch_size,
         optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
         warmup_epochs=warmup_epochs, label_smoothing=label_smoothing, whiten=whiten, early_stopping=early_stopping,
-        input_size=input_size, model_options=options, strategy=strategy, kfold=kfold, mlflow=mlflow,
+        input_size=input_size, model_options=options, strategy=strategy, precision=precision, kfold=kfold, mlflow=mlflow,
         verify=verify, limit=limit, synthetic_classes=synthetic_classes, head_epochs=head_epochs, head_lr=head_lr,
         unfreeze=unfreeze,
         augment=AugmentConfig(flip_h=flip_h, flip_v=flip_v, translate=translate, rotation=rotation, zoom=zoom,

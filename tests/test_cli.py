@@ -77,6 +77,18 @@ def test_train_evaluate_predict_explain(trained_run, images, tmp_path):
     assert len(list((tmp_path / "cam").glob("*.png"))) == 1
 
 
+def test_widths_flag_sets_the_cnn_channels(tmp_path):
+    run = tmp_path / "narrow"
+    result = invoke("train", "--model", "cnn-tiny", "--data", "synthetic", "--epochs", "1", "--limit", "300",
+                    "--widths", "16,16,32,40", "--out", run)
+    assert result.exit_code == 0, result.output
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["model_options"]["base_widths"] == [16, 16, 32, 40]
+    from cifar_edge.train.runfolder import load_model
+    model = load_model(run / "model.keras")                        # cnn-tiny halves them
+    assert [model.get_layer(f"{n}_conv").filters for n in ("stem", "s1", "s2", "s3")] == [8, 8, 16, 20]
+
+
 def test_models_and_data_commands(tmp_path):
     result = invoke("models")
     assert result.exit_code == 0 and "cnn-tiny" in result.output and "MFLOPs" in result.output
@@ -121,6 +133,9 @@ def test_quickstart_runs_end_to_end(tmp_path, monkeypatch):
     (["train", "--depth", "a,b"], ["--depth 'a,b' is invalid"]),
     (["train", "--zoom", "2"], ["zoom must be < 1"]),
     (["train", "--head", "max", "--data", "synthetic"], ["head must be 'gap' or 'gmp'"]),
+    (["train", "--precision", "fp8"], ["--precision fp8 is invalid", "bf16"]),
+    (["train", "--widths", "24,x"], ["--widths '24,x' is invalid"]),
+    (["train", "--widths", "24,64", "--data", "synthetic"], ["widths (24, 64) and depth (1, 1, 1) disagree"]),
     (["train", "--resume"], ["nothing to resume"]),
     (["data", "info", "cifar10x"], ["did you mean 'cifar10'"]),
 ])

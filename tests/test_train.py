@@ -172,12 +172,34 @@ def test_schedules_shape():
     ("epochs", 0, "--epochs 0 is invalid"), ("optimizer", "adam", "choose one of sgd, adamw"),
     ("schedule", "linear", "choose one of onecycle"), ("val_split", 1.0, "--val-split 1.0 is invalid"),
     ("kfold", 1, "--kfold 1 is invalid"), ("lr", -1.0, "positive learning rate"),
-    ("model", "resnet", "unknown model 'resnet'"),
+    ("model", "resnet", "unknown model 'resnet'"), ("precision", "fp8", "choose one of auto, float32, bf16"),
 ])
 def test_bad_training_settings(tmp_path, field, value, message):
     with pytest.raises(CifarEdgeError, match=message):
         train(TrainConfig(**{**TINY, "data": "synthetic", field: value}), tmp_path / "r")
     assert not (tmp_path / "r").exists()                          # nothing half-written
+
+
+def test_bf16_run_trains_and_saves_a_float32_model(tmp_path, real10_npz):
+    """bfloat16 compute is for training speed only: the saved model (what evaluation and
+    export read) computes in float32 and gives the figures in metrics.json, and the process
+    is back on float32 afterwards."""
+    from cifar_edge._tf import keras
+    from cifar_edge.data import load_path, prepare_images
+    from cifar_edge.models import get_model_spec
+    from cifar_edge.train.runfolder import load_model
+    run = tmp_path / "bf16"
+    metrics = train(TrainConfig(data=real10_npz, epochs=3, precision="bf16", **TINY), run)
+    assert metrics["top1"] > 0.30, metrics["top1"]                # chance is 0.10
+    assert keras.mixed_precision.global_policy().name == "float32"
+    config = json.loads((run / "config.json").read_text())
+    assert config["train"]["precision"] == "bf16" and config["device"]["policy"] == "mixed_bfloat16"
+    model = load_model(run / "model.keras")
+    assert {layer.compute_dtype for layer in model.layers} == {"float32"}
+    ds = load_path(real10_npz)
+    x = prepare_images(ds.x_test, get_model_spec("cnn-tiny").normalization)
+    top1 = float(np.mean(np.argmax(model.predict(x, verbose=0), 1) == ds.y_test))
+    assert top1 == pytest.approx(metrics["top1"], abs=2e-3)      # batch order may flip a tie
 
 
 def test_mlflow_logging(tmp_path):

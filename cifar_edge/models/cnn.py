@@ -49,7 +49,8 @@ def build_cnn(num_classes: int = 100, input_shape=(32, 32, 3), width: float = 1.
     if width <= 0:
         raise ValueError(f"width must be > 0; got {width}")
     if len(depth) != len(base_widths) - 1:
-        raise ValueError(f"depth needs {len(base_widths) - 1} entries, one per stage; got {depth}")
+        raise ValueError(f"widths {tuple(base_widths)} and depth {tuple(depth)} disagree: give the stem width "
+                         f"plus one width per stage, and one depth per stage")
     if head not in ("gap", "gmp"):
         raise ValueError(f"head must be 'gap' or 'gmp'; got {head!r}")
     widths = [max(8, int(round(w * width))) for w in base_widths]

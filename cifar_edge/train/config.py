@@ -11,6 +11,7 @@ from ..errors import CifarEdgeError
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "exponential", "plateau", "constant")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
+PRECISIONS = ("auto", "float32", "bf16")
 
 # Defaults when neither the flag nor the model's recipe says otherwise.
 _FALLBACK = {"optimizer": "adamw", "lr": 1e-3, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
@@ -42,6 +43,7 @@ class TrainConfig:
     model_options: dict = field(default_factory=dict)
     augment: AugmentConfig = field(default_factory=AugmentConfig)
     strategy: str = "auto"
+    precision: str = "auto"              # auto (mixed float16 on GPU), float32, bf16
     kfold: int = 0
     mlflow: bool = False
     verify: bool = True                  # MD5-check official CIFAR files
@@ -81,6 +83,8 @@ class TrainConfig:
             bad("schedule", self.schedule, f"choose one of {', '.join(SCHEDULES)}")
         if self.strategy not in STRATEGIES:
             bad("strategy", self.strategy, f"choose one of {', '.join(STRATEGIES)}")
+        if self.precision not in PRECISIONS:
+            bad("precision", self.precision, f"choose one of {', '.join(PRECISIONS)}")
         if not 0 <= self.val_split < 1:
             bad("val_split", self.val_split, "use a fraction in [0, 1)")
         if self.label_smoothing is not None and not 0 <= self.label_smoothing < 1:
@@ -121,6 +125,7 @@ class TrainConfig:
         if unknown:
             raise CifarEdgeError(f"config has unknown keys {sorted(unknown)}; was it written by a newer cifar-edge?")
         d["augment"] = AugmentConfig(**d.get("augment", {}))
-        if "depth" in d.get("model_options", {}):
-            d["model_options"]["depth"] = tuple(d["model_options"]["depth"])
+        for key in ("depth", "base_widths"):     # JSON gives lists; the model wants tuples
+            if key in d.get("model_options", {}):
+                d["model_options"][key] = tuple(d["model_options"][key])
         return cls(**d)

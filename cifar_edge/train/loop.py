@@ -23,7 +23,7 @@ from ..fileio import atomic_path, read_json, write_json, write_text
 from ..models import count_flops, get_model_spec
 from .callbacks import BestCheckpoint, EpochStats, HistoryCSV, Progress
 from .config import TrainConfig
-from .distribute import accelerate, make_strategy
+from .distribute import accelerate, compute_policy, float32_copy, make_strategy
 from .runfolder import RunFolder, load_model
 from ..versions import versions
 from .schedules import make_schedule
@@ -59,7 +59,14 @@ def _compile(model, cfg: TrainConfig, steps_per_epoch: int, num_classes: int, xl
 
 def fit(cfg: TrainConfig, run: RunFolder, x_train, y_train, x_val, y_val, num_classes: int,
         strategy, accel: dict):
-    """Build, compile and fit one model into ``run``; returns (model, train_seconds)."""
+    """Build, compile and fit one model into ``run`` under the run's precision; returns the
+    float32 model (what is saved and exported) and the training seconds."""
+    with compute_policy(accel["policy"]):
+        model, seconds = _fit(cfg, run, x_train, y_train, x_val, y_val, num_classes, strategy, accel)
+    return float32_copy(model), seconds
+
+
+def _fit(cfg: TrainConfig, run: RunFolder, x_train, y_train, x_val, y_val, num_classes: int, strategy, accel: dict):
     spec = get_model_spec(cfg.model)
     steps = math.ceil(len(x_train) / cfg.batch_size)
     with strategy.scope():
@@ -179,7 +186,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None) -> dict
     """
     cfg, run = _prepare_run(cfg, out_dir, resume)
     strategy = make_strategy(cfg.strategy)      # before anything initialises TF devices
-    accel = accelerate()
+    accel = accelerate(cfg.precision)
     seed_everything(cfg.seed)
     ds = dataset or load_dataset(cfg.data, labels=cfg.labels, verify=cfg.verify,
                                  synthetic_classes=cfg.synthetic_classes, synthetic_size=cfg.synthetic_size,
