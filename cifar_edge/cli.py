@@ -89,7 +89,7 @@ def train(
     input_size: Annotated[Optional[int], typer.Option(help="Input resolution [default: model's].")] = None,
     width: Annotated[Optional[float], typer.Option(help="cnn: width multiplier.")] = None,
     depth: Annotated[Optional[str], typer.Option(help="cnn: residual blocks per stage, e.g. 1,1,1.")] = None,
-    widths: Annotated[Optional[str], typer.Option(help="cnn: channels of the stem and of each stage [default: 24,48,192,192].")] = None,
+    widths: Annotated[Optional[str], typer.Option(help="cnn: channels of the stem and of each stage [default: 24,64,256,256].")] = None,
     se: Annotated[Optional[bool], typer.Option("--se/--no-se", help="cnn: squeeze-and-excitation blocks.")] = None,
     dropout: Annotated[Optional[float], typer.Option(help="cnn: dropout before the classifier.")] = None,
     head: Annotated[Optional[str], typer.Option(help="cnn: global pooling before the classifier, gap (average) or gmp (max).")] = None,

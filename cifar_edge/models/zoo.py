@@ -1,5 +1,5 @@
 """Built-in models, registered by name."""
-from .cnn import build_cnn
+from .cnn import NARROW_WIDTHS, build_cnn
 from .convnext import IMAGENET_NORM, build_convnext, weights_here
 from .convnext import backbone_blocks as convnext_blocks
 from .mobilenet import IMAGENET_PM1, build_mobilenet_v2, imagenet_weights_here
@@ -24,7 +24,7 @@ def cnn(num_classes, input_shape, **options):
 @register_model("cnn-tiny", input_size=32, normalization=CIFAR_NORM, recipe=CNN_RECIPE,
                 description="half-width, shallower residual CNN: seconds per epoch, for tests and smoke runs")
 def cnn_tiny(num_classes, input_shape, **options):
-    options = {"width": 0.5, "depth": (0, 1, 0), **options}
+    options = {"base_widths": NARROW_WIDTHS, "width": 0.5, "depth": (0, 1, 0), **options}
     return build_cnn(num_classes=num_classes, input_shape=input_shape, **options)
 
 
