@@ -26,7 +26,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=21)
     ap.add_argument("--out", default=str(ROOT / "runs" / "cifar10-bench"))
-    ap.add_argument("--flags", default="--precision bf16", help="extra `cifar-edge train` flags, e.g. '--whiten'")
+    ap.add_argument("--flags", default="--precision bf16", help="extra `cifar-edge train` flags (replace the default; keep --precision bf16 for the bar's run)")
     ap.add_argument("--results", default="train_cifar10", help="name of the results files in benchmarks/results/")
     ap.add_argument("--existing", action="store_true",
                     help="record the finished run in --out (trained by this command) instead of training again")
