@@ -12,7 +12,7 @@ from cifar_edge.errors import CifarEdgeError
 from cifar_edge.evaluate import (classification_metrics, evaluate_model, explain_images, find_gradcam_layer,
                                  gradcam, plot_training_curves, predict_logits, predict_probabilities, softmax,
                                  to_probabilities)
-from cifar_edge.models.cnn import build_cnn
+from cifar_edge.models.cnn import NARROW_WIDTHS, build_cnn
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 NORM = Normalization((125.0, 123.0, 114.0), (63.0, 62.0, 67.0))
@@ -30,7 +30,8 @@ LABELS3 = np.array([0, 0, 1, 1, 2, 2])
 
 @pytest.fixture(scope="module")
 def tiny_model():
-    model = build_cnn(num_classes=3, input_shape=(32, 32, 3), width=0.25, depth=(0, 1, 0))
+    model = build_cnn(num_classes=3, input_shape=(32, 32, 3), width=0.25, depth=(0, 1, 0),
+                      base_widths=NARROW_WIDTHS)
     assert model.count_params() < 50_000
     return model
 
