@@ -219,6 +219,7 @@ def optimize(
     lr: Annotated[Optional[float], typer.Option(help="Fine-tuning learning rate [default: the run's / 10; / 100 to cluster].")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size [default: the run's].")] = None,
     frequency: Annotated[Optional[int], typer.Option(help="Pruning: steps between mask updates [default: fitted to the run].")] = None,
+    max_drop: Annotated[float, typer.Option(help="Fail (keeping nothing) when the optimized model's top-1 ends more than this many points below its parent's.")] = 10.0,
     limit: Annotated[Optional[int], typer.Option(help="Fine-tune on only N training images (stratified).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="New run folder [default: RUN-<method>].")] = None,
@@ -233,7 +234,7 @@ def optimize(
     method = chosen[0]
     cfg = OptimizeConfig(method=method, epochs=epochs, sparsity=prune if prune is not None else 0.5,
                          clusters=cluster if cluster is not None else 16, lr=lr, batch_size=batch_size,
-                         limit=limit, seed=seed, frequency=frequency)
+                         limit=limit, seed=seed, frequency=frequency, max_drop=max_drop)
     out = out or run.with_name(f"{run.name}-{method}")
     metrics = optimize_run(run, out, cfg)
     _print_result(f"{method} of {run}", out, metrics)
@@ -266,6 +267,9 @@ def export(
     opset: Annotated[int, typer.Option(help="ONNX opset.")] = 17,
     per_tensor: Annotated[bool, typer.Option(help="int8 weights per tensor instead of per channel.")] = False,
     from_tflite: Annotated[bool, typer.Option(help="ONNX int8: convert the int8 .tflite (QDQ) instead of quantizing in onnxruntime.")] = False,
+    int16x8: Annotated[bool, typer.Option("--int16x8", help="TFLite: 16-bit activations, 8-bit weights (calibrated).")] = False,
+    float_layers: Annotated[Optional[str], typer.Option(help="int8 TFLite: comma-separated node names to keep in float (see `cifar-edge diagnose`).")] = None,
+    max_drop: Annotated[Optional[float], typer.Option(help="int8 TFLite: search plain, selective (worst layers in float) and int16x8 files for the smallest, fastest one within this many top-1 points of float.")] = None,
     variant: Annotated[Optional[List[str]], typer.Option(help="A named variant from `cifar-edge formats` (repeatable).")] = None,
     all_variants: Annotated[bool, typer.Option("--all", help="Every variant of the format table.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Output folder [default: RUN/export].")] = None,
@@ -279,13 +283,59 @@ def export(
     """Export a run's model (TFLite, ONNX, Keras), checked against Keras, with an export.json manifest."""
     from .export import ExportConfig, ExportOptions, export_run, resolve_variants
     opts = ExportOptions(int8=int8, fp16=fp16, dynamic=dynamic, io=io, opset=opset, per_channel=not per_tensor,
-                         from_tflite=from_tflite)
+                         from_tflite=from_tflite, int16x8=int16x8,
+                         float_layers=tuple(n.strip() for n in (float_layers or "").split(",") if n.strip()))
     chosen = resolve_variants(variant, format, opts, all_variants)
     cfg = ExportConfig(calibration_images=calibration_images, check_images=check_images,
-                       min_agreement=min_agreement, min_agreement_int8=min_agreement_int8, data=data)
-    entries = export_run(run, chosen, out, cfg, command=" ".join(["cifar-edge", *sys.argv[1:]]), android_dir=android)
-    stdout.print(_export_table(f"exports of {run}", entries))
+                       min_agreement=min_agreement, min_agreement_int8=min_agreement_int8, data=data,
+                       max_drop=max_drop)
+    failures = {} if len(chosen) > 1 else None      # several variants: go on past a failing one
+    entries = export_run(run, chosen, out, cfg, command=" ".join(["cifar-edge", *sys.argv[1:]]), android_dir=android,
+                         failures=failures)
+    if entries:
+        stdout.print(_export_table(f"exports of {run}", entries))
     stdout.print(f"manifest: {Path(out or Path(run) / 'export') / 'export.json'}")
+    if failures:
+        for name, reason in failures.items():
+            typer.echo(f"failed: {reason}" if reason.startswith(name) else f"failed: {name}: {reason}", err=True)
+        typer.echo(f"error: {len(failures)} of {len(chosen)} variants failed ({', '.join(failures)}); their reasons "
+                   "and figures are in export.json", err=True)
+        raise typer.Exit(1)
+
+
+@app.command()
+@friendly
+def diagnose(
+    run: Annotated[Path, typer.Argument(help="Run folder (from train or optimize).")],
+    variant: Annotated[str, typer.Option(help="The int8 TFLite variant to diagnose.")] = "tflite-int8",
+    images: Annotated[int, typer.Option(help="Held-out (and calibration) images the per-layer errors are averaged over.")] = 200,
+    top: Annotated[int, typer.Option(min=1, help="Layers to print.")] = 15,
+    calibration_images: Annotated[int, typer.Option(help="Training images for int8 calibration (as export).")] = 500,
+    check_images: Annotated[int, typer.Option(help="Held-out images for top-1 and per-class drift (as export).")] = 1000,
+    data: Annotated[Optional[str], typer.Option(help="Data source [default: the run's].")] = None,
+):
+    """Per-layer int8 error (added vs accumulated), ranked, linked to significant per-class drift."""
+    from .export import ExportConfig
+    from .export.diagnose import diagnose_run
+    report = diagnose_run(run, variant, ExportConfig(calibration_images=calibration_images, check_images=check_images,
+                                                     data=data), images=images)
+    o = report["overall"]
+    t = Table(title=f"{variant} of {run}: top-1 {report['int8_top1']:.2%} vs float {report['float_top1']:.2%} on "
+                    f"{report['check_images']} {report['split']} images (McNemar p = {o['p_value']:.3g})")
+    for col in ("rank", "layer", "op", "added n/s", "accumulated n/s", "added cos", "node"):
+        t.add_column(col, justify="right" if col in ("rank", "added n/s", "accumulated n/s", "added cos") else "left")
+    fmt = lambda v, spec: "-" if v is None else format(v, spec)  # noqa: E731
+    for r in report["layers"][:top]:
+        t.add_row(str(r["rank"]), r["layer"], r["op"], fmt(r["added_nsr"], ".4f"), fmt(r["accumulated_nsr"], ".4f"),
+                  fmt(r["added_cosine"], ".4f"), r["node"][:60])
+    wide = stdout if stdout.is_terminal else Console(highlight=False, width=240)
+    wide.print(t)
+    findings = report["drift_findings"]
+    stdout.print(f"per-class drift beyond noise (exact McNemar, Bonferroni over classes): "
+                 + (", ".join(f"{c['class']} {c['delta']:+.0%} (p={c['p_value']:.2g})" for c in findings) or
+                    f"none ({report['classes_moved']} classes moved, all within noise)"))
+    stdout.print(f"written: {report['json']}, {report['plot']}")
+    stdout.print(f"repair: cifar-edge export {run} --format tflite --int8 --max-drop 0.5 (or --float-layers NODE,...)")
 
 
 @app.command()

@@ -60,13 +60,17 @@ def from_output(y, detail):
 def open_litert(path, threads: int | None = None, xnnpack: bool = True) -> Runner:
     """The LiteRT interpreter (ai-edge-litert).  XNNPACK is LiteRT's default CPU delegate;
     when it refuses a model (ai-edge-litert 2.3 does for some sparse int8 files) we fall
-    back to the builtin kernels and say so in ``notes``."""
+    back to the builtin kernels and say so in ``notes``.  ``path`` may also be the file's
+    bytes (a candidate being measured before it is written)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     threads = threads or default_threads()
     notes = []
+    source = {"model_content": path} if isinstance(path, bytes) else {"model_path": str(path)}
+    if isinstance(path, bytes):
+        path = "<in memory>"
 
     def make(resolver):
-        interp = Interpreter(model_path=str(path), num_threads=threads, experimental_op_resolver_type=resolver)
+        interp = Interpreter(**source, num_threads=threads, experimental_op_resolver_type=resolver)
         interp.allocate_tensors()
         return interp
 

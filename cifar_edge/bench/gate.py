@@ -36,7 +36,7 @@ def gate(rows, fail_under: float | None = None, max_int8_drop: float | None = No
             if 100 * worst["top1"] < fail_under:
                 problems.append(f"{name}: top-1 {100 * worst['top1']:.2f}% on {worst['backend']} is under "
                                 f"--fail-under {fail_under:g}%")
-        if max_int8_drop is not None and group[0]["precision"] in ("int8", "dynamic"):   # int8 weights
+        if max_int8_drop is not None and group[0]["precision"] in ("int8", "int16x8", "dynamic"):   # int8 weights
             drops = [r for r in measured if r.get("top1_drop_points") is not None]
             if drops:
                 worst = max(drops, key=lambda r: r["top1_drop_points"])

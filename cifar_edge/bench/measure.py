@@ -23,7 +23,7 @@ from .config import BenchConfig
 from .memory import peak_rss
 from .peak import peak_for
 from .targets import RunRef, Target
-from .timing import latency, throughput, timed
+from ..timing import latency, throughput, timed
 
 
 @dataclass
@@ -44,12 +44,12 @@ class Context:
 
 
 def precision(opts) -> str:
-    return "int8" if opts.int8 else "fp16" if opts.fp16 else "dynamic" if opts.dynamic else "float32"
+    return "float32" if opts.quantization == "none" else opts.quantization
 
 
 def peak_kind(opts) -> str:
     """Which GEMM peak a file is held against: int8 arithmetic (int8, dynamic-range) or float32."""
-    return "int8" if opts.int8 or opts.dynamic else "float32"
+    return "int8" if opts.int8 or opts.dynamic or opts.int16x8 else "float32"
 
 
 def accuracy_of(outputs: np.ndarray, labels, class_names) -> dict:

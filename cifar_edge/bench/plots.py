@@ -95,7 +95,7 @@ def drift_series(result) -> list[tuple[str, np.ndarray]]:
     out, seen = [], set()
     for r in result["rows"]:
         ref = floats.get(r["method"])
-        if r["precision"] not in ("int8", "dynamic") or r["name"] in seen or not r.get("per_class_top1") or not ref:
+        if r["precision"] not in ("int8", "int16x8", "dynamic") or r["name"] in seen or not r.get("per_class_top1") or not ref:
             continue
         seen.add(r["name"])
         out.append((r["name"], 100 * (np.array(r["per_class_top1"]) - np.array(ref["per_class_top1"]))))

@@ -24,6 +24,7 @@ class OptimizeConfig:
     limit: int | None = None           # fine-tune on only N training images, stratified (smoke runs)
     seed: int = 0
     frequency: int | None = None       # prune: steps between mask updates; None: fitted to the run
+    max_drop: float = 10.0             # fail when top-1 ends more than this many points below the parent's
 
     def validate(self) -> "OptimizeConfig":
         def bad(flag, got, fix):
@@ -44,6 +45,8 @@ class OptimizeConfig:
             bad("limit", self.limit, "use 1 or more images")
         if self.frequency is not None and self.frequency < 1:
             bad("frequency", self.frequency, "use 1 or more steps between pruning updates")
+        if not 0 <= self.max_drop <= 100:
+            bad("max_drop", self.max_drop, "use top-1 points in 0..100, e.g. 10")
         return self
 
     def to_dict(self) -> dict:

@@ -15,9 +15,10 @@ import time
 from pathlib import Path
 
 from .. import console
-from ..data import limit_images, make_dataset
+from ..data import limit_images, make_dataset, prepare_images
 from ..data.pipeline import resize_target
 from ..errors import CifarEdgeError
+from .._tf import keras
 from ..fileio import atomic_path, read_json, write_json, write_text
 from ..inference import load_run, run_data
 from ..models import get_model_spec
@@ -27,9 +28,9 @@ from ..train.loop import _compile, _evaluate, _throughput, seed_everything
 from ..train.runfolder import RunFolder
 from ..versions import versions
 from . import cluster, measure, prune
-from .config import OptimizeConfig
+from .config import QUANTIZED, OptimizeConfig
 from .parent import check_parent, parent_method
-from .quantize import quantize
+from .quantize import RANGE_IMAGES, init_activation_ranges, quantize
 from .tfmot_compat import reloadable, tfmot
 
 
@@ -63,6 +64,12 @@ def optimize_run(parent_dir, out_dir, cfg: OptimizeConfig) -> dict:
     elif cfg.method == "qat" and parent_method(config) == "cluster":
         console.warn("QAT does not keep the parent's weight clusters; the exported model will not share weights")
     model, callbacks, facts = _wrap(cfg, loaded.model, steps * cfg.epochs)
+    if config["train"].get("head_epochs"):
+        facts["frozen_batchnorm"] = _freeze_batchnorm(model)
+    if cfg.method in QUANTIZED:
+        x_cal, _ = limit_images(x_tr, y_tr, RANGE_IMAGES, cfg.seed)
+        facts["ranges_from_float"] = init_activation_ranges(model, loaded.model,
+                                                            prepare_images(x_cal, loaded.norm, loaded.input_size))
     _compile(model, ft, steps, ds.num_classes, xla=False)   # before writing anything: errors leave no folder
 
     created = not run.root.exists()
@@ -92,6 +99,8 @@ def _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, cal
         "sparsity": cfg.sparsity if cfg.method == "prune" else None,
         "clusters": cfg.clusters if cfg.method == "cluster" else None,
         "frequency": facts.get("frequency"), "end_step": facts.get("end_step"), "quantized": facts.get("quantized"),
+        "frozen_batchnorm": facts.get("frozen_batchnorm", 0), "ranges_from_float": facts.get("ranges_from_float"),
+        "max_drop": cfg.max_drop,
         "parent_method": parent_method(config), "tfmot": tfmot.__version__}})
     write_text(run.labels, "\n".join(loaded.class_names) + "\n")
     console.info(f"{cfg.method} of {parent.root} ({len(x_tr)} images, {cfg.epochs} epochs, lr {ft.lr:g}) -> {run.root}")
@@ -107,6 +116,7 @@ def _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, cal
     metrics = _evaluate(model, ds, spec, ft, run, data.x_val, data.y_val)
     metrics.update(_throughput(run, seconds, len(x_tr)))
     parent_metrics = read_json(parent.metrics) if parent.metrics.is_file() else {}
+    _check_against_parent(cfg, metrics, parent_metrics)
     metrics.update(method=cfg.method, parent=str(parent.root.resolve()), parent_top1=parent_metrics.get("top1"),
                    **before, **_figures(cfg.method, model))
     write_json(run.metrics, metrics)   # last: its presence marks a finished run
@@ -124,9 +134,41 @@ def _finetune_config(config: dict, cfg: OptimizeConfig) -> TrainConfig:
     rate (unless given) on a cosine decay without warm-up."""
     parent = TrainConfig.from_dict(config["train"])
     lr = cfg.lr or parent.lr / LR_DIVISOR[cfg.method]
+    # One stage, whatever the parent's was: a two-stage parent's head/backbone split served
+    # its own run (its BatchNorm stays frozen here too, see _freeze_batchnorm).
     return dataclasses.replace(parent, epochs=cfg.epochs, lr=lr, seed=cfg.seed,
                                batch_size=cfg.batch_size or parent.batch_size, schedule="cosine",
-                               warmup_epochs=0.0, early_stopping=0).validate()
+                               warmup_epochs=0.0, early_stopping=0, head_epochs=0, head_lr=None,
+                               unfreeze="all").validate()
+
+
+def _freeze_batchnorm(model) -> int:
+    """Keep BatchNorm in inference mode (its moving statistics fixed), as the parent's last
+    stage had it; returns how many layers were frozen.
+
+    A fine-tuned transfer model was trained with frozen BatchNorm, and its moving statistics
+    are the ones the network is calibrated to (for imported weights, identities carrying the
+    folded biases).  Training them on batch statistics instead re-normalizes every channel
+    and destroys the model: MobileNetV2's QAT fine-tune trained at chance (loss ln 100) so."""
+    frozen = 0
+    for layer in model.layers:
+        inner = getattr(layer, "layer", layer)          # inside tfmot's quantize/prune/cluster wrappers
+        if isinstance(inner, keras.layers.BatchNormalization):
+            inner.trainable = False
+            frozen += 1
+    return frozen
+
+
+def _check_against_parent(cfg: OptimizeConfig, metrics: dict, parent_metrics: dict):
+    """A compressed model far below its parent is a failed run, not a normal one."""
+    mine, theirs = metrics.get("top1"), parent_metrics.get("top1")
+    if mine is None or theirs is None or (theirs - mine) * 100 <= cfg.max_drop:
+        return
+    raise CifarEdgeError(
+        f"the {cfg.method} model scored {mine:.2%} top-1 on the {metrics.get('split', 'test')} split, "
+        f"{(theirs - mine) * 100:.1f} points below its parent's {theirs:.2%} (allowed: --max-drop "
+        f"{cfg.max_drop:g}); nothing was kept. Fine-tune longer (--epochs) or at a lower --lr, or pass a larger "
+        "--max-drop to keep it anyway")
 
 
 def _wrap(cfg: OptimizeConfig, model, total_steps: int):

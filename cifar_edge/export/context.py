@@ -16,6 +16,8 @@ class ExportContext:
     qat: bool = False                 # the model was trained quantization-aware
     name: str = "cifar-edge model"
     description: str = ""
+    repair: dict | None = None        # the --max-drop search behind this export, for its manifest entry
+    calibrated: tuple | None = None   # (settings, calibrated float flatbuffer), once made; selective int8 reuses it
 
     def model_facts(self, opts) -> dict:
         """What an app needs to run the exported file without cifar-edge (input size and type,
@@ -23,4 +25,5 @@ class ExportContext:
         return {"input_size": int(self.input_size), "mean": [float(v) for v in self.norm.mean],
                 "std": [float(v) for v in self.norm.std], "input_dtype": opts.input_dtype,
                 "output_is_logits": True, "labels": list(self.class_names),
-                "quantization": opts.quantization, "qat": bool(self.qat)}
+                "quantization": opts.quantization, "qat": bool(self.qat),
+                **({"float_layers": list(opts.float_layers)} if opts.float_layers else {})}

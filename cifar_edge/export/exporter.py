@@ -24,7 +24,7 @@ from ..runtimes import keras_runner, open_model
 from ..versions import versions
 from .context import ExportContext
 from .formats import QAT_INT8_ONLY, ExportOptions, Format, file_name, get_variant, qat_allows, validate, variant_name
-from .parity import agreement, class_drift, file_facts, top1
+from .parity import agreement, class_drift, file_facts, overall_drift, top1
 
 MANIFEST = "export.json"
 
@@ -36,8 +36,11 @@ class ExportConfig:
     min_agreement: float = 0.99       # top-1 agreement with Keras, float and fp16 files
     min_agreement_int8: float = 0.90  # ... quantized files (int8, dynamic)
     data: str | None = None           # data source override (default: the run's)
+    max_drop: float | None = None     # int8 TFLite: search for a file within this many top-1 points of float
 
     def validate(self):
+        if self.max_drop is not None and not 0 <= self.max_drop <= 100:
+            raise CifarEdgeError(f"--max-drop {self.max_drop} is invalid; give top-1 points in 0..100, e.g. 0.5")
         if self.calibration_images < 0 or self.check_images < 1:
             raise CifarEdgeError("--calibration-images must be >= 0 and --check-images >= 1")
         for name in ("min_agreement", "min_agreement_int8"):
@@ -102,6 +105,26 @@ def _parent_outputs(config, images):
     return keras_runner(model).predict(images)
 
 
+def prepare(loaded, cfg: ExportConfig, calibrate: bool) -> tuple[ExportContext, _Check]:
+    """What every export of a run shares: the exporter's context (with calibration images
+    when ``calibrate``) and the held-out images with the Keras outputs files are checked against."""
+    data = run_data(loaded, cfg.data)
+    size, norm = loaded.input_size, loaded.norm
+    qat = (loaded.config.get("optimize") or {}).get("method") in QUANTIZED
+    ctx = ExportContext(
+        model=loaded.model, class_names=loaded.class_names, norm=norm, input_size=size,
+        calibration=_calibration(data, cfg.calibration_images, norm, size) if calibrate else None,
+        qat=qat, name=f"{loaded.config['train']['model']} ({loaded.run.root.name})")
+    x, y, split = data.held_out()
+    x, y = limit_images(x, y, cfg.check_images)
+    images = prepare_images(x, norm, size)
+    reference = keras_runner(loaded.model).predict(images)
+    parent = _parent_outputs(loaded.config, images)
+    check = _Check(images, y, split, reference, reference if parent is None else parent,
+                   "keras" if parent is None else "parent float keras")
+    return ctx, check
+
+
 def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=None,
                cfg: ExportConfig = ExportConfig(), command: str = "", android_dir=None,
                failures: dict | None = None) -> list[dict]:
@@ -123,36 +146,53 @@ def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=No
             variants = [(f, o) for f, o in variants if qat_allows(f, o)]
     if android_dir is not None and [f.name for f, _ in variants] != ["tflite"]:
         raise CifarEdgeError("--android takes exactly one .tflite: use --format tflite (not --all)")
-    data = run_data(loaded, cfg.data)
-    size, norm = loaded.input_size, loaded.norm
-    needs_calibration = qat or any(o.int8 for _, o in variants)
-    ctx = ExportContext(
-        model=loaded.model, class_names=loaded.class_names, norm=norm, input_size=size,
-        calibration=_calibration(data, cfg.calibration_images, norm, size) if needs_calibration else None,
-        qat=qat,
-        name=f"{loaded.config['train']['model']} ({loaded.run.root.name})")
-    x, y, split = data.held_out()
-    x, y = limit_images(x, y, cfg.check_images)
-    images = prepare_images(x, norm, size)
-    reference = keras_runner(loaded.model).predict(images)
-    parent = _parent_outputs(loaded.config, images)
-    check = _Check(images, y, split, reference, reference if parent is None else parent,
-                   "keras" if parent is None else "parent float keras")
+    if cfg.max_drop is not None and not (len(variants) == 1 and variants[0][0].name == "tflite"
+                                         and variants[0][1].int8 and variants[0][1].io == "float"
+                                         and not variants[0][1].float_layers):
+        raise CifarEdgeError("--max-drop searches int8 TFLite files with float I/O; use --format tflite --int8 "
+                             "(without --io, --float-layers or --all)")
+    ctx, check = prepare(loaded, cfg, calibrate=qat or any(o.calibrated for _, o in variants))
+    if cfg.max_drop is not None:
+        variants = [_repaired(ctx, check, variants[0], out, cfg, command)]
     entries = []
-    for fmt, opts in variants:
-        try:
-            entries.append(_export_one(ctx, fmt, opts, out, check, cfg, loaded, command))
-        except CifarEdgeError as e:
-            if failures is None:
-                raise
-            failures[variant_name(fmt, opts)] = str(e)
-            console.warn(f"{variant_name(fmt, opts)}: {e}")
+    with console.progress("export", len(variants)) as advance:
+        for fmt, opts in variants:
+            name = variant_name(fmt, opts)
+            try:
+                entries.append(_export_one(ctx, fmt, opts, out, check, cfg, loaded, command))
+            except Exception as e:  # noqa: BLE001 - with ``failures``, one broken converter must not stop the rest
+                if not isinstance(e, CifarEdgeError):
+                    if failures is None:
+                        raise
+                    e = CifarEdgeError(f"{name}: the exporter failed ({type(e).__name__}: {str(e).strip()[:160]})")
+                _record_failure(out / MANIFEST, name, str(e), getattr(e, "figures", {}), command)
+                if failures is None:
+                    raise e from None
+                failures[name] = str(e)
+                console.warn(f"{name}: {e}")
+            advance(variant=name)
     if not entries:
         return entries
     write_text(out / "labels.txt", "\n".join(loaded.class_names) + "\n")
     if android_dir is not None:
         _drop_into_app(out / entries[0]["file"], loaded.class_names, Path(android_dir))
     return entries
+
+
+def _repaired(ctx, check: _Check, variant, out: Path, cfg: ExportConfig, command: str):
+    """The (format, options) the --max-drop search picks; its candidates go with the entry."""
+    from .repair import no_winner_error, search
+    fmt, base = variant
+    winner, candidates, ranking = search(ctx, check, cfg.max_drop, base)
+    ctx.repair = {"max_drop": cfg.max_drop, "split": check.split, "images": int(len(check.labels)),
+                  "float_top1": top1(check.keras, check.labels), "candidates": candidates,
+                  "ranking": [{k: r[k] for k in ("rank", "layer", "node", "op", "added_nsr", "accumulated_nsr")}
+                              for r in ranking[:20]]}
+    if winner is None:
+        error = no_winner_error(candidates, cfg.max_drop)
+        _record_failure(out / MANIFEST, variant_name(fmt, base), str(error), {"repair": ctx.repair}, command)
+        raise error
+    return fmt, winner
 
 
 def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check, cfg: ExportConfig,
@@ -174,7 +214,7 @@ def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check,
                   "runtime": fmt.runtimes[0], "keras_top1": top1(check.keras, check.labels),
                   "export_top1": top1(outputs, check.labels)}
         if parity["top1_agreement"] < threshold:
-            raise CifarEdgeError(
+            raise ExportCheckFailed(parity, 
                 f"{name} agrees with Keras on only {parity['top1_agreement']:.1%} of {parity['images']} "
                 f"{check.split} images (needs {threshold:.0%}); nothing was written. Use more "
                 "--calibration-images, QAT (`cifar-edge optimize RUN --qat`), or lower --min-agreement-int8")
@@ -184,10 +224,15 @@ def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check,
              "calibration_images": 0 if ctx.calibration is None else len(ctx.calibration),
              "notes": runner.notes, "run": str(loaded.run.root),
              "optimize": loaded.config.get("optimize"), "command": command, "versions": versions()}
+    if ctx.repair is not None:
+        entry["repair"] = ctx.repair
     if opts.quantized or opts.fp16 or ctx.qat or loaded.config.get("optimize"):
         entry["drift"] = {"against": check.drift_source,
                           "float_top1": top1(check.drift_reference, check.labels),
-                          "classes": class_drift(check.drift_reference, outputs, check.labels, ctx.class_names)}
+                          "overall": overall_drift(check.drift_reference, outputs, check.labels),
+                          "classes": class_drift(check.drift_reference, outputs, check.labels, ctx.class_names),
+                          "test": "exact McNemar on the changed predictions; a class is significant below "
+                                  "p = 0.05 / classes (Bonferroni)"}
     _record(out / MANIFEST, entry)
     console.info(f"  {target}  {facts['size_bytes'] / 1e6:.2f} MB (gzip {facts['gzip_bytes'] / 1e6:.2f} MB), "
                  f"agreement {parity['top1_agreement']:.2%}, max |diff| {parity['max_abs_diff']:.3g}, "
@@ -195,22 +240,49 @@ def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check,
     return entry
 
 
+class ExportCheckFailed(CifarEdgeError):
+    """An exported file that ran but failed its parity check; ``figures`` says by how much."""
+
+    def __init__(self, figures: dict, message: str):
+        super().__init__(message)
+        self.figures = figures
+
+
 def _record(manifest: Path, entry: dict):
-    """Add or replace this file's entry in export.json (rewritten atomically)."""
-    exports = read_manifest(manifest.parent)
+    """Add or replace this file's entry in export.json (rewritten atomically); a success
+    clears the variant's earlier failure."""
+    exports, failed = _read(manifest.parent)
     exports[entry["file"]] = entry
-    write_json(manifest, {"exports": exports})
+    failed.pop(entry["variant"], None)
+    write_json(manifest, {"exports": exports, "failures": failed})
+
+
+def _record_failure(manifest: Path, variant: str, reason: str, figures: dict, command: str):
+    """Note in export.json why this export of ``variant`` wrote no file."""
+    exports, failed = _read(manifest.parent)
+    failed[variant] = {"variant": variant, "reason": reason, "parity": figures or None, "command": command}
+    write_json(manifest, {"exports": exports, "failures": failed})
+
+
+def _read(out_dir) -> tuple[dict, dict]:
+    path = Path(out_dir) / MANIFEST
+    if not path.is_file():
+        return {}, {}
+    try:
+        doc = read_json(path)
+        return dict(doc["exports"]), dict(doc.get("failures") or {})
+    except (ValueError, KeyError, TypeError, AttributeError):
+        raise CifarEdgeError(f"{path} is corrupt; delete it and export again") from None
 
 
 def read_manifest(out_dir) -> dict:
     """{file name: entry} of an export folder's export.json ({} when there is none)."""
-    path = Path(out_dir) / MANIFEST
-    if not path.is_file():
-        return {}
-    try:
-        return dict(read_json(path)["exports"])
-    except (ValueError, KeyError, TypeError):
-        raise CifarEdgeError(f"{path} is corrupt; delete it and export again") from None
+    return _read(out_dir)[0]
+
+
+def read_failures(out_dir) -> dict:
+    """{variant: {reason, parity}} of the variants whose last export failed."""
+    return _read(out_dir)[1]
 
 
 def _drop_into_app(model_file: Path, class_names, assets: Path):

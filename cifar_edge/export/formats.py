@@ -25,15 +25,23 @@ class ExportOptions:
     opset: int = 17             # ONNX opset
     per_channel: bool = True    # int8 weights per output channel (else per tensor)
     from_tflite: bool = False   # ONNX int8: convert the int8 .tflite (QDQ) instead of quantizing in onnxruntime
+    int16x8: bool = False       # TFLite: 16-bit activations, 8-bit weights (calibrated)
+    float_layers: tuple = ()    # int8: nodes kept in float (selective quantization, `export --max-drop`)
 
     @property
     def quantized(self) -> bool:
         """Quantized activations or weights: parity is judged against the int8 threshold."""
-        return self.int8 or self.dynamic
+        return self.int8 or self.dynamic or self.int16x8
+
+    @property
+    def calibrated(self) -> bool:
+        """Activations quantized with ranges calibrated on training images."""
+        return self.int8 or self.int16x8
 
     @property
     def quantization(self) -> str:
-        return "int8" if self.int8 else "fp16" if self.fp16 else "dynamic" if self.dynamic else "none"
+        return ("int8" if self.int8 else "int16x8" if self.int16x8 else "fp16" if self.fp16
+                else "dynamic" if self.dynamic else "none")
 
     @property
     def input_dtype(self) -> str:
@@ -46,7 +54,7 @@ class ExportOptions:
         return {f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(default, f.name)}
 
     def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
+        return {**dataclasses.asdict(self), "float_layers": list(self.float_layers)}   # as JSON holds it
 
 
 @dataclass(frozen=True)
@@ -67,7 +75,7 @@ class Format:
 FORMATS = {f.name: f for f in (
     Format("keras", ".h5", frozenset(), "keras_format:export_keras", ("keras",),
            "the float Keras model (HDF5), the reference every other row is checked against"),
-    Format("tflite", ".tflite", frozenset({"int8", "fp16", "dynamic", "io", "per_channel"}),
+    Format("tflite", ".tflite", frozenset({"int8", "fp16", "dynamic", "io", "per_channel", "int16x8", "float_layers"}),
            "tflite:export_tflite", ("litert",),
            "LiteRT flatbuffer with labels and normalization metadata, for Android/iOS/microcontrollers"),
     Format("onnx", ".onnx", frozenset({"int8", "opset", "per_channel", "from_tflite"}),
@@ -84,6 +92,7 @@ VARIANTS = {
     "tflite-int8": ("tflite", ExportOptions(int8=True)),
     "tflite-int8-io-int8": ("tflite", ExportOptions(int8=True, io="int8")),
     "tflite-int8-io-uint8": ("tflite", ExportOptions(int8=True, io="uint8")),
+    "tflite-int16x8": ("tflite", ExportOptions(int16x8=True)),
     "onnx-float32": ("onnx", ExportOptions()),
     "onnx-int8": ("onnx", ExportOptions(int8=True)),
     "onnx-int8-from-tflite": ("onnx", ExportOptions(int8=True, from_tflite=True)),
@@ -110,13 +119,20 @@ def validate(fmt: Format, opts: ExportOptions) -> ExportOptions:
         flags = ", ".join("--" + o.replace("_", "-") for o in unsupported)
         raise CifarEdgeError(f"{fmt.name} export does not take {flags}; it accepts "
                              f"{', '.join(sorted(fmt.options)) or 'no options'}")
-    modes = [m for m in ("int8", "fp16", "dynamic") if getattr(opts, m)]
+    modes = [m for m in ("int8", "fp16", "dynamic", "int16x8") if getattr(opts, m)]
     if len(modes) > 1:
         raise CifarEdgeError(f"--{' and --'.join(modes)} conflict: choose one quantization mode")
     if opts.io not in IO_TYPES:
         raise unknown_choice("I/O type", opts.io, IO_TYPES)
     if opts.io != "float" and not opts.int8:
         raise CifarEdgeError(f"--io {opts.io} needs a full-integer model; add --int8")
+    if opts.float_layers and not opts.calibrated:
+        raise CifarEdgeError("--float-layers keeps layers of a calibrated model in float; add --int8 (or --int16x8)")
+    if opts.float_layers and opts.io != "float":
+        raise CifarEdgeError("--float-layers takes float input/output; drop --io")
+    if opts.float_layers and opts.int16x8:
+        raise CifarEdgeError("TensorFlow quantizes int16x8 whole (its int16 quantizer takes no per-layer "
+                             "denylist); use --float-layers with --int8")
     if opts.from_tflite and not opts.int8:
         raise CifarEdgeError("--from-tflite converts the int8 .tflite; add --int8")
     if not 13 <= opts.opset <= 18:
@@ -128,7 +144,8 @@ QAT_INT8_ONLY = "a quantization-aware run exports int8 files only (float ones be
 
 
 def qat_allows(fmt: Format, opts: ExportOptions) -> bool:
-    """A quantization-aware model is trained to ship as integers: only its int8 variants exist."""
+    """A quantization-aware model is trained to ship as integers: only its int8 variants exist
+    (int8 with float layers too, when a repair keeps some)."""
     return opts.int8
 
 
@@ -138,7 +155,9 @@ def variant_name(fmt: Format, opts: ExportOptions) -> str:
         if f == fmt.name and o == opts:
             return name
     parts = [fmt.name]
-    parts += [m for m in ("int8", "fp16", "dynamic") if getattr(opts, m)] or (["float32"] if fmt.name != "keras" else [])
+    parts += [m for m in ("int8", "int16x8", "fp16", "dynamic") if getattr(opts, m)] or (["float32"] if fmt.name != "keras" else [])
+    if opts.float_layers:
+        parts.append("selective")
     if opts.io != "float":
         parts.append(f"io-{opts.io}")
     if not opts.per_channel:

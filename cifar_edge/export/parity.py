@@ -33,15 +33,54 @@ def per_class_accuracy(outputs: np.ndarray, labels: np.ndarray, num_classes: int
     return np.divide(hits, counts, out=np.full(num_classes, np.nan), where=counts > 0)
 
 
+def mcnemar_p(lost: int, gained: int) -> float:
+    """Exact two-sided McNemar p-value: how likely ``lost`` images turned wrong and ``gained``
+    turned right would be if the change of format moved no accuracy (a fair coin per change)."""
+    from math import comb
+    n = lost + gained
+    if n == 0:
+        return 1.0
+    k = min(lost, gained)
+    tail = sum(comb(n, i) for i in range(k + 1)) / 2 ** n
+    return float(min(1.0, 2 * tail))
+
+
+SIGNIFICANCE = 0.05    # family-wise, Bonferroni over the classes compared
+
+
 def class_drift(reference: np.ndarray, exported: np.ndarray, labels, class_names, top: int = 5) -> list[dict]:
-    """The classes whose accuracy moved most against the float model, largest move first."""
-    ref = per_class_accuracy(reference, labels, len(class_names))
-    exp = per_class_accuracy(exported, labels, len(class_names))
-    counts = np.bincount(np.asarray(labels), minlength=len(class_names))
+    """The classes whose accuracy moved most against the float model, largest move first,
+    each with its exact McNemar p-value over its changed predictions.  ``significant`` holds
+    only below 0.05 / number of classes: with 10 images a class, a move of 2 or 3 is noise."""
+    labels = np.asarray(labels)
+    ref_ok, exp_ok = reference.argmax(1) == labels, exported.argmax(1) == labels
+    n_classes = len(class_names)
+    lost = np.bincount(labels, weights=ref_ok & ~exp_ok, minlength=n_classes).astype(int)
+    gained = np.bincount(labels, weights=~ref_ok & exp_ok, minlength=n_classes).astype(int)
+    ref = per_class_accuracy(reference, labels, n_classes)
+    exp = per_class_accuracy(exported, labels, n_classes)
+    counts = np.bincount(labels, minlength=n_classes)
     delta = exp - ref
     order = [i for i in np.argsort(-np.abs(np.nan_to_num(delta)), kind="stable") if counts[i] > 0]
-    return [{"class": class_names[i], "index": int(i), "images": int(counts[i]), "float_top1": float(ref[i]),
-             "export_top1": float(exp[i]), "delta": float(delta[i])} for i in order[:top] if delta[i] != 0]
+    rows = []
+    for i in order[:top]:
+        if delta[i] == 0:
+            continue
+        p = mcnemar_p(int(lost[i]), int(gained[i]))
+        rows.append({"class": class_names[i], "index": int(i), "images": int(counts[i]), "float_top1": float(ref[i]),
+                     "export_top1": float(exp[i]), "delta": float(delta[i]), "lost": int(lost[i]),
+                     "gained": int(gained[i]), "p_value": p, "significant": bool(p < SIGNIFICANCE / n_classes)})
+    return rows
+
+
+def overall_drift(reference: np.ndarray, exported: np.ndarray, labels) -> dict:
+    """Whole-file change of top-1 against the reference, with its exact McNemar p-value."""
+    labels = np.asarray(labels)
+    ref_ok, exp_ok = reference.argmax(1) == labels, exported.argmax(1) == labels
+    lost, gained = int(np.sum(ref_ok & ~exp_ok)), int(np.sum(~ref_ok & exp_ok))
+    p = mcnemar_p(lost, gained)
+    return {"lost": lost, "gained": gained, "delta_points": round(100 * (gained - lost) / max(1, len(labels)), 3),
+            "p_value": p, "significant": bool(p < SIGNIFICANCE)}
 
 
 def top1(outputs: np.ndarray, labels) -> float:

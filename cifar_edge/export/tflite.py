@@ -12,29 +12,70 @@ from ..errors import CifarEdgeError
 _IO_DTYPES = {"int8": tf.int8, "uint8": tf.uint8}
 
 
-def convert(ctx, opts) -> bytes:
-    """The bare flatbuffer (no metadata) for ``ctx.model`` under ``opts``."""
+def _converter(ctx, opts):
     converter = tf.lite.TFLiteConverter.from_keras_model(ctx.model)
     if opts.fp16:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
     elif opts.dynamic:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    elif opts.int8:
+    elif opts.calibrated:
         # QAT models carry learned ranges; calibration still fixes the input/output scales.
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: ([ctx.calibration[i:i + 1]] for i in range(len(ctx.calibration)))
-        converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+        converter.target_spec.supported_ops = [
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 if opts.int16x8
+            else tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if opts.io in _IO_DTYPES:
             converter.inference_input_type = converter.inference_output_type = _IO_DTYPES[opts.io]
         if not opts.per_channel:
             converter._experimental_disable_per_channel = True  # noqa: SLF001 - the converter's only switch
+    return converter
+
+
+def _run_converter(fn):
     try:
-        return converter.convert()
+        return fn()
+    except CifarEdgeError:
+        raise
     except Exception as e:  # noqa: BLE001 - the converter raises ConverterError and plain Exceptions
         first = str(e).strip().splitlines()[0][:160] if str(e).strip() else type(e).__name__
         raise CifarEdgeError(f"TFLite conversion failed: {first}; check that every layer is a TFLite builtin "
                              "(see `cifar-edge models`) or export with fewer options") from None
+
+
+def calibrate(ctx, opts) -> bytes:
+    """The float model with activation ranges recorded from the calibration images: what the
+    converter quantizes.  Selective quantization quantizes it again and again with other
+    layers kept in float, without calibrating each time."""
+    def run():
+        converter = _converter(ctx, opts)
+        converter._experimental_calibrate_only = True  # noqa: SLF001 - the step QuantizationDebugger uses
+        return converter.convert()
+    return _run_converter(run)
+
+
+def quantize_calibrated(calibrated: bytes, opts) -> bytes:
+    """int8 of a calibrated model with ``opts.float_layers`` (node names) left in float: the
+    converter's own quantization pass with a denylist, as TFLite's QuantizationDebugger runs it."""
+    from tensorflow.lite.python.convert import mlir_quantize
+    return _run_converter(lambda: mlir_quantize(calibrated, disable_per_channel=not opts.per_channel,
+                                                denylisted_nodes=list(opts.float_layers)))
+
+
+def calibrated_model(ctx, opts) -> bytes:
+    """:func:`calibrate` once per export context (per-channel setting included)."""
+    key = ("per_channel", opts.per_channel)
+    if ctx.calibrated is None or ctx.calibrated[0] != key:
+        ctx.calibrated = (key, calibrate(ctx, opts))
+    return ctx.calibrated[1]
+
+
+def convert(ctx, opts) -> bytes:
+    """The bare flatbuffer (no metadata) for ``ctx.model`` under ``opts``."""
+    if opts.float_layers:
+        return quantize_calibrated(calibrated_model(ctx, opts), opts)
+    return _run_converter(lambda: _converter(ctx, opts).convert())
 
 
 def export_tflite(ctx, path: Path, opts):

@@ -41,22 +41,34 @@ class RunFolder:
 
 
 def load_model(path):
-    """Load a saved Keras model, turning a corrupt/truncated file into a clear error.
+    """Load a saved Keras model with every class cifar-edge defines registered first, so a
+    load never depends on which modules this process happened to import.
 
-    Quantization-aware models (``cifar-edge optimize --qat/--pqat``) need tfmot's layer
-    classes; tfmot is imported only for those, so plain loads stay fast."""
+    An unreadable file and a file that names a layer class nobody registered are different
+    problems with different fixes, and get different errors.  Quantization-aware models
+    (``cifar-edge optimize --qat/--pqat``) need tfmot's layer classes; tfmot is imported only
+    for those, so plain loads stay fast."""
     import contextlib
 
     from .._tf import keras
+    from ..models import register_custom_objects
     from . import schedules  # noqa: F401 - registers our schedule classes for deserialisation
+    register_custom_objects()
+    text = _model_config_text(path)
     scope = contextlib.nullcontext()
-    if _saved_with_tfmot_quantization(path):
+    if text and any(f'"class_name":"{name}' in text for name in _QUANTIZE_CLASSES):
         from ..compress.tfmot_compat import quantize_scope
         scope = quantize_scope()
     try:
         with scope:
             return keras.models.load_model(path, compile=False)
     except Exception as e:  # noqa: BLE001 - h5py/zip/json errors all mean 'unreadable'
+        missing = _unregistered_classes(text, keras) if text else []
+        if missing:
+            raise CifarEdgeError(
+                f"cannot load model {path}: it needs the layer class(es) {', '.join(missing)}, which this "
+                "installation does not define; the file is intact. Load it with the cifar-edge version (or the "
+                "code) that saved it, or re-train with this one") from None
         raise CifarEdgeError(f"cannot load model {path} ({type(e).__name__}: {str(e)[:120]}); the file is "
                              "corrupt or truncated: re-run training or re-export it") from None
 
@@ -64,9 +76,9 @@ def load_model(path):
 _QUANTIZE_CLASSES = ("QuantizeLayer", "QuantizeWrapper")   # QuantizeWrapperV2 included
 
 
-def _saved_with_tfmot_quantization(path) -> bool:
-    """Whether the model file's architecture uses tfmot's quantization layers, read from its
-    config (the JSON in a .keras zip, the attribute of an .h5) without building the model."""
+def _model_config_text(path) -> str | None:
+    """The model's architecture JSON (from a .keras zip or an .h5 attribute), spaces removed,
+    read without building the model; None when the file cannot be read that far."""
     import zipfile
     path = Path(path)
     try:
@@ -79,8 +91,34 @@ def _saved_with_tfmot_quantization(path) -> bool:
                 text = f.attrs.get("model_config", "")
                 text = text.decode() if isinstance(text, bytes) else str(text)
         else:
-            return False
-    except (OSError, KeyError, ValueError, zipfile.BadZipFile):
-        return False          # unreadable: the plain load below reports it
-    compact = text.replace(" ", "")
-    return any(f'"class_name":"{name}' in compact for name in _QUANTIZE_CLASSES)
+            return None
+    except (OSError, KeyError, ValueError, UnicodeDecodeError, zipfile.BadZipFile):
+        return None          # unreadable: the load reports it
+    return text.replace(" ", "")
+
+
+_BUILTIN_CLASSES = {"Functional", "Model", "Sequential", "InputLayer", "TFOpLambda", "SlicingOpLambda"}
+
+
+def _unregistered_classes(text: str, keras) -> list[str]:
+    """Layer class names in the architecture that neither keras nor a registration knows."""
+    import re
+    try:
+        layer_names = {layer.get("class_name") or "" for layer in _layer_configs(text)}
+    except (ValueError, AttributeError):
+        layer_names = set(re.findall(r'"class_name":"([^"]+)"', text))
+    missing = []
+    for name in sorted(layer_names):
+        known = (name in _BUILTIN_CLASSES or hasattr(keras.layers, name)
+                 or keras.utils.get_registered_object(name) is not None or name.startswith("Quantize")
+                 or name.startswith("Prune"))
+        if not known:
+            missing.append(name)
+    return missing
+
+
+def _layer_configs(text: str) -> list[dict]:
+    import json
+    config = json.loads(text)
+    config = config.get("config", config)
+    return list(config.get("layers", []))

@@ -1,0 +1,88 @@
+"""`export --format tflite --int8 --max-drop POINTS`: the smallest, fastest int8-ish file
+within POINTS of the float model's top-1 on the held-out check images.
+
+The search, cheapest file first (each candidate is quantized from one calibration):
+
+1. plain int8;
+2. selective int8: the layers the diagnosis ranks worst kept in float, one more at a time;
+3. 16-bit activations with 8-bit weights (int16x8), whole model.
+
+Every candidate's drop, size, 1-thread LiteRT latency and float layers go into the winner's
+``export.json`` entry (``repair``); the winner is exported, checked and recorded like any
+other variant.  When nothing meets the budget, the error names the best drop reached.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from .. import console
+from ..errors import CifarEdgeError
+from ..runtimes import open_litert
+from ..timing import latency
+from .quant_error import rank_layers
+from .formats import ExportOptions, get_format, variant_name
+from .parity import top1
+from .tflite import calibrated_model, convert
+
+MAX_FLOAT_LAYERS = 12        # selective candidates tried before int16x8
+LATENCY_RUNS = 50
+DIAGNOSIS_IMAGES = 100
+
+
+def measure_candidate(data: bytes, check, float_top1: float) -> dict:
+    """Top-1 drop (points) on the check images, size and 1-thread latency of a flatbuffer."""
+    runner = open_litert(data, threads=1)
+    outputs = runner.predict(check.images)
+    timing = latency(runner.run, check.images[:1], runs=LATENCY_RUNS, warmup=5)
+    acc = top1(outputs, check.labels)
+    return {"top1": acc, "drop_points": round(100 * (float_top1 - acc), 3), "size_bytes": len(data),
+            "latency_ms_1thread": round(timing["p50_ms"], 4), "runtime": runner.runtime}
+
+
+def search(ctx, check, max_drop: float, base: ExportOptions) -> tuple[ExportOptions | None, list[dict], list]:
+    """(winning options or None, every candidate tried, the diagnosis ranking)."""
+    float_top1 = top1(check.keras, check.labels)
+    candidates = []
+
+    def attempt(opts: ExportOptions, label: str) -> dict:
+        row = {"candidate": label, "variant": variant_name(get_format("tflite"), opts),
+               "float_layers": list(opts.float_layers), "quantization": opts.quantization,
+               **measure_candidate(convert(ctx, opts), check, float_top1)}
+        row["meets"] = row["drop_points"] <= max_drop
+        candidates.append(row)
+        console.info(f"  {label}: top-1 {row['top1']:.2%} ({-row['drop_points']:+.2f} points), "
+                     f"{row['size_bytes'] / 1e6:.2f} MB, {row['latency_ms_1thread']:.2f} ms")
+        return row
+
+    console.info(f"repair: float top-1 {float_top1:.2%} on {len(check.labels)} {check.split} images; "
+                 f"budget {max_drop:g} points")
+    winner = None
+    if attempt(base, "int8")["meets"]:
+        winner = base
+    ranking = []
+    if winner is None:
+        calibrated = calibrated_model(ctx, base)
+        sample = check.images[np.linspace(0, len(check.images) - 1, min(DIAGNOSIS_IMAGES, len(check.images))).astype(int)]
+        ranking = rank_layers(ctx.model, calibrated, sample, per_channel=base.per_channel)
+        kept: list[str] = []
+        for row in ranking[:MAX_FLOAT_LAYERS]:
+            kept.append(row["node"])
+            opts = dataclasses.replace(base, float_layers=tuple(kept))
+            if attempt(opts, f"int8, {len(kept)} layer(s) in float (+{row['layer']})")["meets"]:
+                winner = opts
+                break
+    if winner is None:
+        opts = ExportOptions(int16x8=True, per_channel=base.per_channel)
+        if attempt(opts, "int16x8")["meets"]:
+            winner = opts
+    return winner, candidates, ranking
+
+
+def no_winner_error(candidates: list[dict], max_drop: float) -> CifarEdgeError:
+    best = min(candidates, key=lambda c: c["drop_points"])
+    return CifarEdgeError(
+        f"no int8 file is within {max_drop:g} points of float: the best, {best['candidate']}, loses "
+        f"{best['drop_points']:.2f} points ({len(candidates)} candidates tried, all in export.json); train the model "
+        "quantization-aware (`cifar-edge optimize RUN --qat`) and export that run, or allow a larger --max-drop")
