@@ -31,7 +31,11 @@ def prune(model, sparsity: float, total_steps: int, frequency: int | None = None
     frequency, end = schedule_steps(total_steps, frequency)
     schedule = tfmot.sparsity.keras.PolynomialDecay(initial_sparsity=0.0, final_sparsity=sparsity,
                                                     begin_step=0, end_step=end, frequency=frequency)
-    wrapped = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+    try:
+        wrapped = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+    except ValueError as e:
+        raise CifarEdgeError(f"tfmot cannot prune this model ({str(e).splitlines()[0][-160:]}); use --qat or "
+                             "--cluster instead") from None
     return wrapped, [tfmot.sparsity.keras.UpdatePruningStep()], {"frequency": frequency, "end_step": end}
 
 

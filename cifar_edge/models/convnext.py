@@ -75,6 +75,22 @@ class StochasticDepth(layers.Layer):
         return {**super().get_config(), "rate": self.rate}
 
 
+class _NothingToCompress:
+    """tfmot prunes and clusters only layers that say which weights it may touch: these have
+    none worth it (a per-channel scale, no weights), so they say so and stay as they are."""
+
+    def get_prunable_weights(self):
+        return []
+
+    def get_clusterable_weights(self):
+        return []
+
+
+for _cls in (GELU, LayerScale, StochasticDepth):
+    _cls.get_prunable_weights = _NothingToCompress.get_prunable_weights
+    _cls.get_clusterable_weights = _NothingToCompress.get_clusterable_weights
+
+
 CUSTOM_OBJECTS = {"GELU": GELU, "LayerScale": LayerScale, "StochasticDepth": StochasticDepth}
 
 
