@@ -49,7 +49,7 @@ def test_every_variant_of_the_table_exports_and_agrees_with_keras(run, exported,
         # Run the file ourselves, independently of the manifest.
         outputs = open_model(path).predict(images)
         agree = np.mean(outputs.argmax(1) == reference.argmax(1))
-        quantized = entry["options"]["int8"] or entry["options"]["dynamic"]
+        quantized = entry["options"]["int8"] or entry["options"]["dynamic"] or entry["options"]["int16x8"]
         assert agree >= (0.9 if quantized else 0.99), (name, agree)
         if not quantized:
             assert np.max(np.abs(outputs - reference)) < (0.05 if entry["options"]["fp16"] else 1e-3), name
