@@ -55,6 +55,11 @@ def _metrics_table(title: str, metrics: dict) -> Table:
     return t
 
 
+def _wide() -> Console:
+    """stdout for a wide table: the terminal as it is, else a console that does not wrap logs at 80 columns."""
+    return stdout if stdout.is_terminal else Console(highlight=False, width=240)
+
+
 def _parse_ints(flag: str, value: Optional[str], example: str):
     """A comma-separated list of whole numbers (``--depth 1,1,1``, ``--widths 24,64,256,256``)."""
     if value is None:
@@ -295,9 +300,7 @@ def export(
     if entries:
         stdout.print(_export_table(f"exports of {run}", entries))
     stdout.print(f"manifest: {Path(out or Path(run) / 'export') / 'export.json'}")
-    if failures:
-        for name, reason in failures.items():
-            typer.echo(f"failed: {reason}" if reason.startswith(name) else f"failed: {name}: {reason}", err=True)
+    if failures:       # each reason was printed as it happened
         typer.echo(f"error: {len(failures)} of {len(chosen)} variants failed ({', '.join(failures)}); their reasons "
                    "and figures are in export.json", err=True)
         raise typer.Exit(1)
@@ -328,8 +331,7 @@ def diagnose(
     for r in report["layers"][:top]:
         t.add_row(str(r["rank"]), r["layer"], r["op"], fmt(r["added_nsr"], ".4f"), fmt(r["accumulated_nsr"], ".4f"),
                   fmt(r["added_cosine"], ".4f"), r["node"][:60])
-    wide = stdout if stdout.is_terminal else Console(highlight=False, width=240)
-    wide.print(t)
+    _wide().print(t)
     findings = report["drift_findings"]
     stdout.print(f"per-class drift beyond noise (exact McNemar, Bonferroni over classes): "
                  + (", ".join(f"{c['class']} {c['delta']:+.0%} (p={c['p_value']:.2g})" for c in findings) or
@@ -369,8 +371,7 @@ def bench(
                       export=export, reference=reference, device=device,
                       benchmark_binary=str(benchmark_binary) if benchmark_binary else None)
     result = bench_run(run, cfg, out, command=" ".join(["cifar-edge", *sys.argv[1:]]))
-    wide = stdout if stdout.is_terminal else Console(highlight=False, width=240)   # logs: no 80-column wrap
-    wide.print(rich_table(result))
+    _wide().print(rich_table(result))
     stdout.print(f"written to {out or Path(run) / 'bench'}: bench.json, bench.csv, bench.md, *.png")
     problems = gate(result["rows"], fail_under, max_int8_drop)
     for p in problems:

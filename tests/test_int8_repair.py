@@ -60,7 +60,7 @@ def quantized(faulty_run):
     loaded = load_run(faulty_run)
     ctx, check = prepare(loaded, FAST, calibrate=True)
     base = ExportOptions(int8=True)
-    calibrated = calibrated_model(ctx, base)
+    calibrated = calibrated_model(ctx)
     ranking = rank_layers(ctx.model, calibrated, check.images[:60])
 
     def accuracy(opts):

@@ -84,20 +84,19 @@ def init_activation_ranges(wrapped, model, images: np.ndarray, batch_size: int =
     0.999, so a fine-tune of a few hundred steps ends with ranges still far off (a ReLU6
     output of MobileNetV2 still spanned [-4.7, 6] after 250 steps: 44% of its int8 levels
     unused), and the QAT model fell 7.8 points below its float parent."""
-    from .tfmot_compat import tfmot as _tfmot
     from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _qlayer
     targets = []       # (min variable, max variable, float layer name or None for the input)
     for layer in wrapped.layers:
         names = {v.name.split("/")[-1].split(":")[0]: v for v in layer.weights}
         if isinstance(layer, _qlayer.QuantizeLayer) and "quantize_layer_min" in names:
             targets.append((names["quantize_layer_min"], names["quantize_layer_max"], None))
-        elif isinstance(layer, _tfmot.quantization.keras.QuantizeWrapper):
+        elif isinstance(layer, tfmot.quantization.keras.QuantizeWrapper):
             for prefix in ("output", "post_activation"):
                 if f"{prefix}_min" in names:
                     targets.append((names[f"{prefix}_min"], names[f"{prefix}_max"], layer.layer.name))
-    wanted = sorted({name for _, _, name in targets if name is not None})
     present = {layer.name for layer in model.layers}
-    wanted = [n for n in wanted if n in present]
+    targets = [t for t in targets if t[2] is None or t[2] in present]
+    wanted = sorted({name for _, _, name in targets if name is not None})
     probe = keras.Model(model.input, [model.get_layer(n).output for n in wanted]) if wanted else None
     lows, highs = {n: [] for n in [None, *wanted]}, {n: [] for n in [None, *wanted]}
     for i in range(0, len(images), batch_size):
@@ -111,14 +110,10 @@ def init_activation_ranges(wrapped, model, images: np.ndarray, batch_size: int =
                 o = np.asarray(o)
                 lows[n].append(float(o.min()))
                 highs[n].append(float(o.max()))
-    done = 0
     for vmin, vmax, name in targets:
-        if name is not None and name not in present:
-            continue
         lo, hi = min(0.0, float(np.mean(lows[name]))), max(0.0, float(np.mean(highs[name])))
         if hi - lo < 1e-6:
             hi = lo + 1e-6
         vmin.assign(np.full(vmin.shape, lo, np.float32))
         vmax.assign(np.full(vmax.shape, hi, np.float32))
-        done += 1
-    return done
+    return len(targets)

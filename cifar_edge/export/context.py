@@ -1,7 +1,7 @@
 """What every exporter gets: the model, the run it came from, and calibration images."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -17,7 +17,8 @@ class ExportContext:
     name: str = "cifar-edge model"
     description: str = ""
     repair: dict | None = None        # the --max-drop search behind this export, for its manifest entry
-    calibrated: tuple | None = None   # (settings, calibrated float flatbuffer), once made; selective int8 reuses it
+    calibrated: bytes | None = None   # the calibrated float flatbuffer, once made (selective int8 reuses it)
+    flatbuffers: dict = field(default_factory=dict)   # ExportOptions -> converted .tflite bytes (no metadata)
 
     def model_facts(self, opts) -> dict:
         """What an app needs to run the exported file without cifar-edge (input size and type,

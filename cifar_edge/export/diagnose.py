@@ -41,7 +41,7 @@ def diagnose_run(run_dir, variant: str = "tflite-int8", cfg: ExportConfig = Expo
     ctx, check = prepare(loaded, cfg, calibrate=True)
     out = Path(out_dir) if out_dir else loaded.run.root / "export" / DIAGNOSE_DIR
     console.info(f"diagnosing {variant} of {loaded.run.root}: calibrating on {len(ctx.calibration)} images ...")
-    calibrated = calibrated_model(ctx, opts)
+    calibrated = calibrated_model(ctx)
     pick = lambda x: x[np.linspace(0, len(x) - 1, min(images, len(x))).astype(int)]  # noqa: E731 - spread, stable
     ranking = rank_layers(ctx.model, calibrated, pick(check.images), pick(ctx.calibration),
                           per_channel=opts.per_channel)

@@ -158,18 +158,21 @@ def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=No
     with console.progress("export", len(variants)) as advance:
         for fmt, opts in variants:
             name = variant_name(fmt, opts)
+            error = None
             try:
                 entries.append(_export_one(ctx, fmt, opts, out, check, cfg, loaded, command))
+            except CifarEdgeError as e:
+                error = e
             except Exception as e:  # noqa: BLE001 - with ``failures``, one broken converter must not stop the rest
-                if not isinstance(e, CifarEdgeError):
-                    if failures is None:
-                        raise
-                    e = CifarEdgeError(f"{name}: the exporter failed ({type(e).__name__}: {str(e).strip()[:160]})")
-                _record_failure(out / MANIFEST, name, str(e), getattr(e, "figures", {}), command)
                 if failures is None:
-                    raise e from None
-                failures[name] = str(e)
-                console.warn(f"{name}: {e}")
+                    raise
+                error = CifarEdgeError(f"{name}: the exporter failed ({type(e).__name__}: {str(e).strip()[:160]})")
+            if error is not None:
+                _record_failure(out / MANIFEST, name, str(error), getattr(error, "figures", {}), command)
+                if failures is None:
+                    raise error
+                failures[name] = str(error)
+                console.warn(f"{name}: {error}")
             advance(variant=name)
     if not entries:
         return entries
@@ -214,7 +217,7 @@ def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check,
                   "runtime": fmt.runtimes[0], "keras_top1": top1(check.keras, check.labels),
                   "export_top1": top1(outputs, check.labels)}
         if parity["top1_agreement"] < threshold:
-            raise ExportCheckFailed(parity, 
+            raise ExportCheckFailed(parity,
                 f"{name} agrees with Keras on only {parity['top1_agreement']:.1%} of {parity['images']} "
                 f"{check.split} images (needs {threshold:.0%}); nothing was written. Use more "
                 "--calibration-images, QAT (`cifar-edge optimize RUN --qat`), or lower --min-agreement-int8")

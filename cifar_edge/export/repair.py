@@ -63,7 +63,7 @@ def search(ctx, check, max_drop: float, base: ExportOptions) -> tuple[ExportOpti
         winner = base
     ranking = []
     if winner is None:
-        calibrated = calibrated_model(ctx, base)
+        calibrated = calibrated_model(ctx)
         sample = check.images[np.linspace(0, len(check.images) - 1, min(DIAGNOSIS_IMAGES, len(check.images))).astype(int)]
         ranking = rank_layers(ctx.model, calibrated, sample, per_channel=base.per_channel)
         kept: list[str] = []

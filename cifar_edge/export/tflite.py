@@ -8,6 +8,7 @@ from pathlib import Path
 from .. import __version__
 from .._tf import tf
 from ..errors import CifarEdgeError
+from .formats import ExportOptions
 
 _IO_DTYPES = {"int8": tf.int8, "uint8": tf.uint8}
 
@@ -44,15 +45,17 @@ def _run_converter(fn):
                              "(see `cifar-edge models`) or export with fewer options") from None
 
 
-def calibrate(ctx, opts) -> bytes:
+def calibrated_model(ctx) -> bytes:
     """The float model with activation ranges recorded from the calibration images: what the
-    converter quantizes.  Selective quantization quantizes it again and again with other
-    layers kept in float, without calibrating each time."""
-    def run():
-        converter = _converter(ctx, opts)
-        converter._experimental_calibrate_only = True  # noqa: SLF001 - the step QuantizationDebugger uses
-        return converter.convert()
-    return _run_converter(run)
+    converter quantizes.  Made once per export context; selective quantization quantizes it
+    again and again with other layers kept in float, without calibrating each time."""
+    if ctx.calibrated is None:
+        def run():
+            converter = _converter(ctx, ExportOptions(int8=True))
+            converter._experimental_calibrate_only = True  # noqa: SLF001 - the step QuantizationDebugger uses
+            return converter.convert()
+        ctx.calibrated = _run_converter(run)
+    return ctx.calibrated
 
 
 def quantize_calibrated(calibrated: bytes, opts) -> bytes:
@@ -63,19 +66,14 @@ def quantize_calibrated(calibrated: bytes, opts) -> bytes:
                                                 denylisted_nodes=list(opts.float_layers)))
 
 
-def calibrated_model(ctx, opts) -> bytes:
-    """:func:`calibrate` once per export context (per-channel setting included)."""
-    key = ("per_channel", opts.per_channel)
-    if ctx.calibrated is None or ctx.calibrated[0] != key:
-        ctx.calibrated = (key, calibrate(ctx, opts))
-    return ctx.calibrated[1]
-
-
 def convert(ctx, opts) -> bytes:
-    """The bare flatbuffer (no metadata) for ``ctx.model`` under ``opts``."""
-    if opts.float_layers:
-        return quantize_calibrated(calibrated_model(ctx, opts), opts)
-    return _run_converter(lambda: _converter(ctx, opts).convert())
+    """The bare flatbuffer (no metadata) for ``ctx.model`` under ``opts``, converted once per
+    export context: the --max-drop search measures the file it then exports, and the ONNX
+    from-tflite variant reuses the int8 .tflite."""
+    if opts not in ctx.flatbuffers:
+        ctx.flatbuffers[opts] = (quantize_calibrated(calibrated_model(ctx), opts) if opts.float_layers
+                                 else _run_converter(lambda: _converter(ctx, opts).convert()))
+    return ctx.flatbuffers[opts]
 
 
 def export_tflite(ctx, path: Path, opts):

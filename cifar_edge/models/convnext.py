@@ -29,8 +29,19 @@ VARIANTS = {   # name: (depths, widths, keras application or None)
 }
 
 
+class _NothingToCompress:
+    """tfmot prunes and clusters only layers that say which weights it may touch: these have
+    none worth it (a per-channel scale, no weights), so they say so and stay as they are."""
+
+    def get_prunable_weights(self):
+        return []
+
+    def get_clusterable_weights(self):
+        return []
+
+
 @keras.utils.register_keras_serializable("cifar_edge")
-class GELU(layers.Layer):
+class GELU(_NothingToCompress, layers.Layer):
     """Exact GELU, x * Phi(x), written with erf (TFLite and ONNX both have Erf)."""
 
     def call(self, x):
@@ -38,7 +49,7 @@ class GELU(layers.Layer):
 
 
 @keras.utils.register_keras_serializable("cifar_edge")
-class LayerScale(layers.Layer):
+class LayerScale(_NothingToCompress, layers.Layer):
     """Per-channel learned scale of a residual branch (keras' LayerScale, same weight name)."""
 
     def __init__(self, init_values: float = 1e-6, projection_dim: int = 1, **kwargs):
@@ -57,7 +68,7 @@ class LayerScale(layers.Layer):
 
 
 @keras.utils.register_keras_serializable("cifar_edge")
-class StochasticDepth(layers.Layer):
+class StochasticDepth(_NothingToCompress, layers.Layer):
     """Drops a residual branch per sample while training (identity at inference)."""
 
     def __init__(self, rate: float = 0.0, **kwargs):
@@ -73,22 +84,6 @@ class StochasticDepth(layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "rate": self.rate}
-
-
-class _NothingToCompress:
-    """tfmot prunes and clusters only layers that say which weights it may touch: these have
-    none worth it (a per-channel scale, no weights), so they say so and stay as they are."""
-
-    def get_prunable_weights(self):
-        return []
-
-    def get_clusterable_weights(self):
-        return []
-
-
-for _cls in (GELU, LayerScale, StochasticDepth):
-    _cls.get_prunable_weights = _NothingToCompress.get_prunable_weights
-    _cls.get_clusterable_weights = _NothingToCompress.get_clusterable_weights
 
 
 CUSTOM_OBJECTS = {"GELU": GELU, "LayerScale": LayerScale, "StochasticDepth": StochasticDepth}

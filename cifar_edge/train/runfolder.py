@@ -102,23 +102,13 @@ _BUILTIN_CLASSES = {"Functional", "Model", "Sequential", "InputLayer", "TFOpLamb
 
 def _unregistered_classes(text: str, keras) -> list[str]:
     """Layer class names in the architecture that neither keras nor a registration knows."""
-    import re
-    try:
-        layer_names = {layer.get("class_name") or "" for layer in _layer_configs(text)}
-    except (ValueError, AttributeError):
-        layer_names = set(re.findall(r'"class_name":"([^"]+)"', text))
-    missing = []
-    for name in sorted(layer_names):
-        known = (name in _BUILTIN_CLASSES or hasattr(keras.layers, name)
-                 or keras.utils.get_registered_object(name) is not None or name.startswith("Quantize")
-                 or name.startswith("Prune"))
-        if not known:
-            missing.append(name)
-    return missing
-
-
-def _layer_configs(text: str) -> list[dict]:
     import json
-    config = json.loads(text)
-    config = config.get("config", config)
-    return list(config.get("layers", []))
+    try:
+        config = json.loads(text)
+        layers = config.get("config", config).get("layers", [])
+        names = {layer.get("class_name") or "" for layer in layers}     # layers only, not initializers
+    except (ValueError, AttributeError):
+        return []
+    return [name for name in sorted(names)
+            if not (name in _BUILTIN_CLASSES or hasattr(keras.layers, name) or name.startswith(("Quantize", "Prune"))
+                    or keras.utils.get_registered_object(name) is not None)]
