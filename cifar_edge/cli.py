@@ -337,7 +337,8 @@ def diagnose(
                  + (", ".join(f"{c['class']} {c['delta']:+.0%} (p={c['p_value']:.2g})" for c in findings) or
                     f"none ({report['classes_moved']} classes moved, all within noise)"))
     stdout.print(f"written: {report['json']}, {report['plot']}")
-    stdout.print(f"repair: cifar-edge export {run} --format tflite --int8 --max-drop 0.5 (or --float-layers NODE,...)")
+    if report["int8_top1"] < report["float_top1"]:
+        stdout.print(f"repair: cifar-edge export {run} --format tflite --int8 --max-drop 0.5 (or --float-layers NODE,...)")
 
 
 @app.command()

@@ -112,7 +112,7 @@ def test_an_unreachable_budget_says_so_with_the_best_figure_and_recommends_qat(f
     import cifar_edge.export.repair as repair
     monkeypatch.setattr(repair, "MAX_FLOAT_LAYERS", 0)      # only the whole-model candidates: both hit the fault
     cfg = dataclasses.replace(FAST, max_drop=0.5)
-    with pytest.raises(CifarEdgeError, match=r"no int8 file is within 0.5 points.*best.*optimize RUN --qat"):
+    with pytest.raises(CifarEdgeError, match=r"no int8 file is within 0.5 points of float with 90% agreement.*best.*optimize RUN --qat"):
         export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(int8=True)),
                    out_dir=tmp_path / "e", cfg=cfg)
     failure = read_failures(tmp_path / "e")["tflite-int8"]

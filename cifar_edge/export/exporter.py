@@ -186,13 +186,13 @@ def _repaired(ctx, check: _Check, variant, out: Path, cfg: ExportConfig, command
     """The (format, options) the --max-drop search picks; its candidates go with the entry."""
     from .repair import no_winner_error, search
     fmt, base = variant
-    winner, candidates, ranking = search(ctx, check, cfg.max_drop, base)
+    winner, candidates, ranking = search(ctx, check, cfg.max_drop, base, cfg.min_agreement_int8)
     ctx.repair = {"max_drop": cfg.max_drop, "split": check.split, "images": int(len(check.labels)),
                   "float_top1": top1(check.keras, check.labels), "candidates": candidates,
                   "ranking": [{k: r[k] for k in ("rank", "layer", "node", "op", "added_nsr", "accumulated_nsr")}
                               for r in ranking[:20]]}
     if winner is None:
-        error = no_winner_error(candidates, cfg.max_drop)
+        error = no_winner_error(candidates, cfg.max_drop, cfg.min_agreement_int8)
         _record_failure(out / MANIFEST, variant_name(fmt, base), str(error), {"repair": ctx.repair}, command)
         raise error
     return fmt, winner

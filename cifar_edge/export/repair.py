@@ -9,7 +9,8 @@ The search, cheapest file first (each candidate is quantized from one calibratio
 
 Every candidate's drop, size, 1-thread LiteRT latency and float layers go into the winner's
 ``export.json`` entry (``repair``); the winner is exported, checked and recorded like any
-other variant.  When nothing meets the budget, the error names the best drop reached.
+other variant.  A candidate meets the budget only if it also passes the parity check export applies after;
+when nothing meets it, the error names the best drop reached.
 """
 from __future__ import annotations
 
@@ -23,7 +24,7 @@ from ..runtimes import open_litert
 from ..timing import latency
 from .quant_error import rank_layers
 from .formats import ExportOptions, get_format, variant_name
-from .parity import top1
+from .parity import agreement, top1
 from .tflite import calibrated_model, convert
 
 MAX_FLOAT_LAYERS = 12        # selective candidates tried before int16x8
@@ -37,12 +38,14 @@ def measure_candidate(data: bytes, check, float_top1: float) -> dict:
     outputs = runner.predict(check.images)
     timing = latency(runner.run, check.images[:1], runs=LATENCY_RUNS, warmup=5)
     acc = top1(outputs, check.labels)
-    return {"top1": acc, "drop_points": round(100 * (float_top1 - acc), 3), "size_bytes": len(data),
+    return {"top1": acc, "agreement": agreement(check.keras, outputs)["top1_agreement"], "drop_points": round(100 * (float_top1 - acc), 3), "size_bytes": len(data),
             "latency_ms_1thread": round(timing["p50_ms"], 4), "runtime": runner.runtime}
 
 
-def search(ctx, check, max_drop: float, base: ExportOptions) -> tuple[ExportOptions | None, list[dict], list]:
-    """(winning options or None, every candidate tried, the diagnosis ranking)."""
+def search(ctx, check, max_drop: float, base: ExportOptions,
+           min_agreement: float) -> tuple[ExportOptions | None, list[dict], list]:
+    """(winning options or None, every candidate tried, the diagnosis ranking).  A candidate
+    meets the budget only if it would also pass export's parity check (``min_agreement``)."""
     float_top1 = top1(check.keras, check.labels)
     candidates = []
 
@@ -50,9 +53,10 @@ def search(ctx, check, max_drop: float, base: ExportOptions) -> tuple[ExportOpti
         row = {"candidate": label, "variant": variant_name(get_format("tflite"), opts),
                "float_layers": list(opts.float_layers), "quantization": opts.quantization,
                **measure_candidate(convert(ctx, opts), check, float_top1)}
-        row["meets"] = row["drop_points"] <= max_drop
+        row["meets"] = row["drop_points"] <= max_drop and row["agreement"] >= min_agreement
         candidates.append(row)
         console.info(f"  {label}: top-1 {row['top1']:.2%} ({-row['drop_points']:+.2f} points), "
+                     f"agreement {row['agreement']:.1%}, "
                      f"{row['size_bytes'] / 1e6:.2f} MB, {row['latency_ms_1thread']:.2f} ms")
         return row
 
@@ -80,9 +84,10 @@ def search(ctx, check, max_drop: float, base: ExportOptions) -> tuple[ExportOpti
     return winner, candidates, ranking
 
 
-def no_winner_error(candidates: list[dict], max_drop: float) -> CifarEdgeError:
+def no_winner_error(candidates: list[dict], max_drop: float, min_agreement: float) -> CifarEdgeError:
     best = min(candidates, key=lambda c: c["drop_points"])
     return CifarEdgeError(
-        f"no int8 file is within {max_drop:g} points of float: the best, {best['candidate']}, loses "
-        f"{best['drop_points']:.2f} points ({len(candidates)} candidates tried, all in export.json); train the model "
+        f"no int8 file is within {max_drop:g} points of float with {min_agreement:.0%} agreement: the best, "
+        f"{best['candidate']}, loses {best['drop_points']:.2f} points at {best['agreement']:.1%} agreement "
+        f"({len(candidates)} candidates tried, all in export.json); train the model "
         "quantization-aware (`cifar-edge optimize RUN --qat`) and export that run, or allow a larger --max-drop")
