@@ -15,15 +15,16 @@ from .. import console
 from .._tf import keras
 from ..errors import CifarEdgeError
 from .measure import KERNEL_LAYERS
+from .qat_scheme import PerChannelQuantizeScheme
 from .tfmot_compat import quantize_scope, tfmot
-
 
 
 def quantize(model, scheme=None, custom_objects: dict | None = None):
     """Return (quantize-wrapped copy of ``model``, coverage), coverage being ``"whole model"``
-    or ``"conv/dense layers"``.  ``scheme`` defaults to tfmot's 8-bit scheme."""
+    or ``"conv/dense layers"``.  ``scheme`` defaults to tfmot's 8-bit scheme with depthwise
+    kernels per channel (see qat_scheme)."""
     q = tfmot.quantization.keras
-    extra = {"scheme": scheme} if scheme is not None else {}
+    extra = {"scheme": scheme or PerChannelQuantizeScheme()}
     try:
         with quantize_scope(), keras.utils.custom_object_scope(custom_objects or {}):
             return q.quantize_apply(q.quantize_annotate_model(model), **extra), "whole model"

@@ -30,6 +30,7 @@ from ..versions import versions
 from . import cluster, measure, prune
 from .config import QUANTIZED, OptimizeConfig
 from .parent import check_parent, parent_method
+from .qat_scheme import PerChannelQuantizeScheme
 from .quantize import RANGE_IMAGES, init_activation_ranges, quantize
 from .tfmot_compat import reloadable, tfmot
 
@@ -177,8 +178,7 @@ def _wrap(cfg: OptimizeConfig, model, total_steps: int):
         return prune.prune(model, cfg.sparsity, total_steps, cfg.frequency)
     if cfg.method == "cluster":
         return cluster.cluster(model, cfg.clusters), [], {}
-    scheme = tfmot.experimental.combine.Default8BitPrunePreserveQuantizeScheme() if cfg.method == "pqat" else None
-    wrapped, coverage = quantize(model, scheme)
+    wrapped, coverage = quantize(model, PerChannelQuantizeScheme(preserve_sparsity=cfg.method == "pqat"))
     return wrapped, [], {"quantized": coverage}
 
 

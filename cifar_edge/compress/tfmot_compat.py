@@ -22,6 +22,8 @@ from ..errors import CifarEdgeError
 import tensorflow_model_optimization as tfmot  # noqa: E402 - after _tf selected tf_keras
 from tensorflow_model_optimization.python.core.quantization.keras import quantize_layer as _qlayer  # noqa: E402
 
+from .qat_scheme import CUSTOM_OBJECTS as _SCHEME_OBJECTS  # noqa: E402
+
 
 class QuantizeLayer(_qlayer.QuantizeLayer):
     """tfmot's QuantizeLayer, built by the functional graph only (never twice)."""
@@ -32,10 +34,10 @@ class QuantizeLayer(_qlayer.QuantizeLayer):
 
 @contextlib.contextmanager
 def quantize_scope():
-    """tfmot's ``quantize_scope`` plus the fixed QuantizeLayer: use it to load or clone QAT
-    models."""
+    """tfmot's ``quantize_scope`` plus the fixed QuantizeLayer and our per-channel depthwise
+    config: use it to load or clone QAT models."""
     with tfmot.quantization.keras.quantize_scope(), \
-            keras.utils.custom_object_scope({"QuantizeLayer": QuantizeLayer}):   # inner scope wins
+            keras.utils.custom_object_scope({"QuantizeLayer": QuantizeLayer, **_SCHEME_OBJECTS}):   # inner wins
         yield
 
 
