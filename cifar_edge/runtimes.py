@@ -103,6 +103,64 @@ def open_litert(path, threads: int | None = None, xnnpack: bool = True) -> Runne
     return Runner(runtime, str(path), int(inp["shape"][1]), np.dtype(inp["dtype"]).name, threads, notes, call)
 
 
+_PROBE = """
+import sys
+import numpy as np
+from ai_edge_litert.interpreter import Interpreter
+interp = Interpreter(model_path=sys.argv[1], num_threads=1)
+interp.allocate_tensors()
+detail = interp.get_input_details()[0]
+interp.set_tensor(detail["index"], np.zeros(detail["shape"], detail["dtype"]))
+interp.invoke()
+"""
+DEAD_RANGE = 1e-7     # an activation scale below this: the converter's stand-in for an all-zero calibration range
+
+
+def check_litert_loads(path, name: str = ""):
+    """Load and run ``path`` (a .tflite or its bytes) once in a child process first.
+
+    LiteRT does not raise on some files it cannot run: it aborts the whole process
+    (SIGABRT, no Python exception, nothing cleaned up).  Seen on the int8 file of a clustered
+    tiny CNN whose ReLUs output only zeros on the calibration images: the converter gives such
+    a tensor a near-zero scale, and the requantization multiplier of the next op is out of
+    LiteRT's range.  A child that dies says so here, as an error naming those tensors."""
+    import subprocess
+    import sys
+    import tempfile
+    with tempfile.TemporaryDirectory(prefix="cifar-edge-probe-") as work:
+        if isinstance(path, bytes):
+            Path(work, "model.tflite").write_bytes(path)
+            path = Path(work, "model.tflite")
+        result = subprocess.run([sys.executable, "-c", _PROBE, str(path)], capture_output=True, text=True,
+                                timeout=600)
+        if result.returncode >= 0:     # 0, or a Python error the in-process load will report properly
+            return
+        dead = dead_activation_tensors(path)
+    what = name or Path(path).name
+    cause = (f"{len(dead)} activation tensor(s) have an all-zero range on the calibration images "
+             f"({', '.join(dead[:3])}{' ...' if len(dead) > 3 else ''}): those layers output only zeros, so the "
+             "model is dead or collapsed there; check the run's accuracy, or calibrate on more --calibration-images"
+             if dead else "export float or another variant")
+    raise CifarEdgeError(f"LiteRT aborts the process loading {what} (signal {-result.returncode}); nothing was "
+                         f"kept: {cause}")
+
+
+def dead_activation_tensors(path) -> list[str]:
+    """Names of the quantized non-constant tensors whose scale says 'all zeros when calibrated'
+    (reading tensor details does not trigger the abort; allocating does)."""
+    from ai_edge_litert.interpreter import Interpreter
+    interp = Interpreter(model_path=str(path))
+    computed = {d["index"] for d in interp.get_input_details()}     # activations: inputs and op outputs
+    for op in interp._get_ops_details():  # noqa: SLF001 - the only way to tell weights from activations
+        computed.update(op["outputs"])
+    dead = []
+    for detail in interp.get_tensor_details():
+        scales = detail["quantization_parameters"]["scales"]
+        if detail["index"] in computed and len(scales) == 1 and 0 < scales[0] < DEAD_RANGE:
+            dead.append(detail["name"].split(";")[0])
+    return dead
+
+
 # --------------------------------------------------------------------------- onnxruntime
 def open_onnxruntime(path, threads: int | None = None, providers=("CPUExecutionProvider",)) -> Runner:
     import onnxruntime as ort

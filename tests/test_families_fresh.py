@@ -83,8 +83,12 @@ def test_family_through_every_command_in_fresh_processes(family, tmp_path):
             child = tmp_path / f"child{method[0]}"
             cli("optimize", run, *method, "--epochs", "1", "--out", child, "--max-drop", "100")
             assert json.loads((child / "metrics.json").read_text())["method"] == method[0].lstrip("-")
-            if method[0] != "--cluster":   # LiteRT aborts the process on a clustered tiny model's int8 file (see README)
-                cli("export", child, "--format", "tflite", "--int8", *FAST_EXPORT, "--min-agreement-int8", "0")
+            # A tiny clustered model may be dead in places (ReLUs that never fire), which LiteRT
+            # cannot run: that must be a one-line error naming the layers, never an abort.
+            result = cli("export", child, "--format", "tflite", "--int8", *FAST_EXPORT, "--min-agreement-int8",
+                         "0", check=method[0] != "--cluster")
+            assert result.returncode == 0 or "all-zero range" in result.stderr, (result.returncode,
+                                                                                  result.stderr[-2000:])
         cli("bench", run, "--limit", "40", "--runs", "3", "--warmup", "1", "--threads", "1", "--batch", "4",
             "--no-reference", "--no-siblings", "--no-export", "--variant", "tflite-int8", "--variant", "onnx-float32",
             "--variant", "keras")

@@ -20,7 +20,7 @@ from ..data import limit_images, prepare_images
 from ..errors import CifarEdgeError
 from ..fileio import atomic_path, read_json, write_json, write_text
 from ..inference import load_run, run_data
-from ..runtimes import keras_runner, open_model
+from ..runtimes import check_litert_loads, keras_runner, open_model
 from ..versions import versions
 from .context import ExportContext
 from .formats import QAT_INT8_ONLY, ExportOptions, Format, file_name, get_variant, qat_allows, validate, variant_name
@@ -207,6 +207,8 @@ def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check,
     with atomic_path(target) as tmp:
         fmt.export_fn()(ctx, tmp, opts)
         seconds = time.perf_counter() - t0
+        if fmt.runtimes[0] == "litert":
+            check_litert_loads(tmp, name)
         runner = open_model(tmp, fmt.runtimes[0])
         try:
             outputs = runner.predict(check.images)

@@ -20,7 +20,7 @@ import numpy as np
 
 from .. import console
 from ..errors import CifarEdgeError
-from ..runtimes import open_litert
+from ..runtimes import check_litert_loads, open_litert
 from ..timing import latency
 from .quant_error import rank_layers
 from .formats import ExportOptions, get_format, variant_name
@@ -34,6 +34,7 @@ DIAGNOSIS_IMAGES = 100
 
 def measure_candidate(data: bytes, check, float_top1: float) -> dict:
     """Top-1 drop (points) on the check images, size and 1-thread latency of a flatbuffer."""
+    check_litert_loads(data)
     runner = open_litert(data, threads=1)
     outputs = runner.predict(check.images)
     timing = latency(runner.run, check.images[:1], runs=LATENCY_RUNS, warmup=5)
@@ -51,8 +52,14 @@ def search(ctx, check, max_drop: float, base: ExportOptions,
 
     def attempt(opts: ExportOptions, label: str) -> dict:
         row = {"candidate": label, "variant": variant_name(get_format("tflite"), opts),
-               "float_layers": list(opts.float_layers), "quantization": opts.quantization,
-               **measure_candidate(convert(ctx, opts), check, float_top1)}
+               "float_layers": list(opts.float_layers), "quantization": opts.quantization}
+        try:
+            row.update(measure_candidate(convert(ctx, opts), check, float_top1))
+        except CifarEdgeError as e:       # a candidate LiteRT cannot run is one that does not meet the budget
+            row.update(error=str(e), meets=False)
+            candidates.append(row)
+            console.warn(f"  {label}: {e}")
+            return row
         row["meets"] = row["drop_points"] <= max_drop and row["agreement"] >= min_agreement
         candidates.append(row)
         console.info(f"  {label}: top-1 {row['top1']:.2%} ({-row['drop_points']:+.2f} points), "
@@ -85,7 +92,10 @@ def search(ctx, check, max_drop: float, base: ExportOptions,
 
 
 def no_winner_error(candidates: list[dict], max_drop: float, min_agreement: float) -> CifarEdgeError:
-    best = min(candidates, key=lambda c: c["drop_points"])
+    ran = [c for c in candidates if "error" not in c]
+    if not ran:
+        return CifarEdgeError(f"none of the {len(candidates)} int8 candidates runs in LiteRT ({candidates[0]['error']})")
+    best = min(ran, key=lambda c: c["drop_points"])
     return CifarEdgeError(
         f"no int8 file is within {max_drop:g} points of float with {min_agreement:.0%} agreement: the best, "
         f"{best['candidate']}, loses {best['drop_points']:.2f} points at {best['agreement']:.1%} agreement "
