@@ -163,15 +163,17 @@ def dead_activation_tensors(path) -> list[str]:
 
 # --------------------------------------------------------------------------- onnxruntime
 def open_onnxruntime(path, threads: int | None = None, providers=("CPUExecutionProvider",)) -> Runner:
+    """onnxruntime on ``path`` (an .onnx file or its bytes: a candidate measured before it is written)."""
     import onnxruntime as ort
+    label = "<in memory>" if isinstance(path, bytes) else str(path)
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = threads or default_threads()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     try:
-        sess = ort.InferenceSession(str(path), opts, providers=list(providers))
+        sess = ort.InferenceSession(path if isinstance(path, bytes) else str(path), opts, providers=list(providers))
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise CifarEdgeError(f"onnxruntime cannot load {path} ({str(e).splitlines()[0][:120]}); the file is "
+        raise CifarEdgeError(f"onnxruntime cannot load {label} ({str(e).splitlines()[0][:120]}); the file is "
                              "corrupt or truncated: export it again") from None
     inp = sess.get_inputs()[0]
     name = inp.name
@@ -180,7 +182,7 @@ def open_onnxruntime(path, threads: int | None = None, providers=("CPUExecutionP
         return np.asarray(sess.run(None, {name: x})[0], np.float32)
 
     size = inp.shape[1] if isinstance(inp.shape[1], int) else 0
-    return Runner("onnxruntime", str(path), size, "float32", opts.intra_op_num_threads, [], call)
+    return Runner("onnxruntime", label, size, "float32", opts.intra_op_num_threads, [], call)
 
 
 # --------------------------------------------------------------------------- Keras

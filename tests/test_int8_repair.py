@@ -169,3 +169,24 @@ def test_channel_nsr_sees_a_crushed_channel_that_whole_tensor_error_hides():
     crushed[:, 1:] = 0                                          # what a 1000x wider scale does to them
     assert channel_nsr(ref, crushed) > 0.8
     assert np.sqrt(np.mean((crushed - ref) ** 2)) / ref.std() < 0.01
+
+
+def test_onnx_max_drop_keeps_the_worst_ranked_nodes_in_float_and_recovers(faulty_run, tmp_path):
+    import onnx
+    out = tmp_path / "onnx"
+    cfg = dataclasses.replace(FAST, max_drop=2.0)
+    (entry,) = export_run(faulty_run, resolve_variants(fmt="onnx", opts=ExportOptions(int8=True)), out_dir=out, cfg=cfg)
+    repair = entry["repair"]
+    assert repair["candidates"][0]["candidate"] == "int8" and not repair["candidates"][0]["meets"]
+    assert repair["ranking"][0]["layer"] == "s2_conv", repair["ranking"][:3]    # onnxruntime's QDQ errors find the fault
+    winner = repair["candidates"][-1]
+    assert winner["meets"] and entry["variant"] == winner["variant"] == "onnx-int8-selective"
+    assert entry["options"]["float_layers"] == winner["float_layers"]
+    assert entry["parity"]["export_top1"] == pytest.approx(winner["top1"])
+    # the convs kept in float really are: their weights are float initializers, not dequantized int8
+    graph = onnx.load(str(out / entry["file"])).graph
+    dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
+    kept = [n for n in graph.node if n.name in winner["float_layers"] and n.op_type == "Conv"]
+    quantized = [n for n in graph.node if n.op_type == "Conv" and n.name not in winner["float_layers"]]
+    assert kept and quantized
+    assert not any(n.input[1] in dequantized for n in kept) and all(n.input[1] in dequantized for n in quantized)

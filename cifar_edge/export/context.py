@@ -19,6 +19,8 @@ class ExportContext:
     repair: dict | None = None        # the --max-drop search behind this export, for its manifest entry
     calibrated: bytes | None = None   # the calibrated float flatbuffer, once made (selective int8 reuses it)
     flatbuffers: dict = field(default_factory=dict)   # ExportOptions -> converted .tflite bytes (no metadata)
+    onnx_prepared: dict = field(default_factory=dict)  # opset -> the pre-processed float .onnx bytes
+    onnx_models: dict = field(default_factory=dict)    # ExportOptions -> QDQ int8 .onnx bytes (no metadata)
 
     def model_facts(self, opts) -> dict:
         """What an app needs to run the exported file without cifar-edge (input size and type,

@@ -146,11 +146,11 @@ def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=No
             variants = [(f, o) for f, o in variants if qat_allows(f, o)]
     if android_dir is not None and [f.name for f, _ in variants] != ["tflite"]:
         raise CifarEdgeError("--android takes exactly one .tflite: use --format tflite (not --all)")
-    if cfg.max_drop is not None and not (len(variants) == 1 and variants[0][0].name == "tflite"
+    if cfg.max_drop is not None and not (len(variants) == 1 and variants[0][0].name in ("tflite", "onnx")
                                          and variants[0][1].int8 and variants[0][1].io == "float"
-                                         and not variants[0][1].float_layers):
-        raise CifarEdgeError("--max-drop searches int8 TFLite files with float I/O; use --format tflite --int8 "
-                             "(without --io, --float-layers or --all)")
+                                         and not variants[0][1].float_layers and not variants[0][1].from_tflite):
+        raise CifarEdgeError("--max-drop searches int8 TFLite or ONNX files with float I/O; use --format tflite "
+                             "--int8 or --format onnx --int8 (without --io, --float-layers, --from-tflite or --all)")
     ctx, check = prepare(loaded, cfg, calibrate=qat or any(o.calibrated for _, o in variants))
     if cfg.max_drop is not None:
         variants = [_repaired(ctx, check, variants[0], out, cfg, command)]
@@ -186,7 +186,7 @@ def _repaired(ctx, check: _Check, variant, out: Path, cfg: ExportConfig, command
     """The (format, options) the --max-drop search picks; its candidates go with the entry."""
     from .repair import no_winner_error, search
     fmt, base = variant
-    winner, candidates, ranking = search(ctx, check, cfg.max_drop, base, cfg.min_agreement_int8)
+    winner, candidates, ranking = search(ctx, check, cfg.max_drop, base, cfg.min_agreement_int8, fmt.name)
     ctx.repair = {"max_drop": cfg.max_drop, "split": check.split, "images": int(len(check.labels)),
                   "float_top1": top1(check.keras, check.labels), "candidates": candidates,
                   "ranking": [{k: r[k] for k in ("rank", "layer", "node", "op", "added_nsr", "accumulated_nsr")}

@@ -26,7 +26,8 @@ class ExportOptions:
     per_channel: bool = True    # int8 weights per output channel (else per tensor)
     from_tflite: bool = False   # ONNX int8: convert the int8 .tflite (QDQ) instead of quantizing in onnxruntime
     int16x8: bool = False       # TFLite: 16-bit activations, 8-bit weights (calibrated)
-    float_layers: tuple = ()    # int8: nodes kept in float (selective quantization, `export --max-drop`)
+    float_layers: tuple = ()    # int8: nodes kept in float (selective quantization, `export --max-drop`): TFLite
+                                # converter denylist or onnxruntime nodes_to_exclude
 
     @property
     def quantized(self) -> bool:
@@ -78,7 +79,7 @@ FORMATS = {f.name: f for f in (
     Format("tflite", ".tflite", frozenset({"int8", "fp16", "dynamic", "io", "per_channel", "int16x8", "float_layers"}),
            "tflite:export_tflite", ("litert",),
            "LiteRT flatbuffer with labels and normalization metadata, for Android/iOS/microcontrollers"),
-    Format("onnx", ".onnx", frozenset({"int8", "opset", "per_channel", "from_tflite"}),
+    Format("onnx", ".onnx", frozenset({"int8", "opset", "per_channel", "from_tflite", "float_layers"}),
            "onnx:export_onnx", ("onnxruntime",),
            "ONNX via tf2onnx (dynamic batch); int8 as QDQ through onnxruntime or from the int8 .tflite"),
 )}
@@ -133,6 +134,8 @@ def validate(fmt: Format, opts: ExportOptions) -> ExportOptions:
     if opts.float_layers and opts.int16x8:
         raise CifarEdgeError("TensorFlow quantizes int16x8 whole (its int16 quantizer takes no per-layer "
                              "denylist); use --float-layers with --int8")
+    if opts.float_layers and opts.from_tflite:
+        raise CifarEdgeError("--float-layers keeps nodes of onnxruntime's quantization in float; drop --from-tflite")
     if opts.from_tflite and not opts.int8:
         raise CifarEdgeError("--from-tflite converts the int8 .tflite; add --int8")
     if not 13 <= opts.opset <= 18:

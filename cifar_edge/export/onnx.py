@@ -54,22 +54,108 @@ class _Calibration:
     def rewind(self):  # onnxruntime >= 1.20 may call it; our reader is single-pass
         pass
 
+    def __iter__(self):  # the QDQ debugging helpers iterate over the reader
+        return iter(self.get_next, None)
+
+
+def _prepared_float(ctx, opset: int, work: Path) -> Path:
+    """The float ONNX after onnxruntime's quantization pre-processing (shape inference,
+    optimizations), written into ``work``; converted once per export context and opset."""
+    from onnxruntime.quantization import quant_pre_process
+    if opset not in ctx.onnx_prepared:
+        float_path, prep_path = work / "float.raw.onnx", work / "float.prep.onnx"
+        float_onnx(ctx, float_path, opset)
+        quant_pre_process(str(float_path), str(prep_path), skip_symbolic_shape=False)
+        ctx.onnx_prepared[opset] = prep_path.read_bytes()
+    path = work / "float.onnx"
+    path.write_bytes(ctx.onnx_prepared[opset])
+    return path
+
+
+def _input_name(path: Path) -> str:
+    import onnx
+    return onnx.load(str(path), load_external_data=False).graph.input[0].name
+
+
+def quantized_onnx(ctx, opts: ExportOptions) -> bytes:
+    """Static QDQ quantization of the float ONNX (per-channel int8 weights, int8 activations),
+    ``opts.float_layers`` (node names) left in float; made once per export context, so the
+    --max-drop search measures the very file it then exports."""
+    import tempfile
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    if opts not in ctx.onnx_models:
+        with tempfile.TemporaryDirectory(prefix="cifar-edge-onnx-") as work:
+            prep, out = _prepared_float(ctx, opts.opset, Path(work)), Path(work) / "int8.onnx"
+            try:
+                quantize_static(str(prep), str(out), _Calibration(ctx.calibration, _input_name(prep)),
+                                quant_format=QuantFormat.QDQ, per_channel=opts.per_channel,
+                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                                calibrate_method=CalibrationMethod.MinMax,
+                                nodes_to_exclude=list(opts.float_layers))
+            except Exception as e:  # noqa: BLE001
+                raise CifarEdgeError(f"onnxruntime static quantization failed: {_first_line(e)}; "
+                                     "try --from-tflite or export float ONNX") from None
+            ctx.onnx_models[opts] = out.read_bytes()
+    return ctx.onnx_models[opts]
+
 
 def int8_onnx_from_float(ctx, path: Path, opts: ExportOptions, work: Path):
-    """Static QDQ quantization of the float ONNX: per-channel int8 weights, int8 activations."""
+    Path(path).write_bytes(quantized_onnx(ctx, opts))
+
+
+def rank_nodes(ctx, opts: ExportOptions, images: np.ndarray) -> list[dict]:
+    """Every node whose output onnxruntime quantizes, worst first by the error it adds: the
+    noise/signal ratio of its output in the int8 model against the float model (per channel,
+    as `diagnose` measures TFLite tensors; onnxruntime's QDQ debugging helpers collect both),
+    beyond the worst of its inputs', as noise powers.  The node names are what
+    ``nodes_to_exclude`` (``--float-layers``) takes."""
+    import tempfile
+
     import onnx
-    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quant_pre_process, quantize_static
-    float_path, prep_path = work / "float.onnx", work / "float.prep.onnx"
-    float_onnx(ctx, float_path, opts.opset)
-    quant_pre_process(str(float_path), str(prep_path), skip_symbolic_shape=False)
-    name = onnx.load(str(prep_path), load_external_data=False).graph.input[0].name
-    try:
-        quantize_static(str(prep_path), str(path), _Calibration(ctx.calibration, name), quant_format=QuantFormat.QDQ,
-                        per_channel=opts.per_channel, activation_type=QuantType.QInt8,
-                        weight_type=QuantType.QInt8, calibrate_method=CalibrationMethod.MinMax)
-    except Exception as e:  # noqa: BLE001
-        raise CifarEdgeError(f"onnxruntime static quantization failed: {_first_line(e)}; "
-                             "try --from-tflite or export float ONNX") from None
+    from onnxruntime.quantization.qdq_loss_debug import (collect_activations, create_activation_matching,
+                                                         modify_model_output_intermediate_tensors)
+    with tempfile.TemporaryDirectory(prefix="cifar-edge-onnx-rank-") as work:
+        work = Path(work)
+        prep = _prepared_float(ctx, opts.opset, work)
+        qdq = work / "int8.onnx"
+        qdq.write_bytes(quantized_onnx(ctx, opts))
+        name = _input_name(prep)
+        activations = []
+        for model in (prep, qdq):
+            augmented = work / f"{model.stem}.augmented.onnx"
+            modify_model_output_intermediate_tensors(str(model), str(augmented))
+            activations.append(collect_activations(str(augmented), _Calibration(images, name)))
+        matching = create_activation_matching(activations[1], activations[0])
+        graph = onnx.load(str(prep), load_external_data=False).graph
+    from .quant_error import channel_nsr, keras_layer_of
+    order = {layer.name: i for i, layer in enumerate(ctx.model.layers)}
+    # the helpers save every tensor flattened: shape inference's shapes give the channels back
+    shapes = {v.name: [d.dim_value or -1 for d in v.type.tensor_type.shape.dim]
+              for v in [*graph.value_info, *graph.input, *graph.output]}
+    nsr = {}
+    for tensor, match in matching.items():
+        if match.get("float") and match.get("post_qdq"):
+            shape = shapes.get(tensor, [-1])
+            shape = [-1, *shape[1:]] if shape.count(-1) <= 1 else [-1]
+            ref, got = (np.concatenate([a.reshape(shape) for a in match[k]]) for k in ("float", "post_qdq"))
+            if ref.ndim == 4 and tensor != name:        # tf2onnx computes in NCHW after its input transpose
+                ref, got = np.moveaxis(ref, 1, -1), np.moveaxis(got, 1, -1)
+            nsr[tensor] = channel_nsr(ref if ref.ndim > 1 else ref[:, None], got if got.ndim > 1 else got[:, None])
+    rows, carried = [], {}          # carried: the error a tensor has, from its nearest quantized ancestor
+    for node in graph.node:         # (ONNX keeps nodes in topological order)
+        inherited = max((carried.get(i, 0.0) for i in node.input), default=0.0)
+        for o in node.output:
+            carried[o] = nsr.get(o, inherited)
+        out = next((o for o in node.output if o in nsr), None)
+        if out is None:
+            continue
+        rows.append({"node": node.name, "layer": keras_layer_of(node.name, order), "op": node.op_type,
+                     "added_nsr": float(np.sqrt(max(0.0, nsr[out] ** 2 - inherited ** 2))),
+                     "accumulated_nsr": float(nsr[out])})
+    rows.sort(key=lambda r: -r["added_nsr"])
+    for rank, r in enumerate(rows, start=1):
+        r["rank"] = rank
+    return rows
 
 
 def int8_onnx_from_tflite(ctx, path: Path, opts: ExportOptions, work: Path):

@@ -1,13 +1,15 @@
-"""`export --format tflite --int8 --max-drop POINTS`: the smallest, fastest int8-ish file
-within POINTS of the float model's top-1 on the held-out check images.
+"""`export --format tflite|onnx --int8 --max-drop POINTS`: the smallest, fastest int8-ish
+file within POINTS of the float model's top-1 on the held-out check images.
 
-The search, cheapest file first (each candidate is quantized from one calibration):
+The search, cheapest file first:
 
 1. plain int8;
-2. selective int8: the layers the diagnosis ranks worst kept in float, one more at a time;
-3. 16-bit activations with 8-bit weights (int16x8), whole model.
+2. selective int8: the layers the diagnosis ranks worst kept in float, one more at a time
+   (TFLite: the converter's denylist, ranked by `diagnose`'s per-layer error; ONNX:
+   onnxruntime's ``nodes_to_exclude``, ranked with its QDQ debugging helpers);
+3. TFLite only: 16-bit activations with 8-bit weights (int16x8), whole model.
 
-Every candidate's drop, size, 1-thread LiteRT latency and float layers go into the winner's
+Every candidate's drop, size, 1-thread latency and float layers go into the winner's
 ``export.json`` entry (``repair``); the winner is exported, checked and recorded like any
 other variant.  A candidate meets the budget only if it also passes the parity check export applies after;
 when nothing meets it, the error names the best drop reached.
@@ -15,27 +17,52 @@ when nothing meets it, the error names the best drop reached.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 
 from .. import console
 from ..errors import CifarEdgeError
-from ..runtimes import check_litert_loads, open_litert
+from ..runtimes import check_litert_loads, open_litert, open_onnxruntime
 from ..timing import latency
-from .quant_error import rank_layers
 from .formats import ExportOptions, get_format, variant_name
 from .parity import agreement, top1
-from .tflite import calibrated_model, convert
 
 MAX_FLOAT_LAYERS = 12        # selective candidates tried before int16x8
 LATENCY_RUNS = 50
 DIAGNOSIS_IMAGES = 100
 
 
-def measure_candidate(data: bytes, check, float_top1: float) -> dict:
-    """Top-1 drop (points) on the check images, size and 1-thread latency of a flatbuffer."""
-    check_litert_loads(data)
-    runner = open_litert(data, threads=1)
+@dataclass
+class _Backend:
+    """What the search needs of a format: its file for some options, a runner on those bytes,
+    the ranking of layers to keep in float, and whole-model fallbacks after the selective files."""
+    format: str
+    make: Callable[[ExportOptions], bytes]
+    open: Callable[[bytes], object]
+    rank: Callable[[np.ndarray], list]
+    fallbacks: list
+
+
+def _backend(ctx, base: ExportOptions, fmt: str) -> _Backend:
+    if fmt == "onnx":
+        from .onnx import quantized_onnx, rank_nodes
+        return _Backend("onnx", lambda opts: quantized_onnx(ctx, opts), lambda data: open_onnxruntime(data, threads=1),
+                        lambda sample: rank_nodes(ctx, base, sample), [])
+    from .quant_error import rank_layers
+    from .tflite import calibrated_model, convert
+
+    def open_checked(data):
+        check_litert_loads(data)
+        return open_litert(data, threads=1)
+    return _Backend("tflite", lambda opts: convert(ctx, opts), open_checked,
+                    lambda sample: rank_layers(ctx.model, calibrated_model(ctx), sample, per_channel=base.per_channel),
+                    [(ExportOptions(int16x8=True, per_channel=base.per_channel), "int16x8")])
+
+
+def measure_candidate(runner, data: bytes, check, float_top1: float) -> dict:
+    """Top-1 drop (points) on the check images, size and 1-thread latency of a candidate file."""
     outputs = runner.predict(check.images)
     timing = latency(runner.run, check.images[:1], runs=LATENCY_RUNS, warmup=5)
     acc = top1(outputs, check.labels)
@@ -43,19 +70,21 @@ def measure_candidate(data: bytes, check, float_top1: float) -> dict:
             "latency_ms_1thread": round(timing["p50_ms"], 4), "runtime": runner.runtime}
 
 
-def search(ctx, check, max_drop: float, base: ExportOptions,
-           min_agreement: float) -> tuple[ExportOptions | None, list[dict], list]:
+def search(ctx, check, max_drop: float, base: ExportOptions, min_agreement: float,
+           fmt: str = "tflite") -> tuple[ExportOptions | None, list[dict], list]:
     """(winning options or None, every candidate tried, the diagnosis ranking).  A candidate
     meets the budget only if it would also pass export's parity check (``min_agreement``)."""
+    backend = _backend(ctx, base, fmt)
     float_top1 = top1(check.keras, check.labels)
     candidates = []
 
     def attempt(opts: ExportOptions, label: str) -> dict:
-        row = {"candidate": label, "variant": variant_name(get_format("tflite"), opts),
+        row = {"candidate": label, "variant": variant_name(get_format(fmt), opts),
                "float_layers": list(opts.float_layers), "quantization": opts.quantization}
         try:
-            row.update(measure_candidate(convert(ctx, opts), check, float_top1))
-        except CifarEdgeError as e:       # a candidate LiteRT cannot run is one that does not meet the budget
+            data = backend.make(opts)
+            row.update(measure_candidate(backend.open(data), data, check, float_top1))
+        except CifarEdgeError as e:       # a candidate the runtime cannot run is one that does not meet the budget
             row.update(error=str(e), meets=False)
             candidates.append(row)
             console.warn(f"  {label}: {e}")
@@ -74,9 +103,8 @@ def search(ctx, check, max_drop: float, base: ExportOptions,
         winner = base
     ranking = []
     if winner is None:
-        calibrated = calibrated_model(ctx)
         sample = check.images[np.linspace(0, len(check.images) - 1, min(DIAGNOSIS_IMAGES, len(check.images))).astype(int)]
-        ranking = rank_layers(ctx.model, calibrated, sample, per_channel=base.per_channel)
+        ranking = backend.rank(sample)
         kept: list[str] = []
         for row in ranking[:MAX_FLOAT_LAYERS]:
             kept.append(row["node"])
@@ -84,9 +112,8 @@ def search(ctx, check, max_drop: float, base: ExportOptions,
             if attempt(opts, f"int8, {len(kept)} layer(s) in float (+{row['layer']})")["meets"]:
                 winner = opts
                 break
-    if winner is None:
-        opts = ExportOptions(int16x8=True, per_channel=base.per_channel)
-        if attempt(opts, "int16x8")["meets"]:
+    for opts, label in backend.fallbacks:
+        if winner is None and attempt(opts, label)["meets"]:
             winner = opts
     return winner, candidates, ranking
 
@@ -94,7 +121,7 @@ def search(ctx, check, max_drop: float, base: ExportOptions,
 def no_winner_error(candidates: list[dict], max_drop: float, min_agreement: float) -> CifarEdgeError:
     ran = [c for c in candidates if "error" not in c]
     if not ran:
-        return CifarEdgeError(f"none of the {len(candidates)} int8 candidates runs in LiteRT ({candidates[0]['error']})")
+        return CifarEdgeError(f"none of the {len(candidates)} int8 candidates could be run: {candidates[0]['error']}")
     best = min(ran, key=lambda c: c["drop_points"])
     return CifarEdgeError(
         f"no int8 file is within {max_drop:g} points of float with {min_agreement:.0%} agreement: the best, "
