@@ -319,3 +319,32 @@ def test_reference_disagreement_is_measured_again_and_every_round_kept():
     assert other_engine["rounds"] == 1 and not other_engine["agrees"]
     still_off = reference.agreement(3.0, lambda: 3.0, [tool(1.0)], lambda: tool(1.0), same_engine=True)
     assert still_off["rounds"] == reference.ROUNDS and not still_off["agrees"]
+
+
+def test_compiled_model_runs_batches_of_a_graph_whose_output_keeps_batch_1():
+    """A Dense on a 4-D tensor (ConvNeXt's pointwise convs) converts to a reshape that
+    CompiledModel does not resize: a batch written into it overran the output buffer and
+    aborted the bench (heap corruption).  It now runs image by image, says so, and agrees
+    with the interpreter."""
+    from cifar_edge._tf import keras, tf
+    import numpy as np
+
+    from cifar_edge.bench.compiled import open_compiled
+    from cifar_edge.runtimes import open_litert
+    inputs = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
+    x = keras.layers.Dense(6)(x)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inputs, keras.layers.Dense(3)(x))
+    data = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    images = np.random.default_rng(0).normal(0, 1, (9, 8, 8, 3)).astype(np.float32)
+    import tempfile
+    from pathlib import Path
+    with tempfile.TemporaryDirectory() as work:
+        path = Path(work) / "m.tflite"
+        path.write_bytes(data)
+        compiled = open_compiled(path, threads=1)
+        got = compiled.predict(images, batch_size=4)
+        expected = open_litert(path, threads=1).predict(images)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert any("image by image" in n for n in compiled.notes), compiled.notes

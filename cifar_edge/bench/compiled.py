@@ -70,12 +70,24 @@ def open_compiled(path, threads: int | None = None, gpu: bool = False) -> Runner
             state.update(batch=batch, ins=model.create_input_buffers(0), outs=model.create_output_buffers(0))
         return state["ins"], state["outs"]
 
-    def call(x):
+    def run(x):
         ins, outs = buffers(len(x))
         ins[0].write(np.ascontiguousarray(to_input(x, inp)))
         model.run_by_index(0, ins, outs)
         y = outs[0].read(len(x) * classes, out["dtype"]).reshape(len(x), classes)
         return from_output(y, out)
+
+    def call(x):
+        if len(x) > 1 and not state.get("batched"):
+            # CompiledModel resizes the input but leaves some graphs' output at batch 1 (seen on
+            # ConvNeXt's); running such a batch writes past the output buffer and corrupts the heap.
+            _, outs = buffers(len(x))
+            state["batched"] = "yes" if int(outs[0].get_tensor_details()["shape"][0]) == len(x) else "no"
+            if state["batched"] == "no":
+                notes.append("CompiledModel does not resize this file's output past batch 1: batches ran image by image")
+        if len(x) > 1 and state["batched"] == "no":
+            return np.concatenate([run(x[i:i + 1]) for i in range(len(x))])
+        return run(x)
 
     name = "litert-compiled-gpu" if gpu else "litert-compiled"
     return Runner(name, str(path), int(inp["shape"][1]), np.dtype(inp["dtype"]).name, threads, notes, call)
