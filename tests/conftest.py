@@ -15,6 +15,16 @@ CIFAR100_TEST = SHARED / "cifar100" / "cifar100_test.npz"
 CIFAR10_DIR = SHARED / "cifar10"
 
 
+def pytest_collection_modifyitems(config, items):
+    """Test groups for pytest-xdist's ``--dist loadgroup`` (pyproject's addopts): a module's tests
+    stay on one worker, so its module fixtures (trained runs) are built once, while the
+    fresh-process family matrix, the longest module, spreads one family per group."""
+    for item in items:
+        family = getattr(item, "callspec", None) and item.callspec.params.get("family")
+        group = item.module.__name__ + (f"-{family}" if family else "")
+        item.add_marker(pytest.mark.xdist_group(group))
+
+
 def _need(path: Path):
     if not path.exists():
         pytest.skip(f"real data not available at {path} (only on the project's machines)")

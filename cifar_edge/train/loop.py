@@ -215,7 +215,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None) -> dict
     else:
         x_tr, y_tr, x_va, y_va = train_val(x, y, cfg.val_split, cfg.seed)
         if resume and run.model_keras.is_file() and run.model_h5.is_file():
-            model, seconds = load_model(run.model_keras), 0.0   # crashed after training: just evaluate
+            model, seconds = load_model(run.require_model()), 0.0   # crashed after training: just evaluate
         else:
             model, seconds = fit(cfg, run, x_tr, y_tr, x_va, y_va, ds.num_classes, strategy, accel)
             for path in (run.model_h5, run.model_keras):

@@ -26,11 +26,16 @@ class RunFolder:
     labels = property(lambda self: self.root / "labels.txt")
 
     def require_model(self) -> Path:
-        """The trained model, or a clear error when the folder holds none."""
+        """The trained model, or a clear error when the folder holds none.
+
+        model.h5 first: it holds the same model as model.keras (both are saved together, the same
+        outputs) and loads 3-10x faster, because tf_keras reads a .keras file's weights through
+        backward seeks in a zip member, each re-reading it from the start (MobileNetV2: 11.2 s
+        against 1.3 s; ConvNeXt-nano 15.4 s against 1.1 s), and every command loads the run."""
         if not self.root.is_dir():
             raise CifarEdgeError(f"run folder {self.root} does not exist; pass the --out folder of a "
                                  "`cifar-edge train` run")
-        for p in (self.model_keras, self.best, self.model_h5):
+        for p in (self.model_h5, self.model_keras, self.best):
             if p.is_file():
                 return p
         if (self.root / "fold_1").is_dir():
