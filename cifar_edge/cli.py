@@ -20,7 +20,7 @@ data_app = typer.Typer(no_args_is_help=True, help="Inspect and verify datasets."
 app.add_typer(data_app, name="data")
 weights_app = typer.Typer(no_args_is_help=True, help="Pretrained weights for the transfer models.")
 app.add_typer(weights_app, name="weights")
-stdout = Console(highlight=False)
+stdout = Console(highlight=False, soft_wrap=True)   # paths and commands stay on one line when piped
 
 
 def friendly(fn):

@@ -38,7 +38,6 @@ DIAGNOSIS_IMAGES = 100
 class _Backend:
     """What the search needs of a format: its file for some options, a runner on those bytes,
     the ranking of layers to keep in float, and whole-model fallbacks after the selective files."""
-    format: str
     make: Callable[[ExportOptions], bytes]
     open: Callable[[bytes], object]
     rank: Callable[[np.ndarray], list]
@@ -48,7 +47,7 @@ class _Backend:
 def _backend(ctx, base: ExportOptions, fmt: str) -> _Backend:
     if fmt == "onnx":
         from .onnx import quantized_onnx, rank_nodes
-        return _Backend("onnx", lambda opts: quantized_onnx(ctx, opts), lambda data: open_onnxruntime(data, threads=1),
+        return _Backend(lambda opts: quantized_onnx(ctx, opts), lambda data: open_onnxruntime(data, threads=1),
                         lambda sample: rank_nodes(ctx, base, sample), [])
     from .quant_error import rank_layers
     from .tflite import calibrated_model, convert
@@ -56,7 +55,7 @@ def _backend(ctx, base: ExportOptions, fmt: str) -> _Backend:
     def open_checked(data):
         check_litert_loads(data)
         return open_litert(data, threads=1)
-    return _Backend("tflite", lambda opts: convert(ctx, opts), open_checked,
+    return _Backend(lambda opts: convert(ctx, opts), open_checked,
                     lambda sample: rank_layers(ctx.model, calibrated_model(ctx), sample, per_channel=base.per_channel),
                     [(ExportOptions(int16x8=True, per_channel=base.per_channel), "int16x8")])
 
