@@ -23,6 +23,8 @@ def pytest_collection_modifyitems(config, items):
         family = getattr(item, "callspec", None) and item.callspec.params.get("family")
         group = item.module.__name__ + (f"-{family}" if family else "")
         item.add_marker(pytest.mark.xdist_group(group))
+    # the longest groups first, so neither worker is left with one at the end
+    items.sort(key=lambda item: item.module.__name__ != "test_families_fresh")
 
 
 def _need(path: Path):
