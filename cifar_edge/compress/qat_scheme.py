@@ -25,7 +25,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 class DepthwisePerChannelQuantizer(quantizers.LastValueQuantizer):
     """Symmetric int8 fake-quant with one range per output channel of a depthwise kernel."""
 
-    def __init__(self, **_):
+    def __init__(self):
         super().__init__(num_bits=8, per_axis=True, symmetric=True, narrow_range=True)
 
     def build(self, tensor_shape, name, layer):
@@ -57,6 +57,8 @@ class DepthwisePerChannelQuantizeConfig(_registry.Default8BitQuantizeConfig):
 
 
 class _Registry(_registry.Default8BitQuantizeRegistry):
+    """tfmot's 8-bit registry, depthwise per channel."""
+
     def __init__(self):
         super().__init__()
         self._layer_quantize_map[keras.layers.DepthwiseConv2D] = DepthwisePerChannelQuantizeConfig()
