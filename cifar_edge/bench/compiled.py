@@ -78,14 +78,14 @@ def open_compiled(path, threads: int | None = None, gpu: bool = False) -> Runner
         return from_output(y, out)
 
     def call(x):
-        if len(x) > 1 and not state.get("batched"):
+        if len(x) > 1 and "batched" not in state:
             # CompiledModel resizes the input but leaves some graphs' output at batch 1 (seen on
             # ConvNeXt's); running such a batch writes past the output buffer and corrupts the heap.
             _, outs = buffers(len(x))
-            state["batched"] = "yes" if int(outs[0].get_tensor_details()["shape"][0]) == len(x) else "no"
-            if state["batched"] == "no":
+            state["batched"] = int(outs[0].get_tensor_details()["shape"][0]) == len(x)
+            if not state["batched"]:
                 notes.append("CompiledModel does not resize this file's output past batch 1: batches ran image by image")
-        if len(x) > 1 and state["batched"] == "no":
+        if len(x) > 1 and not state["batched"]:
             return np.concatenate([run(x[i:i + 1]) for i in range(len(x))])
         return run(x)
 

@@ -99,10 +99,6 @@ def quantized_onnx(ctx, opts: ExportOptions) -> bytes:
     return ctx.onnx_models[opts]
 
 
-def int8_onnx_from_float(ctx, path: Path, opts: ExportOptions, work: Path):
-    Path(path).write_bytes(quantized_onnx(ctx, opts))
-
-
 def rank_nodes(ctx, opts: ExportOptions, images: np.ndarray) -> list[dict]:
     """Every node whose output onnxruntime quantizes, worst first by the error it adds: the
     noise/signal ratio of its output in the int8 model against the float model (per channel,
@@ -114,6 +110,8 @@ def rank_nodes(ctx, opts: ExportOptions, images: np.ndarray) -> list[dict]:
     import onnx
     from onnxruntime.quantization.qdq_loss_debug import (collect_activations, create_activation_matching,
                                                          modify_model_output_intermediate_tensors)
+
+    from .quant_error import channel_nsr, keras_layer_of
     with tempfile.TemporaryDirectory(prefix="cifar-edge-onnx-rank-") as work:
         work = Path(work)
         prep = _prepared_float(ctx, opts.opset, work)
@@ -127,7 +125,6 @@ def rank_nodes(ctx, opts: ExportOptions, images: np.ndarray) -> list[dict]:
             activations.append(collect_activations(str(augmented), _Calibration(images, name)))
         matching = create_activation_matching(activations[1], activations[0])
         graph = onnx.load(str(prep), load_external_data=False).graph
-    from .quant_error import channel_nsr, keras_layer_of
     order = {layer.name: i for i, layer in enumerate(ctx.model.layers)}
     # the helpers save every tensor flattened: shape inference's shapes give the channels back
     shapes = {v.name: [d.dim_value or -1 for d in v.type.tensor_type.shape.dim]
@@ -205,6 +202,6 @@ def export_onnx(ctx, path: Path, opts: ExportOptions):
         elif opts.from_tflite:
             int8_onnx_from_tflite(ctx, path, opts, Path(work))
         else:
-            int8_onnx_from_float(ctx, path, opts, Path(work))
+            Path(path).write_bytes(quantized_onnx(ctx, opts))
     embed_onnx_metadata(path, ctx.model_facts(opts))
     check(path)
