@@ -183,3 +183,14 @@ def test_bad_parent_or_output_folder(parent, tmp_path):
         optimize_run(parent, tmp_path / "used", OptimizeConfig(method="qat"))
     assert [p.name for p in (tmp_path / "used").iterdir()] == ["notes.txt"]
     assert METHODS == ("qat", "prune", "pqat", "cluster")
+
+
+def test_onnx_repair_of_a_qat_run_is_refused_as_it_would_measure_another_file(qat_run, tmp_path):
+    """A QAT run's ONNX is its learned QDQ graph: onnxruntime quantization (what --max-drop and
+    --float-layers steer) never runs on it, so a search would measure a file export does not write."""
+    from cifar_edge.export import ExportConfig, ExportOptions, export_run, resolve_variants
+    out, _ = qat_run
+    with pytest.raises(CifarEdgeError, match="quantization-aware run's ONNX.*--format tflite"):
+        export_run(out, resolve_variants(fmt="onnx", opts=ExportOptions(int8=True)), out_dir=tmp_path / "e",
+                   cfg=ExportConfig(calibration_images=100, check_images=60, max_drop=1.0))
+    assert not (tmp_path / "e").exists()

@@ -146,6 +146,10 @@ def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=No
             variants = [(f, o) for f, o in variants if qat_allows(f, o)]
     if android_dir is not None and [f.name for f, _ in variants] != ["tflite"]:
         raise CifarEdgeError("--android takes exactly one .tflite: use --format tflite (not --all)")
+    if qat and (any(f.name == "onnx" and o.float_layers for f, o in variants)
+                or (cfg.max_drop is not None and variants[0][0].name == "onnx")):
+        raise CifarEdgeError("a quantization-aware run's ONNX carries the QDQ nodes it learned, with no onnxruntime "
+                             "quantization to keep layers out of; use --max-drop / --float-layers with --format tflite")
     if cfg.max_drop is not None and not (len(variants) == 1 and variants[0][0].name in ("tflite", "onnx")
                                          and variants[0][1].int8 and variants[0][1].io == "float"
                                          and not variants[0][1].float_layers and not variants[0][1].from_tflite):
