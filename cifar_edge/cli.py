@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, List, Optional
@@ -13,6 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from .errors import CifarEdgeError
+from .fileio import to_json
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
                   help="Train a CIFAR classifier and take it all the way to a file a phone can run.")
@@ -140,7 +140,7 @@ def train(
         augment=AugmentConfig(flip_h=flip_h, flip_v=flip_v, translate=translate, rotation=rotation, zoom=zoom,
                               contrast=contrast, cutout=cutout, mixup=mixup, cutmix=cutmix))
     metrics = run_training(cfg, out, resume=resume)
-    _print_result(model, out, metrics)
+    _print_result(metrics["model"], out, metrics)     # a resumed run's own model, not this command's default
 
 
 def _weights_option(weights: Optional[str]) -> Optional[str]:
@@ -183,7 +183,7 @@ def predict(
     from .inference import load_run, predict_files
     results = predict_files(load_run(run), images, top=top)
     if as_json:
-        typer.echo(json.dumps(results, indent=2))
+        typer.echo(to_json(results, indent=2))
         return
     for r in results:
         t = Table(title=r["image"])

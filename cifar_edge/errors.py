@@ -12,3 +12,14 @@ def unknown_choice(kind: str, name: str, known) -> CifarEdgeError:
     close = difflib.get_close_matches(str(name), known, n=1)
     hint = f"did you mean '{close[0]}'? " if close else ""
     return CifarEdgeError(f"unknown {kind} '{name}'; {hint}choose one of {', '.join(known)}")
+
+
+def check_finite(options) -> None:
+    """Refuse NaN and infinite numbers in a dataclass of command-line options (``--lr inf``):
+    they pass every range check written as a comparison, then train to NaN."""
+    import dataclasses
+    import math
+    for field in dataclasses.fields(options):
+        value = getattr(options, field.name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise CifarEdgeError(f"--{field.name.replace('_', '-')} {value} is invalid; use a finite number")

@@ -6,13 +6,14 @@ from .errors import CifarEdgeError
 from .evaluate import evaluate_model
 from .fileio import write_json
 from .inference import load_run
+from .train.runfolder import data_source
 
 
 def evaluate_run(run_dir, data: str | None = None, limit: int | None = None, tta: bool = False):
     """Evaluate the run's model; writes ``RUN/evaluation/metrics.json`` and plots."""
     loaded = load_run(run_dir)
     train_cfg = loaded.config["train"]
-    ds = load_dataset(data or train_cfg["data"], labels=train_cfg.get("labels", "fine"),
+    ds = load_dataset(data or data_source(loaded.config), labels=train_cfg.get("labels", "fine"),
                       verify=train_cfg.get("verify", True), synthetic_classes=train_cfg.get("synthetic_classes"),
                       synthetic_size=train_cfg.get("synthetic_size"), seed=train_cfg.get("seed", 0))
     if ds.x_test is None:

@@ -7,9 +7,8 @@ import numpy as np
 
 from .data.pipeline import Normalization
 from .errors import CifarEdgeError
-from .fileio import read_json
 from .images import read_image
-from .train.runfolder import RunFolder, load_model
+from .train.runfolder import RunFolder, data_source, load_model
 
 
 @dataclass
@@ -25,10 +24,7 @@ class LoadedRun:
 def load_run(run_dir) -> LoadedRun:
     run = RunFolder(run_dir)
     path = run.require_model()
-    if not run.config.is_file():
-        raise CifarEdgeError(f"{run.root} has a model but no config.json; it was not written by "
-                             "`cifar-edge train` (re-train into a new --out)")
-    config = read_json(run.config)
+    config = run.read_config()
     return LoadedRun(run, load_model(path), config, config["class_names"],
                      Normalization.from_dict(config["normalization"]), int(config["input_size"]))
 
@@ -77,7 +73,7 @@ def run_data(loaded: LoadedRun, data: str | None = None) -> RunData:
     """Reload the run's dataset (or ``data``) and redo its seeded limit and train/val split."""
     from .data import limit_images, load_dataset, train_val
     cfg = loaded.config["train"]
-    ds = load_dataset(data or cfg["data"], labels=cfg.get("labels", "fine"), verify=cfg.get("verify", True),
+    ds = load_dataset(data or data_source(loaded.config), labels=cfg.get("labels", "fine"), verify=cfg.get("verify", True),
                       synthetic_classes=cfg.get("synthetic_classes"), synthetic_size=cfg.get("synthetic_size"),
                       seed=cfg.get("seed", 0))
     if ds.num_classes != len(loaded.class_names):

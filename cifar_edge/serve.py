@@ -7,7 +7,6 @@ uploads (not an image, too large, empty) get a JSON error the page shows; nothin
 """
 from __future__ import annotations
 
-import json
 import threading
 import time
 from dataclasses import dataclass
@@ -21,12 +20,15 @@ import numpy as np
 from . import console
 from .errors import CifarEdgeError
 from .export import read_manifest
+from .fileio import to_json
 from .images import read_image
 from .inference import load_run
 from .runtimes import Runner, keras_runner, open_model
 
 MAX_UPLOAD_BYTES = 20_000_000
 TIMED_RUNS = 5
+SOCKET_TIMEOUT_S = 30      # a stalled client frees its thread after this long
+_DISCONNECTS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 
 
 @dataclass
@@ -103,9 +105,17 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000)
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "cifar-edge"
+        timeout = SOCKET_TIMEOUT_S
 
         def log_message(self, fmt, *args):     # keep the terminal for our own lines
             pass
+
+        def handle(self):
+            """A client that hangs up or stalls ends its own request quietly, not with a traceback."""
+            try:
+                super().handle()
+            except _DISCONNECTS:
+                self.close_connection = True
 
         def _send(self, status: int, body: bytes, content_type: str):
             self.send_response(status)
@@ -116,7 +126,37 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000)
             self.wfile.write(body)
 
         def _json(self, status: int, payload: dict):
-            self._send(status, json.dumps(payload).encode(), "application/json")
+            self._send(status, to_json(payload).encode(), "application/json")
+
+        def _read_body(self) -> bytes:
+            """The request body, sent with Content-Length or chunked (HTTP/1.1 streaming uploads)."""
+            if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+                return self._read_chunked()
+            try:
+                length = int(self.headers.get("Content-Length") or 0)
+            except ValueError:
+                length = -1
+            if length < 0:
+                raise _UploadError(HTTPStatus.BAD_REQUEST, "bad Content-Length; send the image bytes as the body")
+            _check_size(length)
+            return self.rfile.read(length)
+
+        def _read_chunked(self) -> bytes:
+            body = bytearray()
+            while True:
+                line = self.rfile.readline(100).split(b";")[0].strip()
+                try:
+                    size = int(line, 16)
+                except ValueError:
+                    raise _UploadError(HTTPStatus.BAD_REQUEST, "malformed chunked upload; send the image "
+                                                               "bytes with Content-Length or valid chunks") from None
+                if size == 0:
+                    while self.rfile.readline(1000).strip():      # optional trailers, then the blank line
+                        pass
+                    return bytes(body)
+                _check_size(len(body) + size)
+                body += self.rfile.read(size)
+                self.rfile.readline(10)                            # the CRLF after each chunk
 
         def do_GET(self):
             if self.path in ("/", "/index.html"):
@@ -131,19 +171,11 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000)
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"POST images to /api/predict, not {self.path}"})
                 return
             try:
-                length = int(self.headers.get("Content-Length") or 0)
-            except ValueError:
-                length = -1
-            if length < 0:
-                self._json(HTTPStatus.BAD_REQUEST, {"error": "bad Content-Length; send the image bytes as the body"})
-                return
-            if length > MAX_UPLOAD_BYTES:
+                data = self._read_body()
+            except _UploadError as e:
                 self.close_connection = True
-                self._json(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
-                           {"error": f"the upload is {length / 1e6:.1f} MB; the limit is "
-                                     f"{MAX_UPLOAD_BYTES / 1e6:.0f} MB: send a smaller image"})
+                self._json(e.status, {"error": str(e)})
                 return
-            data = self.rfile.read(length)
             name = unquote(self.headers.get("X-Filename") or "")[:200] or "the upload"   # the page percent-encodes it
             try:
                 self._json(HTTPStatus.OK, predictor.predict(data, name))
@@ -153,9 +185,24 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000)
                 self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"prediction failed: {type(e).__name__}: {e}"})
 
     try:
-        return ThreadingHTTPServer((host, port), Handler)
+        server = ThreadingHTTPServer((host, port), Handler)
+        server.daemon_threads = True
+        return server
     except OSError as e:
         raise CifarEdgeError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
+
+
+class _UploadError(Exception):
+    def __init__(self, status: int, message: str):
+        super().__init__(message)
+        self.status = status
+
+
+def _check_size(length: int):
+    if length > MAX_UPLOAD_BYTES:
+        raise _UploadError(HTTPStatus.REQUEST_ENTITY_TOO_LARGE,
+                           f"the upload is {length / 1e6:.1f} MB; the limit is "
+                           f"{MAX_UPLOAD_BYTES / 1e6:.0f} MB: send a smaller image")
 
 
 def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, threads: int | None = None,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from ..errors import CifarEdgeError, unknown_choice
+from ..errors import CifarEdgeError, check_finite, unknown_choice
 
 # qat: quantization-aware training; prune: magnitude pruning; pqat: QAT that keeps a
 # pruned parent's zeros; cluster: weight clustering (weight sharing).
@@ -29,6 +29,7 @@ class OptimizeConfig:
     def validate(self) -> "OptimizeConfig":
         def bad(flag, got, fix):
             raise CifarEdgeError(f"--{flag.replace('_', '-')} {got} is invalid; {fix}")
+        check_finite(self)
         if self.method not in METHODS:
             raise unknown_choice("optimization method", self.method, METHODS)
         if self.epochs < 1:

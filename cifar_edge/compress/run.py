@@ -10,19 +10,18 @@ shared weights.
 from __future__ import annotations
 
 import dataclasses
-import math
 import time
 from pathlib import Path
 
 from .. import console
 from ..data import limit_images, make_dataset, prepare_images
-from ..data.pipeline import resize_target
+from ..data.pipeline import batches_per_epoch, resize_target
 from ..errors import CifarEdgeError
 from .._tf import keras
 from ..fileio import atomic_path, read_json, write_json, write_text
 from ..inference import load_run, run_data
 from ..models import get_model_spec
-from ..train.callbacks import EpochStats, HistoryCSV, Progress
+from ..train.callbacks import EpochStats, HistoryCSV, NonFiniteLoss, Progress
 from ..train.config import TrainConfig
 from ..train.loop import _compile, _evaluate, _throughput, seed_everything
 from ..train.runfolder import RunFolder
@@ -40,21 +39,28 @@ def optimize_run(parent_dir, out_dir, cfg: OptimizeConfig) -> dict:
     ``out_dir``; returns the metrics written to its metrics.json."""
     cfg.validate()
     run = RunFolder(out_dir)
-    if run.root.exists() and any(not p.name.startswith(".") for p in run.root.iterdir()):
-        raise CifarEdgeError(f"output folder {run.root} is not empty; choose a new --out for the optimized run")
+    created = not run.root.exists()
+    with run.writing("cifar-edge optimize"):
+        if any(not p.name.startswith(".") for p in run.root.iterdir()):
+            raise CifarEdgeError(f"output folder {run.root} is not empty; choose a new --out for the optimized run")
+        try:
+            return _prepare_and_optimize(parent_dir, run, cfg)
+        except BaseException:   # a failed or interrupted fine-tune leaves no half-made run behind
+            _remove_partial(run.root, created)
+            raise
+
+
+def _prepare_and_optimize(parent_dir, run: RunFolder, cfg: OptimizeConfig) -> dict:
     parent = RunFolder(parent_dir)
     parent.require_model()
-    if not parent.config.is_file():
-        raise CifarEdgeError(f"{parent.root} has a model but no config.json; optimize a run written by "
-                             "`cifar-edge train`")
-    check_parent(cfg.method, parent.root, read_json(parent.config))
+    check_parent(cfg.method, parent.root, parent.read_config())
 
     loaded = load_run(parent.root)
     data = run_data(loaded)
     ds, config = data.dataset, loaded.config
     ft = _finetune_config(config, cfg)
     x_tr, y_tr = limit_images(data.x_train, data.y_train, cfg.limit, cfg.seed)
-    steps = math.ceil(len(x_tr) / ft.batch_size)
+    steps = batches_per_epoch(len(x_tr), ft.batch_size)
     seed_everything(cfg.seed)
 
     before = {}
@@ -71,15 +77,8 @@ def optimize_run(parent_dir, out_dir, cfg: OptimizeConfig) -> dict:
         x_cal, _ = limit_images(x_tr, y_tr, RANGE_IMAGES, cfg.seed)
         facts["ranges_from_float"] = init_activation_ranges(model, loaded.model,
                                                             prepare_images(x_cal, loaded.norm, loaded.input_size))
-    _compile(model, ft, steps, ds.num_classes, xla=False)   # before writing anything: errors leave no folder
-
-    created = not run.root.exists()
-    run.root.mkdir(parents=True, exist_ok=True)
-    try:
-        return _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, callbacks, facts, before)
-    except BaseException:   # a failed or interrupted fine-tune leaves no half-made run behind
-        _remove_partial(run.root, created)
-        raise
+    _compile(model, ft, steps, ds.num_classes, xla=False)
+    return _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, callbacks, facts, before)
 
 
 def _remove_partial(root: Path, created: bool):
@@ -196,15 +195,17 @@ def _fit(model, ft: TrainConfig, run: RunFolder, x_tr, y_tr, x_va, y_va, num_cla
     """Fine-tune with the training pipeline and its history/progress callbacks; seconds spent."""
     size = resize_target(x_tr, input_size)
     train_ds = make_dataset(x_tr, y_tr, num_classes, ft.batch_size, norm, training=True, augment=ft.augment,
-                            image_size=size, seed=ft.seed)
+                            image_size=size, seed=ft.seed, epochs=range(ft.epochs))
     val_ds = None
     if x_va is not None and len(x_va):
         val_ds = make_dataset(x_va, y_va, num_classes, max(ft.batch_size, 256), norm, training=False,
                               image_size=size)
-    steps = math.ceil(len(x_tr) / ft.batch_size)
-    callbacks = [*extra_callbacks, EpochStats(len(x_tr)), HistoryCSV(run.history), Progress(ft.epochs, steps)]
+    steps = batches_per_epoch(len(x_tr), ft.batch_size)
+    callbacks = [*extra_callbacks, EpochStats(len(x_tr)), HistoryCSV(run.history), Progress(ft.epochs, steps),
+                 NonFiniteLoss(ft.lr)]
     t0 = time.perf_counter()
-    model.fit(train_ds, validation_data=val_ds, epochs=ft.epochs, verbose=0, callbacks=callbacks)
+    model.fit(train_ds, validation_data=val_ds, epochs=ft.epochs, steps_per_epoch=steps, verbose=0,
+              callbacks=callbacks)
     return time.perf_counter() - t0
 
 

@@ -5,6 +5,7 @@ run's config, so exported models can carry it as metadata.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,17 +49,16 @@ def _finish(images, image_size, norm: Normalization):
 
 def make_dataset(x, y, num_classes: int, batch_size: int, norm: Normalization, training: bool,
                  augment: AugmentConfig | None = None, image_size: int | None = None,
-                 seed: int = 0, drop_remainder: bool = False) -> tf.data.Dataset:
+                 seed: int = 0, drop_remainder: bool = False, epochs: range | None = None) -> tf.data.Dataset:
     """Batches of (normalized images, one-hot labels).
 
-    Training pipelines shuffle every epoch (seeded) and augment whole batches; resizing to
+    A training pipeline holds the epochs in ``epochs`` (default: one) back to back; fit it with
+    ``steps_per_epoch=batches_per_epoch(...)``.  Each epoch's order and each batch's augmentation
+    are functions of (seed, epoch) alone, not of how many epochs this process has run, so a run
+    resumed at epoch k sees exactly the batches the uninterrupted run saw.  Resizing to
     ``image_size`` (for models that want larger inputs) happens after augmentation.
     """
     image_size = resize_target(x, image_size)
-    ds = tf.data.Dataset.from_tensor_slices((x, np.asarray(y, np.int32)))
-    if training:
-        ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
-    ds = ds.batch(batch_size, drop_remainder=drop_remainder)
     aug = augment if (training and augment is not None) else None
 
     def prep(images, labels, batch_seed=None):
@@ -68,14 +68,27 @@ def make_dataset(x, y, num_classes: int, batch_size: int, norm: Normalization, t
             images, onehot = augment_batch(images, onehot, aug, batch_seed)
         return _finish(images, image_size, norm), onehot
 
-    if aug is not None:
-        # One stateless seed per batch, different every epoch, reproducible from ``seed``.
-        seeds = tf.data.Dataset.random(seed=seed + 1, rerandomize_each_iteration=True).batch(2)
-        ds = tf.data.Dataset.zip((ds, seeds)).map(lambda b, s: prep(b[0], b[1], s),
-                                                  num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    else:
-        ds = ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
-    return ds.prefetch(tf.data.AUTOTUNE)
+    if not training:
+        ds = tf.data.Dataset.from_tensor_slices((x, np.asarray(y, np.int32))).batch(batch_size, drop_remainder)
+        return ds.map(prep, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+    images, labels = tf.constant(x), tf.constant(np.asarray(y, np.int32))
+    n, steps = len(x), batches_per_epoch(len(x), batch_size, drop_remainder)
+    epochs = range(1) if epochs is None else epochs
+
+    def one_epoch(epoch):
+        order = tf.random.experimental.stateless_shuffle(tf.range(n), tf.stack([tf.constant(seed, tf.int64), epoch]))
+        batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder).enumerate()
+        return batches.map(lambda b, idx: (idx, tf.stack([tf.constant(seed + 1, tf.int64), epoch * steps + b])))
+
+    def gather(idx, batch_seed):
+        return prep(tf.gather(images, idx), tf.gather(labels, idx), batch_seed)
+
+    ds = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch)
+    return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)
+
+
+def batches_per_epoch(n: int, batch_size: int, drop_remainder: bool = False) -> int:
+    return n // batch_size if drop_remainder else math.ceil(n / batch_size)
 
 
 def prepare_images(images_uint8, norm: Normalization, image_size: int | None = None):

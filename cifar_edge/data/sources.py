@@ -236,6 +236,8 @@ def load_image_folder(path, image_size: int = 32) -> Dataset:
     if (root / "train").is_dir() and (root / "test").is_dir():
         splits["test"] = root / "test"
     class_names = sorted(d.name for d in splits["train"].iterdir() if d.is_dir())
+    for folder in splits.values():
+        _check_class_folders(folder)
     if not class_names:
         raise CifarEdgeError(f"{root} has no class subfolders; lay images out as {root}/<class>/<image>.png")
     out = {}
@@ -250,11 +252,26 @@ def load_image_folder(path, image_size: int = 32) -> Dataset:
                 except CifarEdgeError as e:
                     raise CifarEdgeError(f"cannot read image {f} ({e}); remove or replace it") from None
                 ys.append(label)
+            if split == "train" and (not ys or ys[-1] != label):
+                raise CifarEdgeError(f"class folder {folder / cls} holds no images ({', '.join(sorted(IMAGE_SUFFIXES))}); "
+                                     "add its images or remove the folder")
         if not xs:
             raise CifarEdgeError(f"no images found under {folder}; expected {folder}/<class>/<image>.png")
         out[split] = (np.stack(xs), np.asarray(ys, np.int64))
     xte, yte = out.get("test", (None, None))
     return Dataset(root.name, str(root), out["train"][0], out["train"][1], class_names, xte, yte)
+
+
+def _check_class_folders(folder: Path):
+    """Each class folder must be a real folder of its own: a link back up the tree (a loop) would
+    add a class of no images, or of the whole dataset again."""
+    top = folder.resolve()
+    for d in sorted(folder.iterdir()):
+        if d.is_dir() and d.is_symlink():
+            target = d.resolve()
+            if target == top or top.is_relative_to(target):
+                raise CifarEdgeError(f"class folder {d} links back to {target}, which contains it (a loop); "
+                                     "remove the link or replace it with a folder of that class's images")
 
 
 def _find_official(root: Path, kind: str | None, checksums) -> Dataset | None:

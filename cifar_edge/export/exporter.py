@@ -18,7 +18,7 @@ from .. import console
 from ..compress.config import QUANTIZED
 from ..data import limit_images, prepare_images
 from ..errors import CifarEdgeError
-from ..fileio import atomic_path, read_json, write_json, write_text
+from ..fileio import atomic_path, read_json, write_json, write_text, remove_stale_temps
 from ..inference import load_run, run_data
 from ..runtimes import check_litert_loads, keras_runner, open_model
 from ..versions import versions
@@ -135,6 +135,7 @@ def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=No
     cfg.validate()
     loaded = load_run(run_dir)
     out = Path(out_dir) if out_dir else loaded.run.root / "export"
+    remove_stale_temps(out)          # half-written files of an export that was killed
     optimize = loaded.config.get("optimize") or {}
     qat = optimize.get("method") in QUANTIZED
     if qat:

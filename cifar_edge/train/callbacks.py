@@ -8,7 +8,8 @@ from pathlib import Path
 
 from .. import console
 from .._tf import keras
-from ..fileio import atomic_path, write_csv
+from ..errors import CifarEdgeError
+from ..fileio import atomic_path, read_json, write_csv, write_json
 
 
 def _lr(model):
@@ -66,18 +67,20 @@ class HistoryCSV(keras.callbacks.Callback):
 
 
 class BestCheckpoint(keras.callbacks.Callback):
-    """Saves the model whenever ``monitor`` improves, atomically (temp file + rename).
+    """Saves the model whenever ``monitor`` improves, atomically (temp file + rename), then
+    records which epoch and value it holds in ``record`` (best.json).
 
-    On resume the best value so far is read back from history.csv, so a worse first
-    resumed epoch does not overwrite the real best."""
+    On resume the best so far comes from that record, not from history.csv: a process killed
+    while saving best.keras has the epoch's row in the history but not its model, and must save
+    it again when the epoch is re-run."""
 
-    def __init__(self, path, monitor="val_accuracy", history=None):
+    def __init__(self, path, record, monitor="val_accuracy"):
         super().__init__()
-        self.path, self.monitor, self.best = Path(path), monitor, -math.inf
-        if history is not None and Path(history).is_file() and self.path.is_file():
-            with open(history, newline="") as f:
-                seen = [float(r[monitor]) for r in csv.DictReader(f) if r.get(monitor)]
-            self.best = max(seen, default=-math.inf)
+        self.path, self.record, self.monitor, self.best = Path(path), Path(record), monitor, -math.inf
+        if self.path.is_file() and self.record.is_file():
+            saved = read_json(self.record)
+            if saved.get("monitor") == monitor and saved.get("value") is not None:
+                self.best = float(saved["value"])
 
     def on_epoch_end(self, epoch, logs=None):
         value = (logs or {}).get(self.monitor)
@@ -86,6 +89,26 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.best = value
         with atomic_path(self.path) as tmp:
             self.model.save(tmp)
+        write_json(self.record, {"epoch": epoch + 1, "monitor": self.monitor, "value": float(value)})
+
+
+class NonFiniteLoss(keras.callbacks.Callback):
+    """Stops training at the first NaN or infinite loss with the fix, instead of training on
+    to a model that predicts NaN and failing later with an unrelated message."""
+
+    def __init__(self, lr: float):
+        super().__init__()
+        self.lr, self._epoch = lr, 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        loss = (logs or {}).get("loss")
+        if loss is not None and not math.isfinite(float(loss)):
+            raise CifarEdgeError(f"the training loss became {float(loss)} at epoch {self._epoch + 1} step "
+                                    f"{batch + 1}: training diverged; lower --lr (it was {self.lr:g}) or check "
+                                    "the data for broken images")
 
 
 class Progress(keras.callbacks.Callback):

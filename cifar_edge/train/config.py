@@ -6,7 +6,7 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ..data.augment import AugmentConfig
-from ..errors import CifarEdgeError
+from ..errors import CifarEdgeError, check_finite
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("onecycle", "cosine", "exponential", "plateau", "constant")
@@ -71,6 +71,8 @@ class TrainConfig:
     def validate(self) -> "TrainConfig":
         def bad(flag, got, fix):
             raise CifarEdgeError(f"--{flag.replace('_', '-')} {got} is invalid; {fix}")
+        check_finite(self)
+        check_finite(self.augment)
         if self.epochs < 1:
             bad("epochs", self.epochs, "use 1 or more")
         if self.batch_size is not None and self.batch_size < 1:

@@ -8,7 +8,6 @@ that was in flight.
 from __future__ import annotations
 
 import dataclasses
-import math
 import shutil
 import time
 
@@ -17,11 +16,11 @@ import numpy as np
 from .. import console
 from .._tf import keras, tf
 from ..data import limit_images, load_dataset, make_dataset, stratified_kfold, train_val
-from ..data.pipeline import resize_target
+from ..data.pipeline import batches_per_epoch, resize_target
 from ..errors import CifarEdgeError
 from ..fileio import atomic_path, read_json, write_json, write_text
 from ..models import count_flops, get_model_spec
-from .callbacks import BestCheckpoint, EpochStats, HistoryCSV, Progress
+from .callbacks import BestCheckpoint, EpochStats, HistoryCSV, NonFiniteLoss, Progress
 from .config import TrainConfig
 from .distribute import accelerate, compute_policy, float32_copy, make_strategy
 from .runfolder import RunFolder, load_model
@@ -68,14 +67,16 @@ def fit(cfg: TrainConfig, run: RunFolder, x_train, y_train, x_val, y_val, num_cl
 
 def _fit(cfg: TrainConfig, run: RunFolder, x_train, y_train, x_val, y_val, num_classes: int, strategy, accel: dict):
     spec = get_model_spec(cfg.model)
-    steps = math.ceil(len(x_train) / cfg.batch_size)
+    steps = batches_per_epoch(len(x_train), cfg.batch_size)
     with strategy.scope():
         model = spec.build(num_classes, cfg.input_size, **cfg.model_options)
         if cfg.whiten and whiten_stem(model, x_train, spec.normalization, cfg.seed):
             console.info("stem initialised by patch whitening (frozen)")
     size = resize_target(x_train, cfg.input_size)
-    train_ds = make_dataset(x_train, y_train, num_classes, cfg.batch_size, spec.normalization, training=True,
-                            augment=cfg.augment, image_size=size, seed=cfg.seed)
+
+    def train_ds(epochs: range):
+        return make_dataset(x_train, y_train, num_classes, cfg.batch_size, spec.normalization, training=True,
+                            augment=cfg.augment, image_size=size, seed=cfg.seed, epochs=epochs)
     val_ds = None
     if x_val is not None and len(x_val):
         val_ds = make_dataset(x_val, y_val, num_classes, max(cfg.batch_size, 256), spec.normalization,
@@ -88,6 +89,7 @@ def _fit(cfg: TrainConfig, run: RunFolder, x_train, y_train, x_val, y_val, num_c
     else:
         seconds = stage.fit(model, cfg, 0, cfg.epochs, run.backup)
     if run.best.exists() and val_ds is not None:   # best on validation, not last
+        _check_best_record(run, "val_accuracy")
         best = load_model(run.best)
         for layer in model.layers:   # layer by layer: a model's weight order follows its trainable flags
             layer.set_weights(best.get_layer(layer.name).get_weights())
@@ -108,12 +110,12 @@ class _Stage:
         with self.strategy.scope():
             _compile(model, cfg, self.steps, self.num_classes, self.xla)
         monitor = "val_accuracy" if val_ds is not None else "accuracy"
-        callbacks = [EpochStats(self.n_train, stage=label), HistoryCSV(run.history),
+        callbacks = [NonFiniteLoss(cfg.lr), EpochStats(self.n_train, stage=label), HistoryCSV(run.history),
                      keras.callbacks.TensorBoard(str(run.tensorboard), update_freq="epoch", profile_batch=0,
                                                  write_graph=False),
                      Progress(self.cfg.epochs, self.steps)]
         if val_ds is not None:
-            callbacks.append(BestCheckpoint(run.best, monitor, history=run.history))
+            callbacks.append(BestCheckpoint(run.best, run.best_record, monitor))
         if cfg.early_stopping:
             callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.early_stopping))
         if cfg.schedule == "plateau":
@@ -122,10 +124,32 @@ class _Stage:
         # Last, so the backup is taken only after this epoch's history row is on disk.  Kept
         # until metrics.json is written, so a crash while saving or evaluating loses nothing.
         callbacks.append(keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch", delete_checkpoint=False))
+        start = max(first, _backed_up_epochs(backup))    # where BackupAndRestore will resume
         t0 = time.perf_counter()
-        model.fit(self.train_ds, validation_data=val_ds, initial_epoch=first, epochs=last, verbose=0,
-                  callbacks=callbacks)
+        model.fit(self.train_ds(range(start, last)), validation_data=val_ds, initial_epoch=first, epochs=last,
+                  steps_per_epoch=self.steps, verbose=0, callbacks=callbacks)
         return time.perf_counter() - t0
+
+
+def _backed_up_epochs(backup) -> int:
+    """How many epochs the crash backup in ``backup`` holds (0 when none); fit resumes there."""
+    latest = tf.train.latest_checkpoint(str(backup / "chief"))
+    if latest is None:
+        return 0
+    return int(tf.train.load_checkpoint(latest).get_tensor("ckpt_saved_epoch/.ATTRIBUTES/VARIABLE_VALUE")) + 1
+
+
+def _check_best_record(run: RunFolder, monitor: str):
+    """best.keras should be the epoch history.csv names as best; say so when it is not."""
+    import csv
+    with open(run.history, newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r.get(monitor)]
+    best = max(rows, key=lambda r: float(r[monitor]), default=None)   # the first of equal values, as saved
+    record = read_json(run.best_record) if run.best_record.is_file() else {}
+    if best is not None and record.get("epoch") != int(best["epoch"]):   # only after a non-deterministic re-run
+        console.warn(f"best.keras holds epoch {record.get('epoch')} ({monitor} {record.get('value')}) but "
+                     f"history.csv's best is epoch {best['epoch']}: a resumed epoch re-ran to another value "
+                     "(non-deterministic ops); the saved best model is used")
 
 
 def _fit_two_stages(model, spec, stage: _Stage) -> float:
@@ -161,8 +185,7 @@ def _fit_two_stages(model, spec, stage: _Stage) -> float:
     return seconds
 
 
-def _prepare_run(cfg: TrainConfig, out_dir, resume: bool) -> tuple[TrainConfig, RunFolder]:
-    run = RunFolder(out_dir)
+def _prepare_run(cfg: TrainConfig, run: RunFolder, resume: bool) -> TrainConfig:
     if resume:
         if not run.config.is_file():
             raise CifarEdgeError(f"nothing to resume in {run.root}: no config.json there; drop --resume "
@@ -170,24 +193,61 @@ def _prepare_run(cfg: TrainConfig, out_dir, resume: bool) -> tuple[TrainConfig, 
         if run.metrics.is_file():
             raise CifarEdgeError(f"run {run.root} already finished (metrics.json exists); nothing to resume. "
                                  "Start a new run with another --out")
-        saved = TrainConfig.from_dict(read_json(run.config)["train"])
+        saved = TrainConfig.from_dict(run.read_config()["train"])
         console.info(f"resuming {run.root} (epochs {saved.epochs}, model {saved.model})")
-        return saved.validate(), run
-    if run.root.exists() and any(not p.name.startswith(".") for p in run.root.iterdir()):
+        return saved.validate()
+    if any(not p.name.startswith(".") for p in run.root.iterdir()):
         raise CifarEdgeError(f"run folder {run.root} is not empty; pass --resume to continue that run "
                              "or choose a new --out")
-    return cfg.resolved(), run
+    return cfg
 
 
 def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None) -> dict:
-    """Train per ``cfg`` into ``out_dir`` and evaluate; returns the metrics dict.
+    """Train per ``cfg`` into ``out_dir`` and evaluate; returns the metrics dict (with the
+    config actually used under ``"model"``, which a resume takes from the run).
 
-    ``dataset`` may pass an already loaded :class:`Dataset` for ``cfg.data``.
+    ``dataset`` may pass an already loaded :class:`Dataset` for ``cfg.data``.  One writer per
+    run folder; a second is refused.
     """
-    cfg, run = _prepare_run(cfg, out_dir, resume)
+    run = RunFolder(out_dir)
+    if not resume:
+        cfg = cfg.resolved()          # bad settings fail before anything touches the disk
+    created = not run.root.exists()
+    existed = not created and any(not p.name.startswith(".") for p in run.root.iterdir())
+    with run.writing("cifar-edge train"):
+        try:
+            return _train(cfg, run, resume, dataset)
+        except CifarEdgeError:
+            # Bad data, or a run that diverged: resuming cannot help, so a new run leaves nothing.
+            if not resume and not existed:
+                shutil.rmtree(run.root, ignore_errors=True) if created else _clear(run.root)
+            raise
+        except (OSError, tf.errors.OpError) as e:
+            if _disk_full(e):
+                raise CifarEdgeError(f"the disk holding {run.root} is full ({_first_line(e)}); free some space "
+                                     f"and continue with `cifar-edge train --out {run.root} --resume`") from None
+            raise
+
+
+def _disk_full(e: Exception) -> bool:
+    import errno
+    return getattr(e, "errno", None) == errno.ENOSPC or "No space left on device" in str(e)
+
+
+def _first_line(e: Exception) -> str:
+    return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
+
+
+def _clear(root):
+    for p in root.iterdir():
+        if not p.name.startswith("."):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def _train(cfg: TrainConfig, run: RunFolder, resume: bool, dataset) -> dict:
+    cfg = _prepare_run(cfg, run, resume)
     strategy = make_strategy(cfg.strategy)      # before anything initialises TF devices
     accel = accelerate(cfg.precision)
-    seed_everything(cfg.seed)
     ds = dataset or load_dataset(cfg.data, labels=cfg.labels, verify=cfg.verify,
                                  synthetic_classes=cfg.synthetic_classes, synthetic_size=cfg.synthetic_size,
                                  seed=cfg.seed)
@@ -195,12 +255,13 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None) -> dict
         console.warn(f"training on {ds.source}")
     x, y = limit_images(ds.x_train, ds.y_train, cfg.limit, cfg.seed)
     spec = get_model_spec(cfg.model)
-    run.root.mkdir(parents=True, exist_ok=True)
+    _check_trainable(ds, x, y, cfg)
     if not resume:
+        _describe_conversion(ds, x, cfg.input_size, cfg.model)
         probe = spec.build(ds.num_classes, cfg.input_size, **cfg.model_options)
         write_json(run.config, {
-            "train": cfg.to_dict(), "dataset": ds.summary(), "class_names": ds.class_names,
-            "coarse_names": ds.coarse_names,
+            "train": cfg.to_dict(), "data_path": _absolute_data_path(cfg.data), "dataset": ds.summary(),
+            "class_names": ds.class_names, "coarse_names": ds.coarse_names,
             "fine_to_coarse": None if ds.fine_to_coarse is None else ds.fine_to_coarse.tolist(),
             "normalization": spec.normalization.to_dict(), "input_size": cfg.input_size,
             "params": int(probe.count_params()), "flops": count_flops(probe),
@@ -209,6 +270,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None) -> dict
                          "replicas": strategy.num_replicas_in_sync}})
         write_text(run.labels, "\n".join(ds.class_names) + "\n")
         del probe
+    seed_everything(cfg.seed)      # after the probe model: its initialisers must not shift the run's draws
     console.info(f"{cfg.model} on {ds.name} ({len(x)} train images, {ds.num_classes} classes) -> {run.root}")
     if cfg.kfold:
         metrics = _train_kfold(cfg, run, x, y, ds.class_names, strategy, accel)
@@ -223,12 +285,47 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None) -> dict
                     model.save(tmp)
         metrics = _evaluate(model, ds, spec, cfg, run, x_va, y_va)
         metrics.update(_throughput(run, seconds, len(x_tr)))
+    metrics["model"] = cfg.model
     write_json(run.metrics, metrics)
     shutil.rmtree(run.backup, ignore_errors=True)   # finished: the crash backup has done its job
     if cfg.mlflow:
         from .tracking import log_to_mlflow
         log_to_mlflow(run, cfg, metrics)
     return metrics
+
+
+def _check_trainable(ds, x, y, cfg: TrainConfig):
+    """Refuse, before anything is written, data that cannot make or score a classifier."""
+    present = np.unique(y)
+    if len(present) < 2:
+        raise CifarEdgeError(f"{ds.name}: every training image has the label '{ds.class_names[int(present[0])]}' "
+                             "(one class); a classifier needs at least two classes: check the labels")
+    if cfg.kfold:
+        return
+    n_val = len(train_val(x, y, cfg.val_split, cfg.seed)[2])
+    if ds.x_test is None and n_val == 0:
+        raise CifarEdgeError(f"{ds.name} has no test split and --val-split {cfg.val_split:g} of {len(x)} images "
+                             "holds none back: nothing to evaluate on; use more images, a larger --val-split, "
+                             "or data with a test split")
+
+
+def _describe_conversion(ds, x, input_size, model: str):
+    """Say what was done to images that are not what the model family expects."""
+    h, w = x.shape[1:3]
+    if x.size and all(np.array_equal(x[..., 0], x[..., c]) for c in (1, 2)):
+        console.warn(f"{ds.name}: the images are grayscale; their one channel is repeated as RGB")
+    if resize_target(x, input_size) is not None:
+        console.warn(f"{ds.name}: the images are {w}x{h}; {model} resizes them to {input_size}x{input_size} "
+                     "(bilinear) for training and evaluation")
+
+
+def _absolute_data_path(data):
+    """--data as an absolute path when it names a file or folder, so later commands find it from
+    anywhere; None for dataset names (cifar10, synthetic ...)."""
+    from pathlib import Path
+    if data and Path(data).expanduser().exists():
+        return str(Path(data).expanduser().resolve())
+    return None
 
 
 def _throughput(run: RunFolder, seconds: float, n_train: int) -> dict:

@@ -2,10 +2,13 @@
 and the CLI agree on them."""
 from __future__ import annotations
 
+import contextlib
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CifarEdgeError
+from ..fileio import folder_lock, read_json, remove_stale_temps
 
 
 @dataclass(frozen=True)
@@ -24,6 +27,33 @@ class RunFolder:
     backup = property(lambda self: self.root / "backup")
     tensorboard = property(lambda self: self.root / "tensorboard")
     labels = property(lambda self: self.root / "labels.txt")
+    best_record = property(lambda self: self.root / "best.json")   # which epoch best.keras holds
+
+    @contextlib.contextmanager
+    def writing(self, command: str):
+        """The one way to write a run: an exclusive lock (a second writer is refused), and the
+        leftovers of a killed writer removed first: our temp files, and TensorFlow's unfinished
+        checkpoint folders, which only a writer of this run can have made."""
+        with folder_lock(self.root, command):
+            remove_stale_temps(self.root)
+            _remove_unfinished_checkpoints(self.backup)
+            try:
+                yield self
+            except BaseException:
+                _remove_unfinished_checkpoints(self.backup)   # e.g. the disk filled during a save
+                raise
+
+    def read_config(self) -> dict:
+        """config.json, checked to be a run's config: a clear error instead of a KeyError later."""
+        if not self.config.is_file():
+            raise CifarEdgeError(f"{self.root} has a model but no config.json; it was not written by "
+                                 "`cifar-edge train` (re-train into a new --out)")
+        config = read_json(self.config)
+        problem = _config_problem(config)
+        if problem:
+            raise CifarEdgeError(f"{self.config} is not a cifar-edge run config ({problem}); it was edited or "
+                                 "written by another tool: restore the original or re-train")
+        return config
 
     def require_model(self) -> Path:
         """The trained model, or a clear error when the folder holds none.
@@ -43,6 +73,46 @@ class RunFolder:
                                  f"{self.root / 'fold_1'} (or another fold)")
         raise CifarEdgeError(f"{self.root} holds no trained model (model.keras); train first with "
                              f"`cifar-edge train --out {self.root}` or finish it with --resume")
+
+
+def _remove_unfinished_checkpoints(backup: Path):
+    if backup.is_dir():
+        for p in backup.rglob("*_temp*"):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
+
+def _config_problem(config) -> str | None:
+    """What makes ``config`` unusable as a run config, or None."""
+    def numbers(v, n=None):
+        return isinstance(v, list) and (n is None or len(v) == n) and all(
+            isinstance(e, (int, float)) and not isinstance(e, bool) for e in v)
+    if not isinstance(config, dict):
+        return f"a JSON {type(config).__name__}, not an object"
+    for key in ("train", "class_names", "normalization", "input_size"):
+        if key not in config:
+            return f"no '{key}'"
+    if not isinstance(config["train"], dict) or not isinstance(config["train"].get("model"), str):
+        return "'train' must be an object naming the model"
+    names = config["class_names"]
+    if not (isinstance(names, list) and len(names) >= 2 and all(isinstance(c, str) for c in names)):
+        return "'class_names' must list at least two names"
+    norm = config["normalization"]
+    if not (isinstance(norm, dict) and numbers(norm.get("mean")) and numbers(norm.get("std"))
+            and len(norm["mean"]) == len(norm["std"]) and all(s > 0 for s in norm["std"])):
+        return "'normalization' must hold 'mean' and 'std' lists of numbers, std > 0"
+    size = config["input_size"]
+    if isinstance(size, bool) or not isinstance(size, int) or size < 8:
+        return "'input_size' must be a whole number of pixels"
+    return None
+
+
+def data_source(config: dict) -> str | None:
+    """The data a run was trained on: the absolute path recorded at training time when it still
+    exists (so commands work from any directory), else the --data as given."""
+    resolved = config.get("data_path")
+    if resolved and Path(resolved).exists():
+        return resolved
+    return config["train"].get("data")
 
 
 def load_model(path):
