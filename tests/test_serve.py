@@ -79,6 +79,54 @@ def test_bad_uploads_get_clear_errors_and_the_server_lives_on(server, photo_file
     assert post(server, photo_files["rgb.png"].read_bytes())[0] == 200
 
 
+def _raw(url: str, request: bytes, read=True, timeout=60) -> bytes:
+    """Send raw HTTP bytes; the whole reply (or b"" when the server hangs up first)."""
+    import socket
+    from urllib.parse import urlparse
+    u = urlparse(url)
+    with socket.create_connection((u.hostname, u.port), timeout=timeout) as sock:
+        sock.sendall(request)
+        if not read:
+            return b""
+        reply = b""
+        while chunk := sock.recv(65536):
+            reply += chunk
+        return reply
+
+
+def test_chunked_uploads_are_read(server, photo_files):
+    body = photo_files["rgb.png"].read_bytes()
+    chunks = b"".join(b"%x\r\n%s\r\n" % (len(part), part) for part in (body[:100], body[100:]))
+    reply = _raw(server, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n"
+                         b"Connection: close\r\n\r\n" + chunks + b"0\r\n\r\n")
+    head, _, payload = reply.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.0 200") or head.startswith(b"HTTP/1.1 200"), reply[:300]
+    assert json.loads(payload)["results"][0]["top"]
+
+
+def test_clients_that_hang_up_or_stall_end_quietly(exported_run, photo_files, capfd, monkeypatch):
+    """A client gone before its answer leaves no traceback; one that stops sending mid-upload is
+    dropped after the socket timeout instead of holding a server thread forever."""
+    run, _ = exported_run
+    monkeypatch.setattr(cifar_edge.serve, "SOCKET_TIMEOUT_S", 1)
+    httpd = make_server(Predictor(run, threads=1, variants=["tflite-float32"]), "127.0.0.1", 0)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{httpd.server_address[1]}"
+    try:
+        body = photo_files["rgb.png"].read_bytes()
+        for _ in range(3):    # gone before the answer is written: the write hits a closed socket
+            _raw(url, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(body) + body,
+                 read=False)
+        stalled = _raw(url, b"POST /api/predict HTTP/1.1\r\nHost: x\r\nContent-Length: 5000\r\n\r\n" + body[:10],
+                       timeout=30)
+        assert stalled == b""                      # dropped by the server's timeout, well before ours
+        assert post(url, body)[0] == 200           # and the server lives on
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert "Traceback" not in capfd.readouterr().err
+
+
 def test_cli_serve_rejects_a_bad_run_and_variant(exported_run, tmp_path):
     run, _ = exported_run
     r = CliRunner().invoke(app, ["serve", str(tmp_path)])
