@@ -40,14 +40,19 @@ def optimize_run(parent_dir, out_dir, cfg: OptimizeConfig) -> dict:
     cfg.validate()
     run = RunFolder(out_dir)
     created = not run.root.exists()
+    _refuse_used(run)                    # before the lock, which would add its file to the user's folder
     with run.writing("cifar-edge optimize"):
-        if any(not p.name.startswith(".") for p in run.root.iterdir()):
-            raise CifarEdgeError(f"output folder {run.root} is not empty; choose a new --out for the optimized run")
+        _refuse_used(run)
         try:
             return _prepare_and_optimize(parent_dir, run, cfg)
         except BaseException:   # a failed or interrupted fine-tune leaves no half-made run behind
             _remove_partial(run.root, created)
             raise
+
+
+def _refuse_used(run: RunFolder):
+    if run.has_files():
+        raise CifarEdgeError(f"output folder {run.root} is not empty; choose a new --out for the optimized run")
 
 
 def _prepare_and_optimize(parent_dir, run: RunFolder, cfg: OptimizeConfig) -> dict:

@@ -196,10 +196,14 @@ def _prepare_run(cfg: TrainConfig, run: RunFolder, resume: bool) -> TrainConfig:
         saved = TrainConfig.from_dict(run.read_config()["train"])
         console.info(f"resuming {run.root} (epochs {saved.epochs}, model {saved.model})")
         return saved.validate()
-    if any(not p.name.startswith(".") for p in run.root.iterdir()):
+    _refuse_used(run)
+    return cfg
+
+
+def _refuse_used(run: RunFolder):
+    if run.has_files():
         raise CifarEdgeError(f"run folder {run.root} is not empty; pass --resume to continue that run "
                              "or choose a new --out")
-    return cfg
 
 
 def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None) -> dict:
@@ -212,8 +216,9 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None) -> dict
     run = RunFolder(out_dir)
     if not resume:
         cfg = cfg.resolved()          # bad settings fail before anything touches the disk
+        _refuse_used(run)             # and a used folder before the lock adds its file there
     created = not run.root.exists()
-    existed = not created and any(not p.name.startswith(".") for p in run.root.iterdir())
+    existed = run.has_files()
     with run.writing("cifar-edge train"):
         try:
             return _train(cfg, run, resume, dataset)

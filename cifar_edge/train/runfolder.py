@@ -43,6 +43,10 @@ class RunFolder:
                 _remove_unfinished_checkpoints(self.backup)   # e.g. the disk filled during a save
                 raise
 
+    def has_files(self) -> bool:
+        """Whether the folder holds anything but dot files (the lock, a killed writer's temps)."""
+        return self.root.is_dir() and any(not p.name.startswith(".") for p in self.root.iterdir())
+
     def read_config(self) -> dict:
         """config.json, checked to be a run's config: a clear error instead of a KeyError later."""
         if not self.config.is_file():
