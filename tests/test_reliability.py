@@ -202,12 +202,13 @@ def test_image_folder_with_a_link_loop_or_an_empty_class_is_refused(tmp_path):
         load_image_folder(tmp_path / "data")
 
 
-def _png_header_only(path, width, height):
-    """A PNG whose header claims width x height (no need to hold the pixels to test the size check)."""
+def _png(path, width, height, depth=8, rows=b""):
+    """A colour PNG written from the format's chunks (Pillow cannot write 16-bit RGB); with no
+    ``rows`` only the header is real, enough to test the size checks."""
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0))
-                     + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b""))
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, depth, 2, 0, 0, 0))
+                     + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b""))
     return path
 
 
@@ -217,6 +218,10 @@ def test_every_pillow_mode_reads_as_the_right_8_bit_rgb(tmp_path):
     Image.fromarray(ramp).save(tmp_path / "gray16.png")
     assert Image.open(tmp_path / "gray16.png").mode.startswith("I")
     assert read_image(tmp_path / "gray16.png", 64).mean() == pytest.approx(ramp.mean() / 257, abs=0.5)   # not 255
+    rgb16 = np.zeros((4, 4, 3), ">u2")
+    rgb16[..., 0], rgb16[..., 1] = 65535, 30000
+    rows = b"".join(b"\x00" + row.tobytes() for row in rgb16)
+    assert tuple(read_image(_png(tmp_path / "rgb16.png", 4, 4, 16, rows), 4)[0, 0]) == (255, 117, 0)
     cases = {"I;16B": (Image.frombytes("I;16B", (4, 4), b"\x80\x80" * 16), (128, 128, 128)),
              "I": (Image.fromarray(np.full((4, 4), 0x8080, np.uint16)).convert("I"), (128, 128, 128)),
              "F": (Image.fromarray(np.full((4, 4), 0.5, np.float32)), (128, 128, 128)),
@@ -236,7 +241,7 @@ def test_directories_and_huge_images_get_true_messages(tmp_path, recwarn):
     with pytest.raises(CifarEdgeError, match="is a folder, not an image"):
         read_image(tmp_path, 32)
     with pytest.raises(CifarEdgeError, match="3600000000 pixels, too large; downscale it"):
-        read_image(_png_header_only(tmp_path / "huge.png", 60000, 60000), 32)
+        read_image(_png(tmp_path / "huge.png", 60000, 60000), 32)
     with pytest.raises(CifarEdgeError, match="10000x10000 pixels, too large"):
-        read_image(_png_header_only(tmp_path / "big.png", 10000, 10000), 32)
+        read_image(_png(tmp_path / "big.png", 10000, 10000), 32)
     assert not [w for w in recwarn if "DecompressionBomb" in type(w.message).__name__]

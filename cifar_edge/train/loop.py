@@ -2,8 +2,8 @@
 
 The Keras ``BackupAndRestore`` checkpoint is written at every epoch end and carries the
 weights, optimizer state and epoch counter; schedules are functions of the optimizer step,
-so a resumed run continues on the same learning-rate curve and loses at most the epoch
-that was in flight.
+and each epoch's batches are drawn from (seed, epoch) alone, so a resumed run redoes at most
+the epoch that was in flight and ends exactly where the uninterrupted run would have.
 """
 from __future__ import annotations
 
@@ -207,8 +207,8 @@ def _refuse_used(run: RunFolder):
 
 
 def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None) -> dict:
-    """Train per ``cfg`` into ``out_dir`` and evaluate; returns the metrics dict (with the
-    config actually used under ``"model"``, which a resume takes from the run).
+    """Train per ``cfg`` into ``out_dir`` and evaluate; returns the metrics dict, with the model
+    name under ``"model"`` (a resume takes it from the run, not from ``cfg``).
 
     ``dataset`` may pass an already loaded :class:`Dataset` for ``cfg.data``.  One writer per
     run folder; a second is refused.
