@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, List, Optional
@@ -14,13 +15,25 @@ from rich.table import Table
 
 from .errors import CifarEdgeError
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Train a CIFAR classifier and take it all the way to a file a phone can run.")
-data_app = typer.Typer(no_args_is_help=True, help="Inspect and verify datasets.")
+data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Inspect and verify datasets.")
 app.add_typer(data_app, name="data")
-weights_app = typer.Typer(no_args_is_help=True, help="Pretrained weights for the transfer models.")
+weights_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Pretrained weights for the transfer models.")
 app.add_typer(weights_app, name="weights")
 stdout = Console(highlight=False, soft_wrap=True)   # paths and commands stay on one line when piped
+
+
+@app.callback()
+def _global_options(
+    verbose: Annotated[bool, typer.Option("--verbose", help="Also show TensorFlow's, absl's and the runtimes' own log "
+                                          "lines (or set CIFAR_EDGE_VERBOSE=1).")] = False,
+):
+    """Train a CIFAR classifier and take it all the way to a file a phone can run."""
+    from . import console
+    if verbose:
+        os.environ[console.VERBOSE_ENV] = "1"
+    console.keep_native_stderr_away()     # before anything native loads
 
 
 def friendly(fn):
@@ -504,7 +517,7 @@ def quickstart(
 
 
 def main():
-    app()
+    app(prog_name="cifar-edge")
 
 
 if __name__ == "__main__":
