@@ -2,8 +2,10 @@
 (CifarEdgeError) become one line on stderr and exit code 2, never a traceback."""
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
+import math
 import os
 import sys
 from pathlib import Path
@@ -68,9 +70,57 @@ def _metrics_table(title: str, metrics: dict) -> Table:
     return t
 
 
-def _wide() -> Console:
-    """stdout for a wide table: the terminal as it is, else a console that does not wrap logs at 80 columns."""
-    return stdout if stdout.is_terminal else Console(highlight=False, width=240)
+def _print_table(table: Table):
+    """A rich table on a terminal; piped or redirected, tab-separated lines (a header row, then
+    one line per row, nothing cut at 80 columns), so grep, cut and sort find whole rows."""
+    if stdout.is_terminal:
+        stdout.print(table)
+        return
+    plain = lambda cell: " ".join(str(cell).split())      # noqa: E731 - no tabs or newlines inside a field
+    lines = ["\t".join(plain(c.header) for c in table.columns)]
+    lines += ["\t".join(plain(c) for c in row) for row in zip(*(c.cells for c in table.columns))]
+    typer.echo("\n".join(lines))
+
+
+JSON_HELP = "Print one JSON document to stdout instead of tables (progress stays on stderr)."
+
+
+@contextlib.contextmanager
+def _results_only(as_json: bool):
+    """With --json, stdout carries the JSON document alone: whatever the libraries print while
+    the command runs (Python prints, and C++ writes to descriptor 1) goes to stderr instead."""
+    if not as_json:
+        yield
+        return
+    own = sys.stdout is sys.__stdout__          # the process's own stdout, not a test runner's capture
+    sys.stdout.flush()
+    saved = os.dup(1) if own else None
+    if own:
+        os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if own:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _print_json(doc):
+    """One strict JSON document: NaN and infinities (a metric with nothing to measure) become null."""
+    from .fileio import _jsonable
+
+    def finite(o):
+        if isinstance(o, float):
+            return o if math.isfinite(o) else None
+        if isinstance(o, dict):
+            return {str(k): finite(v) for k, v in o.items()}
+        if isinstance(o, list):
+            return [finite(v) for v in o]
+        return o
+    plain = json.loads(json.dumps(doc, default=_jsonable))     # numpy values and paths as JSON types first
+    typer.echo(json.dumps(finite(plain), indent=2, allow_nan=False))
 
 
 def _parse_ints(flag: str, value: Optional[str], example: str):
@@ -164,7 +214,7 @@ def _weights_option(weights: Optional[str]) -> Optional[str]:
 
 
 def _print_result(model, run_dir, metrics):
-    stdout.print(_metrics_table(f"{model}: {run_dir}", metrics))
+    _print_table(_metrics_table(f"{model}: {run_dir}", metrics))
     stdout.print(f"run folder: {run_dir}  (metrics.json, history.csv, model.keras, model.h5, plots)")
 
 
@@ -176,11 +226,16 @@ def evaluate(
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N test images.")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Also score flip test-time augmentation (image + mirror), "
                                       "reported as top1_tta/top5_tta beside the plain figures.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ):
     """Evaluate a trained run: top-1/top-5, per-class report, confusion matrix, plots."""
     from .evaluate_run import evaluate_run
-    metrics, where = evaluate_run(run, data=data, limit=limit, tta=tta)
-    stdout.print(_metrics_table(f"evaluation of {run}", metrics))
+    with _results_only(as_json):
+        metrics, where = evaluate_run(run, data=data, limit=limit, tta=tta)
+    if as_json:
+        _print_json({"run": str(run), "written_to": str(where), "metrics": metrics})
+        return
+    _print_table(_metrics_table(f"evaluation of {run}", metrics))
     stdout.print(f"written to {where}")
 
 
@@ -196,7 +251,7 @@ def predict(
     from .inference import load_run, predict_files
     results = predict_files(load_run(run), images, top=top)
     if as_json:
-        typer.echo(json.dumps(results, indent=2))
+        _print_json(results)
         return
     for r in results:
         t = Table(title=r["image"])
@@ -205,7 +260,7 @@ def predict(
         t.add_column("probability", justify="right")
         for i, p in enumerate(r["top"], start=1):
             t.add_row(str(i), p["class"], f"{p['probability']:.3f}")
-        stdout.print(t)
+        _print_table(t)
 
 
 @app.command()
@@ -297,6 +352,7 @@ def export(
     min_agreement: Annotated[float, typer.Option(help="Fail a float/fp16 export below this top-1 agreement with Keras.")] = 0.99,
     min_agreement_int8: Annotated[float, typer.Option(help="Fail a quantized export below this top-1 agreement.")] = 0.90,
     data: Annotated[Optional[str], typer.Option(help="Data source for calibration and checks [default: the run's].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ):
     """Export a run's model (TFLite, ONNX, Keras), checked against Keras, with an export.json manifest."""
     from .export import ExportConfig, ExportOptions, export_run, resolve_variants
@@ -308,11 +364,16 @@ def export(
                        min_agreement=min_agreement, min_agreement_int8=min_agreement_int8, data=data,
                        max_drop=max_drop)
     failures = {} if len(chosen) > 1 else None      # several variants: go on past a failing one
-    entries = export_run(run, chosen, out, cfg, command=" ".join(["cifar-edge", *sys.argv[1:]]), android_dir=android,
-                         failures=failures)
-    if entries:
-        stdout.print(_export_table(f"exports of {run}", entries))
-    stdout.print(f"manifest: {Path(out or Path(run) / 'export') / 'export.json'}")
+    with _results_only(as_json):
+        entries = export_run(run, chosen, out, cfg, command=" ".join(["cifar-edge", *sys.argv[1:]]),
+                             android_dir=android, failures=failures)
+    manifest = Path(out or Path(run) / "export") / "export.json"
+    if as_json:
+        _print_json({"run": str(run), "manifest": str(manifest), "entries": entries, "failures": failures or {}})
+    else:
+        if entries:
+            _print_table(_export_table(f"exports of {run}", entries))
+        stdout.print(f"manifest: {manifest}")
     if failures:       # each reason was printed as it happened
         typer.echo(f"error: {len(failures)} of {len(chosen)} variants failed ({', '.join(failures)}); their reasons "
                    "and figures are in export.json", err=True)
@@ -344,7 +405,7 @@ def diagnose(
     for r in report["layers"][:top]:
         t.add_row(str(r["rank"]), r["layer"], r["op"], fmt(r["added_nsr"], ".4f"), fmt(r["accumulated_nsr"], ".4f"),
                   fmt(r["added_cosine"], ".4f"), r["node"][:60])
-    _wide().print(t)
+    _print_table(t)
     findings = report["drift_findings"]
     stdout.print(f"per-class drift beyond noise (exact McNemar, Bonferroni over classes): "
                  + (", ".join(f"{c['class']} {c['delta']:+.0%} (p={c['p_value']:.2g})" for c in findings) or
@@ -375,6 +436,8 @@ def bench(
     fail_under: Annotated[Optional[float], typer.Option(help="Exit 1 when a variant's top-1 is under this percent (CI gate).")] = None,
     max_int8_drop: Annotated[Optional[float], typer.Option(help="Exit 1 when an int8 variant loses more top-1 points than this against float.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder; default: RUN/bench.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP + " The document is bench.json's, with the gate's "
+                                          "failures under 'gate_failures'.")] = False,
 ):
     """Measure every exported variant on every runtime: accuracy, latency, throughput, memory, ops/s."""
     from .bench import BenchConfig, bench_run, check_thresholds, gate, parse_ints, rich_table
@@ -384,10 +447,14 @@ def bench(
                       runtimes=tuple(runtime or ()), with_runs=tuple(map(str, with_runs or ())), siblings=siblings,
                       export=export, reference=reference, device=device,
                       benchmark_binary=str(benchmark_binary) if benchmark_binary else None)
-    result = bench_run(run, cfg, out, command=" ".join(["cifar-edge", *sys.argv[1:]]))
-    _wide().print(rich_table(result))
-    stdout.print(f"written to {out or Path(run) / 'bench'}: bench.json, bench.csv, bench.md, *.png")
+    with _results_only(as_json):
+        result = bench_run(run, cfg, out, command=" ".join(["cifar-edge", *sys.argv[1:]]))
     problems = gate(result["rows"], fail_under, max_int8_drop)
+    if as_json:
+        _print_json({**result, "gate_failures": problems})
+    else:
+        _print_table(rich_table(result))
+        stdout.print(f"written to {out or Path(run) / 'bench'}: bench.json, bench.csv, bench.md, *.png")
     for p in problems:
         typer.echo(f"gate failed: {p}", err=True)
     if problems:
@@ -421,38 +488,59 @@ def serve(
 
 @app.command()
 @friendly
-def formats():
+def formats(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False):
     """The export format table: formats, their options, and the named variants."""
     from .export import FORMATS, VARIANTS
+    if as_json:
+        _print_json({"formats": [{"name": f.name, "suffix": f.suffix, "options": sorted(f.options),
+                                  "runtimes": list(f.runtimes), "description": f.description} for f in FORMATS.values()],
+                     "variants": [{"name": name, "format": fmt,
+                                   "options": {k: getattr(opts, k) for k in sorted(opts.set_options())}}
+                                  for name, (fmt, opts) in VARIANTS.items()]})
+        return
     t = Table(title="export formats")
     for col in ("format", "suffix", "options", "runtimes", "description"):
         t.add_column(col)
     for f in FORMATS.values():
         t.add_row(f.name, f.suffix, ", ".join(sorted(f.options)) or "-", ", ".join(f.runtimes), f.description)
-    stdout.print(t)
+    _print_table(t)
     v = Table(title="variants (export --variant NAME, export --all, bench)")
     v.add_column("variant")
     v.add_column("format")
     v.add_column("options")
     for name, (fmt, opts) in VARIANTS.items():
         v.add_row(name, fmt, ", ".join(f"{k}={getattr(opts, k)}" for k in sorted(opts.set_options())) or "defaults")
-    stdout.print(v)
+    if not stdout.is_terminal:
+        typer.echo("")                                 # piped: a blank line between the two tables
+    _print_table(v)
 
 
 @app.command()
 @friendly
-def models(pattern: Annotated[str, typer.Argument(help="Glob over model names.")] = "*"):
+def models(
+    pattern: Annotated[str, typer.Argument(help="Glob over model names.")] = "*",
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+):
     """List the model registry: parameters, FLOPs, input size, recipe, weights available here."""
     from .models import count_flops, list_models
+    rows = []
+    with _results_only(as_json):
+        for spec in list_models(pattern):
+            m = spec.build(100)
+            rows.append({"name": spec.name, "params": int(m.count_params()), "flops": int(count_flops(m)),
+                         "input_size": spec.input_size, "family": spec.family,
+                         "recipe": {k: v for k, v in spec.recipe.items() if k in ("optimizer", "lr", "schedule", "batch_size")},
+                         "weights": spec.available_weights(), "description": spec.description})
+    if as_json:
+        _print_json({"classes": 100, "models": rows})
+        return
     t = Table(title="cifar-edge models (100 classes)")
     for col in ("name", "params", "MFLOPs", "input", "recipe", "weights", "description"):
         t.add_column(col)
-    for spec in list_models(pattern):
-        m = spec.build(100)
-        recipe = ", ".join(f"{k}={v}" for k, v in spec.recipe.items() if k in ("optimizer", "lr", "schedule", "batch_size"))
-        t.add_row(spec.name, f"{m.count_params():,}", f"{count_flops(m) / 1e6:.1f}", f"{spec.input_size}px",
-                  recipe, spec.available_weights(), spec.description)
-    stdout.print(t)
+    for r in rows:
+        t.add_row(r["name"], f"{r['params']:,}", f"{r['flops'] / 1e6:.1f}", f"{r['input_size']}px",
+                  ", ".join(f"{k}={v}" for k, v in r["recipe"].items()), r["weights"], r["description"])
+    _print_table(t)
 
 
 @weights_app.command("import-tflite")
@@ -484,7 +572,7 @@ def data_info(
     for k, v in summary.items():
         t.add_row(k, str(v))
     t.add_row("class names", ", ".join(ds.class_names[:12]) + (" ..." if ds.num_classes > 12 else ""))
-    stdout.print(t)
+    _print_table(t)
 
 
 @data_app.command("verify")
@@ -498,7 +586,7 @@ def data_verify(path: Annotated[Path, typer.Argument(help="Official CIFAR folder
         t.add_column(col)
     for r in rows:
         t.add_row(r["file"], r["md5"], r["status"])
-    stdout.print(t)
+    _print_table(t)
     if any(r["status"] != "ok" for r in rows):
         raise CifarEdgeError(f"{sum(r['status'] != 'ok' for r in rows)} file(s) failed the MD5 check; download them again")
 
