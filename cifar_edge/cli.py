@@ -594,14 +594,40 @@ def data_verify(path: Annotated[Path, typer.Argument(help="Official CIFAR folder
 @app.command()
 @friendly
 def quickstart(
-    out_dir: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/quickstart"),
-    epochs: Annotated[int, typer.Option(help="Epochs.")] = 4,
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder (replaced on every quickstart).")] = Path("runs/quickstart"),
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 4,
 ):
-    """A small but real run end to end: data, training, evaluation, a results table."""
+    """The toolkit in a few minutes: train on real data where it can be had, export float and int8
+    TFLite and ONNX, bench them, and print each file's top-1, size and latency."""
     from .quickstart import run_quickstart
-    metrics, source = run_quickstart(out_dir, epochs=epochs)
-    stdout.print(f"data: {source}")
-    _print_result("cnn", out_dir, metrics)
+    r = run_quickstart(out_dir, epochs=epochs)
+    m = r["metrics"]
+    stdout.print(f"data: {r['data']}")
+    stdout.print(f"trained {r['model']} for {r['epochs']} epochs on up to {r['train_images']:,} images: top-1 "
+                 f"{m['top1']:.2%} on {m['n']:,} {m['split']} images (Keras)")
+    t = Table(title=f"files in {Path(r['run']) / 'export'}")
+    for col in ("file", "runtime", "top-1", "MB", "1-thread ms", "size vs float", "latency vs float"):
+        t.add_column(col, justify="left" if col in ("file", "runtime") else "right")
+    for f in r["files"]:
+        if f["status"] != "ok":
+            t.add_row(f["variant"], "-", f["status"], "-", "-", "-", f["reason"][:80])
+            continue
+        t.add_row(f["file"], f["runtime"], f"{f['top1']:.2%}", f"{f['size_bytes'] / 1e6:.2f}", f"{f['latency_ms']:.3f}",
+                  f"{f.get('size_vs_float', 1):.2f}x", f"{f.get('latency_vs_float', 1):.2f}x")
+    _print_table(t)
+    images = next((f["images"] for f in r["files"] if f["status"] == "ok"), 0)
+    stdout.print(f"top-1 on {images:,} test images per file (the Keras model: {r['keras_top1']:.2%}); latency: median "
+                 f"of one image at a time, 1 thread "
+                 f"(bench took {r['bench_seconds']:.0f} s; all figures in {Path(r['run']) / 'bench' / 'bench.md'})")
+    if r["synthetic"]:
+        stdout.print("these figures are on SYNTHETIC data: set CIFAR_EDGE_DATA or go online for real CIFAR-100")
+    stdout.print("next:")
+    width = max(len(c) for c, _ in r["next"])
+    for command, what in r["next"]:
+        stdout.print(f"  {command:<{width}}  # {what}")
+    if r["export_failures"]:
+        raise CifarEdgeError(f"{len(r['export_failures'])} file(s) failed their check "
+                             f"({', '.join(r['export_failures'])}); the reasons are in {Path(r['run']) / 'export' / 'export.json'}")
 
 
 def main():
