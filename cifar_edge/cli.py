@@ -605,26 +605,26 @@ def quickstart(
     stdout.print(f"data: {r['data']}")
     stdout.print(f"trained {r['model']} for {r['epochs']} epochs on up to {r['train_images']:,} images: top-1 "
                  f"{m['top1']:.2%} on {m['n']:,} {m['split']} images (Keras)")
-    t = Table(title=f"files in {Path(r['run']) / 'export'}")
-    for col in ("file", "runtime", "top-1", "MB", "1-thread ms", "size vs float", "latency vs float"):
-        t.add_column(col, justify="left" if col in ("file", "runtime") else "right")
+    images = next((f["images"] for f in r["files"] if f["status"] == "ok"), 0)
+    stdout.print(f"files in {Path(r['run']) / 'export'} (.tflite run on LiteRT, .onnx on onnxruntime; top-1 on "
+                 f"{images:,} test images, the Keras model {r['keras_top1']:.2%}):")
+    t = Table()
+    for col in ("file", "top-1", "MB", "ms", "size", "latency"):
+        t.add_column(col, justify="left" if col == "file" else "right")
     for f in r["files"]:
         if f["status"] != "ok":
-            t.add_row(f["variant"], "-", f["status"], "-", "-", "-", f["reason"][:80])
+            t.add_row(f["variant"], f["status"], "-", "-", "-", f["reason"][:80])
             continue
-        t.add_row(f["file"], f["runtime"], f"{f['top1']:.2%}", f"{f['size_bytes'] / 1e6:.2f}", f"{f['latency_ms']:.3f}",
+        t.add_row(Path(f["file"]).name, f"{f['top1']:.2%}", f"{f['size_bytes'] / 1e6:.2f}", f"{f['latency_ms']:.3f}",
                   f"{f.get('size_vs_float', 1):.2f}x", f"{f.get('latency_vs_float', 1):.2f}x")
     _print_table(t)
-    images = next((f["images"] for f in r["files"] if f["status"] == "ok"), 0)
-    stdout.print(f"top-1 on {images:,} test images per file (the Keras model: {r['keras_top1']:.2%}); latency: median "
-                 f"of one image at a time, 1 thread "
-                 f"(bench took {r['bench_seconds']:.0f} s; all figures in {Path(r['run']) / 'bench' / 'bench.md'})")
+    stdout.print(f"ms: median latency of one image, 1 thread; size, latency: as a fraction of the float .tflite "
+                 f"(bench took {r['bench_seconds']:.0f} s; every figure in {Path(r['run']) / 'bench' / 'bench.md'})")
     if r["synthetic"]:
         stdout.print("these figures are on SYNTHETIC data: set CIFAR_EDGE_DATA or go online for real CIFAR-100")
     stdout.print("next:")
-    width = max(len(c) for c, _ in r["next"])
     for command, what in r["next"]:
-        stdout.print(f"  {command:<{width}}  # {what}")
+        stdout.print(f"  # {what}\n  {command}")
     if r["export_failures"]:
         raise CifarEdgeError(f"{len(r['export_failures'])} file(s) failed their check "
                              f"({', '.join(r['export_failures'])}); the reasons are in {Path(r['run']) / 'export' / 'export.json'}")

@@ -124,12 +124,11 @@ def test_quickstart_trains_exports_benches_and_says_what_next(tmp_path, monkeypa
     out = result.stdout
     assert "SYNTHETIC" in out and (tmp_path / "qs" / "metrics.json").is_file()
     files = {line.split("\t")[0]: line.split("\t") for line in out.splitlines() if "\t" in line}
-    export = tmp_path / "qs" / "export"
     for variant in qs.VARIANTS:
-        row = files[str(export / f"{variant}{'.onnx' if variant.startswith('onnx') else '.tflite'}")]
-        assert row[2].endswith("%") and float(row[3]) > 0 and float(row[4]) > 0      # top-1, MB, 1-thread ms
-    int8 = files[str(export / "tflite-int8.tflite")]
-    assert float(int8[5].rstrip("x")) < 0.5                         # int8: well under half the float file
+        row = files[f"{variant}{'.onnx' if variant.startswith('onnx') else '.tflite'}"]
+        assert row[1].endswith("%") and float(row[2]) > 0 and float(row[3]) > 0      # top-1, MB, 1-thread ms
+        assert (tmp_path / "qs" / "export" / row[0]).is_file()
+    assert float(files["tflite-int8.tflite"][4].rstrip("x")) < 0.5   # int8: well under half the float file
     for command, _ in qs.next_commands(tmp_path / "qs"):
         assert command in out
     qs._fresh_folder(tmp_path / "qs")                               # a re-run replaces its own folder ...
