@@ -136,3 +136,33 @@ def test_help_has_no_empty_defaults_or_bool_metavars():
         assert not re.search(r"\w \.(\s|$)", text, re.MULTILINE), (path, text)   # "Batch size ." : a lost default
         checked += 1
     assert checked > 15
+
+
+def test_saving_an_uncompiled_model_as_h5_says_nothing(tmp_path, monkeypatch):
+    """model.h5 is written on purpose and load_model's models are uncompiled: neither Keras' legacy-HDF5
+    warning nor its "compiled metrics have yet to be built" note comes out of save_model (plain
+    model.save says both, which keeps this test honest)."""
+    import logging
+    import warnings
+    from cifar_edge._tf import keras
+    from cifar_edge.train.runfolder import load_model, save_model
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(2)(inp))
+    tf_logger = logging.getLogger("tensorflow")
+    monkeypatch.setattr(tf_logger, "level", logging.WARNING)      # as under --verbose
+    notes = []
+    handler = logging.Handler()
+    handler.emit = lambda record: notes.append(record.getMessage())
+    tf_logger.addHandler(handler)
+    try:
+        for save, path in ((model.save, tmp_path / "plain.h5"), (lambda p: save_model(model, p), tmp_path / "ours.h5")):
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                before = len(notes)
+                save(path)
+            said = [str(w.message) for w in caught if "HDF5" in str(w.message)] + \
+                [n for n in notes[before:] if "yet to be built" in n]
+            assert (len(said) == 2) == (path.name == "plain.h5"), said
+    finally:
+        tf_logger.removeHandler(handler)
+    assert load_model(tmp_path / "ours.h5").count_params() == model.count_params()
