@@ -245,11 +245,12 @@ def predict(
     run: Annotated[Path, typer.Argument(help="Run folder from `cifar-edge train`.")],
     images: Annotated[List[Path], typer.Argument(help="Image files (any size or mode).")],
     top: Annotated[int, typer.Option(min=1, help="How many classes to show.")] = 5,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ):
     """Classify image files; prints the top-5 classes with probabilities."""
     from .inference import load_run, predict_files
-    results = predict_files(load_run(run), images, top=top)
+    with _results_only(as_json):
+        results = predict_files(load_run(run), images, top=top)
     if as_json:
         _print_json(results)
         return
