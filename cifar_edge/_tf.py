@@ -2,14 +2,27 @@
 
 tensorflow-model-optimization only accepts Keras 2 models, so the legacy
 ``tf_keras`` must be selected *before* TensorFlow is first imported.  Every
-module of ours imports ``tf`` and ``keras`` from here.
+module of ours imports ``tf`` and ``keras`` from here.  TensorFlow's own log
+lines are silenced here too, before it loads, unless verbose (see console.py).
 """
 import os
+import warnings
+
+from . import console
 
 os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+console.tensorflow_environment()
 
-import tensorflow as tf  # noqa: E402
-import tf_keras as keras  # noqa: E402
+with console.native_stderr_silenced():
+    import tensorflow as tf  # noqa: E402
+    import tf_keras as keras  # noqa: E402
+
+if not console.verbose():
+    import absl.logging  # noqa: E402
+
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    tf.get_logger().setLevel("ERROR")
+    # int8 I/O with a representative dataset needs no input statistics; the converter warns anyway
+    warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected", category=UserWarning)
 
 __all__ = ["tf", "keras"]

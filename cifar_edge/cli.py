@@ -2,7 +2,9 @@
 (CifarEdgeError) become one line on stderr and exit code 2, never a traceback."""
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, List, Optional
@@ -14,13 +16,25 @@ from rich.table import Table
 from .errors import CifarEdgeError
 from .fileio import to_json
 
-app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True,
+app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Train a CIFAR classifier and take it all the way to a file a phone can run.")
-data_app = typer.Typer(no_args_is_help=True, help="Inspect and verify datasets.")
+data_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Inspect and verify datasets.")
 app.add_typer(data_app, name="data")
-weights_app = typer.Typer(no_args_is_help=True, help="Pretrained weights for the transfer models.")
+weights_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, help="Pretrained weights for the transfer models.")
 app.add_typer(weights_app, name="weights")
 stdout = Console(highlight=False, soft_wrap=True)   # paths and commands stay on one line when piped
+
+
+@app.callback()
+def _global_options(
+    verbose: Annotated[bool, typer.Option("--verbose", help="Also show TensorFlow's, absl's and the runtimes' own log "
+                                          "lines (or set CIFAR_EDGE_VERBOSE=1).")] = False,
+):
+    """Train a CIFAR classifier and take it all the way to a file a phone can run."""
+    from . import console
+    if verbose:
+        os.environ[console.VERBOSE_ENV] = "1"
+    console.keep_native_stderr_away()     # before anything native loads
 
 
 def friendly(fn):
@@ -55,9 +69,46 @@ def _metrics_table(title: str, metrics: dict) -> Table:
     return t
 
 
-def _wide() -> Console:
-    """stdout for a wide table: the terminal as it is, else a console that does not wrap logs at 80 columns."""
-    return stdout if stdout.is_terminal else Console(highlight=False, width=240)
+def _print_table(table: Table):
+    """A rich table on a terminal; piped or redirected, tab-separated lines (a header row, then
+    one line per row, nothing cut at 80 columns), so grep, cut and sort find whole rows."""
+    if stdout.is_terminal:
+        stdout.print(table)
+        return
+    plain = lambda cell: " ".join(str(cell).split())      # noqa: E731 - no tabs or newlines inside a field
+    lines = ["\t".join(plain(c.header) for c in table.columns)]
+    lines += ["\t".join(plain(c) for c in row) for row in zip(*(c.cells for c in table.columns))]
+    typer.echo("\n".join(lines))
+
+
+JSON_HELP = "Print one JSON document to stdout instead of tables (progress stays on stderr)."
+
+
+@contextlib.contextmanager
+def _results_only(as_json: bool):
+    """With --json, stdout carries the JSON document alone: whatever the libraries print while
+    the command runs (Python prints, and C++ writes to descriptor 1) goes to stderr instead."""
+    if not as_json:
+        yield
+        return
+    own = sys.stdout is sys.__stdout__          # the process's own stdout, not a test runner's capture
+    sys.stdout.flush()
+    saved = os.dup(1) if own else None
+    if own:
+        os.dup2(2, 1)
+    try:
+        with contextlib.redirect_stdout(sys.stderr):
+            yield
+    finally:
+        if own:
+            sys.stdout.flush()
+            os.dup2(saved, 1)
+            os.close(saved)
+
+
+def _print_json(doc):
+    """One strict JSON document: NaN and infinities (a metric with nothing to measure) become null."""
+    typer.echo(to_json(doc, indent=2))
 
 
 def _parse_ints(flag: str, value: Optional[str], example: str):
@@ -151,7 +202,7 @@ def _weights_option(weights: Optional[str]) -> Optional[str]:
 
 
 def _print_result(model, run_dir, metrics):
-    stdout.print(_metrics_table(f"{model}: {run_dir}", metrics))
+    _print_table(_metrics_table(f"{model}: {run_dir}", metrics))
     stdout.print(f"run folder: {run_dir}  (metrics.json, history.csv, model.keras, model.h5, plots)")
 
 
@@ -163,11 +214,16 @@ def evaluate(
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N test images.")] = None,
     tta: Annotated[bool, typer.Option("--tta", help="Also score flip test-time augmentation (image + mirror), "
                                       "reported as top1_tta/top5_tta beside the plain figures.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ):
     """Evaluate a trained run: top-1/top-5, per-class report, confusion matrix, plots."""
     from .evaluate_run import evaluate_run
-    metrics, where = evaluate_run(run, data=data, limit=limit, tta=tta)
-    stdout.print(_metrics_table(f"evaluation of {run}", metrics))
+    with _results_only(as_json):
+        metrics, where = evaluate_run(run, data=data, limit=limit, tta=tta)
+    if as_json:
+        _print_json({"run": str(run), "written_to": str(where), "metrics": metrics})
+        return
+    _print_table(_metrics_table(f"evaluation of {run}", metrics))
     stdout.print(f"written to {where}")
 
 
@@ -177,13 +233,14 @@ def predict(
     run: Annotated[Path, typer.Argument(help="Run folder from `cifar-edge train`.")],
     images: Annotated[List[Path], typer.Argument(help="Image files (any size or mode).")],
     top: Annotated[int, typer.Option(min=1, help="How many classes to show.")] = 5,
-    as_json: Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ):
     """Classify image files; prints the top-5 classes with probabilities."""
     from .inference import load_run, predict_files
-    results = predict_files(load_run(run), images, top=top)
+    with _results_only(as_json):
+        results = predict_files(load_run(run), images, top=top)
     if as_json:
-        typer.echo(to_json(results, indent=2))
+        _print_json(results)
         return
     for r in results:
         t = Table(title=r["image"])
@@ -192,7 +249,7 @@ def predict(
         t.add_column("probability", justify="right")
         for i, p in enumerate(r["top"], start=1):
             t.add_row(str(i), p["class"], f"{p['probability']:.3f}")
-        stdout.print(t)
+        _print_table(t)
 
 
 @app.command()
@@ -284,6 +341,7 @@ def export(
     min_agreement: Annotated[float, typer.Option(help="Fail a float/fp16 export below this top-1 agreement with Keras.")] = 0.99,
     min_agreement_int8: Annotated[float, typer.Option(help="Fail a quantized export below this top-1 agreement.")] = 0.90,
     data: Annotated[Optional[str], typer.Option(help="Data source for calibration and checks [default: the run's].")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ):
     """Export a run's model (TFLite, ONNX, Keras), checked against Keras, with an export.json manifest."""
     from .export import ExportConfig, ExportOptions, export_run, resolve_variants
@@ -295,11 +353,16 @@ def export(
                        min_agreement=min_agreement, min_agreement_int8=min_agreement_int8, data=data,
                        max_drop=max_drop)
     failures = {} if len(chosen) > 1 else None      # several variants: go on past a failing one
-    entries = export_run(run, chosen, out, cfg, command=" ".join(["cifar-edge", *sys.argv[1:]]), android_dir=android,
-                         failures=failures)
-    if entries:
-        stdout.print(_export_table(f"exports of {run}", entries))
-    stdout.print(f"manifest: {Path(out or Path(run) / 'export') / 'export.json'}")
+    with _results_only(as_json):
+        entries = export_run(run, chosen, out, cfg, command=" ".join(["cifar-edge", *sys.argv[1:]]),
+                             android_dir=android, failures=failures)
+    manifest = Path(out or Path(run) / "export") / "export.json"
+    if as_json:
+        _print_json({"run": str(run), "manifest": str(manifest), "entries": entries, "failures": failures or {}})
+    else:
+        if entries:
+            _print_table(_export_table(f"exports of {run}", entries))
+        stdout.print(f"manifest: {manifest}")
     if failures:       # each reason was printed as it happened
         typer.echo(f"error: {len(failures)} of {len(chosen)} variants failed ({', '.join(failures)}); their reasons "
                    "and figures are in export.json", err=True)
@@ -331,7 +394,7 @@ def diagnose(
     for r in report["layers"][:top]:
         t.add_row(str(r["rank"]), r["layer"], r["op"], fmt(r["added_nsr"], ".4f"), fmt(r["accumulated_nsr"], ".4f"),
                   fmt(r["added_cosine"], ".4f"), r["node"][:60])
-    _wide().print(t)
+    _print_table(t)
     findings = report["drift_findings"]
     stdout.print(f"per-class drift beyond noise (exact McNemar, Bonferroni over classes): "
                  + (", ".join(f"{c['class']} {c['delta']:+.0%} (p={c['p_value']:.2g})" for c in findings) or
@@ -362,6 +425,8 @@ def bench(
     fail_under: Annotated[Optional[float], typer.Option(help="Exit 1 when a variant's top-1 is under this percent (CI gate).")] = None,
     max_int8_drop: Annotated[Optional[float], typer.Option(help="Exit 1 when an int8 variant loses more top-1 points than this against float.")] = None,
     out: Annotated[Optional[Path], typer.Option(help="Output folder; default: RUN/bench.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP + " The document is bench.json's, with the gate's "
+                                          "failures under 'gate_failures'.")] = False,
 ):
     """Measure every exported variant on every runtime: accuracy, latency, throughput, memory, ops/s."""
     from .bench import BenchConfig, bench_run, check_thresholds, gate, parse_ints, rich_table
@@ -371,10 +436,14 @@ def bench(
                       runtimes=tuple(runtime or ()), with_runs=tuple(map(str, with_runs or ())), siblings=siblings,
                       export=export, reference=reference, device=device,
                       benchmark_binary=str(benchmark_binary) if benchmark_binary else None)
-    result = bench_run(run, cfg, out, command=" ".join(["cifar-edge", *sys.argv[1:]]))
-    _wide().print(rich_table(result))
-    stdout.print(f"written to {out or Path(run) / 'bench'}: bench.json, bench.csv, bench.md, *.png")
+    with _results_only(as_json):
+        result = bench_run(run, cfg, out, command=" ".join(["cifar-edge", *sys.argv[1:]]))
     problems = gate(result["rows"], fail_under, max_int8_drop)
+    if as_json:
+        _print_json({**result, "gate_failures": problems})
+    else:
+        _print_table(rich_table(result))
+        stdout.print(f"written to {out or Path(run) / 'bench'}: bench.json, bench.csv, bench.md, *.png")
     for p in problems:
         typer.echo(f"gate failed: {p}", err=True)
     if problems:
@@ -408,38 +477,59 @@ def serve(
 
 @app.command()
 @friendly
-def formats():
+def formats(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False):
     """The export format table: formats, their options, and the named variants."""
     from .export import FORMATS, VARIANTS
+    if as_json:
+        _print_json({"formats": [{"name": f.name, "suffix": f.suffix, "options": sorted(f.options),
+                                  "runtimes": list(f.runtimes), "description": f.description} for f in FORMATS.values()],
+                     "variants": [{"name": name, "format": fmt,
+                                   "options": {k: getattr(opts, k) for k in sorted(opts.set_options())}}
+                                  for name, (fmt, opts) in VARIANTS.items()]})
+        return
     t = Table(title="export formats")
     for col in ("format", "suffix", "options", "runtimes", "description"):
         t.add_column(col)
     for f in FORMATS.values():
         t.add_row(f.name, f.suffix, ", ".join(sorted(f.options)) or "-", ", ".join(f.runtimes), f.description)
-    stdout.print(t)
+    _print_table(t)
     v = Table(title="variants (export --variant NAME, export --all, bench)")
     v.add_column("variant")
     v.add_column("format")
     v.add_column("options")
     for name, (fmt, opts) in VARIANTS.items():
         v.add_row(name, fmt, ", ".join(f"{k}={getattr(opts, k)}" for k in sorted(opts.set_options())) or "defaults")
-    stdout.print(v)
+    if not stdout.is_terminal:
+        typer.echo("")                                 # piped: a blank line between the two tables
+    _print_table(v)
 
 
 @app.command()
 @friendly
-def models(pattern: Annotated[str, typer.Argument(help="Glob over model names.")] = "*"):
+def models(
+    pattern: Annotated[str, typer.Argument(help="Glob over model names.")] = "*",
+    as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+):
     """List the model registry: parameters, FLOPs, input size, recipe, weights available here."""
     from .models import count_flops, list_models
+    rows = []
+    with _results_only(as_json):
+        for spec in list_models(pattern):
+            m = spec.build(100)
+            rows.append({"name": spec.name, "params": int(m.count_params()), "flops": int(count_flops(m)),
+                         "input_size": spec.input_size, "family": spec.family,
+                         "recipe": {k: v for k, v in spec.recipe.items() if k in ("optimizer", "lr", "schedule", "batch_size")},
+                         "weights": spec.available_weights(), "description": spec.description})
+    if as_json:
+        _print_json({"classes": 100, "models": rows})
+        return
     t = Table(title="cifar-edge models (100 classes)")
     for col in ("name", "params", "MFLOPs", "input", "recipe", "weights", "description"):
         t.add_column(col)
-    for spec in list_models(pattern):
-        m = spec.build(100)
-        recipe = ", ".join(f"{k}={v}" for k, v in spec.recipe.items() if k in ("optimizer", "lr", "schedule", "batch_size"))
-        t.add_row(spec.name, f"{m.count_params():,}", f"{count_flops(m) / 1e6:.1f}", f"{spec.input_size}px",
-                  recipe, spec.available_weights(), spec.description)
-    stdout.print(t)
+    for r in rows:
+        t.add_row(r["name"], f"{r['params']:,}", f"{r['flops'] / 1e6:.1f}", f"{r['input_size']}px",
+                  ", ".join(f"{k}={v}" for k, v in r["recipe"].items()), r["weights"], r["description"])
+    _print_table(t)
 
 
 @weights_app.command("import-tflite")
@@ -471,7 +561,7 @@ def data_info(
     for k, v in summary.items():
         t.add_row(k, str(v))
     t.add_row("class names", ", ".join(ds.class_names[:12]) + (" ..." if ds.num_classes > 12 else ""))
-    stdout.print(t)
+    _print_table(t)
 
 
 @data_app.command("verify")
@@ -485,7 +575,7 @@ def data_verify(path: Annotated[Path, typer.Argument(help="Official CIFAR folder
         t.add_column(col)
     for r in rows:
         t.add_row(r["file"], r["md5"], r["status"])
-    stdout.print(t)
+    _print_table(t)
     if any(r["status"] != "ok" for r in rows):
         raise CifarEdgeError(f"{sum(r['status'] != 'ok' for r in rows)} file(s) failed the MD5 check; download them again")
 
@@ -493,18 +583,44 @@ def data_verify(path: Annotated[Path, typer.Argument(help="Official CIFAR folder
 @app.command()
 @friendly
 def quickstart(
-    out_dir: Annotated[Path, typer.Option("--out", help="Run folder.")] = Path("runs/quickstart"),
-    epochs: Annotated[int, typer.Option(help="Epochs.")] = 4,
+    out_dir: Annotated[Path, typer.Option("--out", help="Run folder (replaced on every quickstart).")] = Path("runs/quickstart"),
+    epochs: Annotated[int, typer.Option(min=1, help="Training epochs.")] = 4,
 ):
-    """A small but real run end to end: data, training, evaluation, a results table."""
+    """The toolkit in a few minutes: train on real data where it can be had, export float and int8
+    TFLite and ONNX, bench them, and print each file's top-1, size and latency."""
     from .quickstart import run_quickstart
-    metrics, source = run_quickstart(out_dir, epochs=epochs)
-    stdout.print(f"data: {source}")
-    _print_result("cnn", out_dir, metrics)
+    r = run_quickstart(out_dir, epochs=epochs)
+    m = r["metrics"]
+    stdout.print(f"data: {r['data']}")
+    stdout.print(f"trained {r['model']} for {r['epochs']} epochs on up to {r['train_images']:,} images: top-1 "
+                 f"{m['top1']:.2%} on {m['n']:,} {m['split']} images (Keras)")
+    images = next((f["images"] for f in r["files"] if f["status"] == "ok"), 0)
+    stdout.print(f"files in {Path(r['run']) / 'export'} (.tflite run on LiteRT, .onnx on onnxruntime; top-1 on "
+                 f"{images:,} test images, the Keras model {r['keras_top1']:.2%}):")
+    t = Table()
+    for col in ("file", "top-1", "MB", "ms", "size", "latency"):
+        t.add_column(col, justify="left" if col == "file" else "right")
+    for f in r["files"]:
+        if f["status"] != "ok":
+            t.add_row(f["variant"], f["status"], "-", "-", "-", f["reason"][:80])
+            continue
+        t.add_row(Path(f["file"]).name, f"{f['top1']:.2%}", f"{f['size_bytes'] / 1e6:.2f}", f"{f['latency_ms']:.3f}",
+                  f"{f.get('size_vs_float', 1):.2f}x", f"{f.get('latency_vs_float', 1):.2f}x")
+    _print_table(t)
+    stdout.print(f"ms: median latency of one image, 1 thread; size, latency: as a fraction of the float .tflite "
+                 f"(bench took {r['bench_seconds']:.0f} s; every figure in {Path(r['run']) / 'bench' / 'bench.md'})")
+    if r["synthetic"]:
+        stdout.print("these figures are on SYNTHETIC data: set CIFAR_EDGE_DATA or go online for real CIFAR-100")
+    stdout.print("next:")
+    for command, what in r["next"]:
+        stdout.print(f"  # {what}\n  {command}")
+    if r["export_failures"]:
+        raise CifarEdgeError(f"{len(r['export_failures'])} file(s) failed their check "
+                             f"({', '.join(r['export_failures'])}); the reasons are in {Path(r['run']) / 'export' / 'export.json'}")
 
 
 def main():
-    app()
+    app(prog_name="cifar-edge")
 
 
 if __name__ == "__main__":

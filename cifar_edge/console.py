@@ -1,8 +1,16 @@
 """The library's one voice: status lines and progress bars go through here (rich, to stderr),
-so library code never calls print and the CLI can keep stdout for results."""
+so library code never calls print and the CLI can keep stdout for results.
+
+It also keeps the other voices down.  TensorFlow, absl, oneDNN, XNNPACK, LiteRT and the TFLite
+converter write their own log lines from C++ straight to file descriptor 2, some while
+TensorFlow is still being imported (before any Python logging or TF_CPP_MIN_LOG_LEVEL applies),
+so Python cannot filter them.  Unless verbose (``--verbose`` or ``CIFAR_EDGE_VERBOSE=1``), the
+environment is set before TensorFlow loads, and the CLI points descriptor 2 at /dev/null while
+Python's own ``sys.stderr`` (our progress, warnings and errors) keeps the real stderr."""
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 
 from rich.console import Console
@@ -10,6 +18,62 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 console = Console(stderr=True, highlight=False, soft_wrap=True)
 _quiet = False
+
+
+VERBOSE_ENV = "CIFAR_EDGE_VERBOSE"
+
+
+def verbose() -> bool:
+    """Whether TensorFlow's and the runtimes' own log lines are wanted (``--verbose`` sets the env var)."""
+    return os.environ.get(VERBOSE_ENV, "").strip().lower() not in ("", "0", "false", "no", "off")
+
+
+def tensorflow_environment():
+    """Before TensorFlow loads (``_tf`` calls this): its C++ logging off, errors included (the
+    cuInit failure of every GPU-less machine is an error line), unless verbose."""
+    if not verbose():
+        os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+@contextlib.contextmanager
+def native_stderr_silenced():
+    """File descriptor 2 to /dev/null for the block, unless verbose: what C++ prints there while
+    TensorFlow's shared libraries load (absl's "All log messages before absl::InitializeLog()",
+    oneDNN, "Could not find cuda drivers") no environment variable turns off."""
+    if verbose():
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def keep_native_stderr_away():
+    """For the CLI's process, once, before anything native loads: descriptor 2 goes to /dev/null
+    for good (LiteRT and XNNPACK announce themselves on every interpreter, the converter prints
+    its settings), and ``sys.stderr`` moves to a copy of the real stderr, so our progress,
+    warnings and errors still show.  Skipped when verbose, and when ``sys.stderr`` is not the
+    process's own (a test runner capturing it)."""
+    if verbose() or sys.stderr is not sys.__stderr__ or sys.stderr is None:
+        return
+    try:
+        sys.stderr.flush()
+        real = os.dup(2)
+    except (OSError, ValueError, AttributeError):     # no usable descriptor 2: nothing to keep away
+        return
+    stream = os.fdopen(real, "w", buffering=1, encoding=sys.stderr.encoding or "utf-8",
+                       errors=sys.stderr.errors or "backslashreplace")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    sys.stderr = stream
 
 
 def set_quiet(quiet: bool):

@@ -103,20 +103,37 @@ def test_models_and_data_commands(tmp_path):
     assert "MISMATCH" in invoke("data", "verify", tmp_path).output
 
 
-def test_quickstart_runs_end_to_end(tmp_path, monkeypatch):
+def test_quickstart_trains_exports_benches_and_says_what_next(tmp_path, monkeypatch):
+    """Offline, without real data: the synthetic stand-in, said so; then one row per file (float and
+    int8 .tflite, .onnx) with top-1, size and latency, and the next commands.  Sizes shrunk for the test."""
     import cifar_edge.data.sources as sources
+    import cifar_edge.quickstart as qs
     from cifar_edge.errors import CifarEdgeError
 
     def offline(kind):
         raise CifarEdgeError(f"could not download {kind} (offline in this test)")
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))       # no cache ...
+    monkeypatch.setenv("CIFAR_EDGE_SHARED", str(tmp_path / "none"))  # ... no shared data folder ...
     monkeypatch.delenv("CIFAR_EDGE_DATA", raising=False)
     monkeypatch.setattr(sources, "_download_with_keras", offline)   # ... and no network
-    for _ in range(2):                                              # re-running replaces its own folder
-        result = invoke("quickstart", "--out", tmp_path / "qs", "--epochs", "1")
-        assert result.exit_code == 0, result.output
-    assert "synthetic" in result.output and (tmp_path / "qs" / "metrics.json").is_file()
-    (tmp_path / "mine").mkdir()
+    for name, value in (("TRAIN_IMAGES", 600), ("CALIBRATION_IMAGES", 50), ("CHECK_IMAGES", 60),
+                        ("BENCH_IMAGES", 100), ("BENCH_RUNS", 5)):
+        monkeypatch.setattr(qs, name, value)
+    result = invoke("quickstart", "--out", tmp_path / "qs", "--epochs", "1")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "SYNTHETIC" in out and (tmp_path / "qs" / "metrics.json").is_file()
+    files = {line.split("\t")[0]: line.split("\t") for line in out.splitlines() if "\t" in line}
+    for variant in qs.VARIANTS:
+        row = files[f"{variant}{'.onnx' if variant.startswith('onnx') else '.tflite'}"]
+        assert row[1].endswith("%") and float(row[2]) > 0 and float(row[3]) > 0      # top-1, MB, 1-thread ms
+        assert (tmp_path / "qs" / "export" / row[0]).is_file()
+    assert float(files["tflite-int8.tflite"][4].rstrip("x")) < 0.5   # int8: well under half the float file
+    for command, _ in qs.next_commands(tmp_path / "qs"):
+        assert command in out
+    qs._fresh_folder(tmp_path / "qs")                               # a re-run replaces its own folder ...
+    assert [p.name for p in (tmp_path / "qs").iterdir()] == [qs.MARKER]
+    (tmp_path / "mine").mkdir()                                     # ... and nothing else
     (tmp_path / "mine" / "thesis.tex").write_text("precious")
     assert_clean_error(invoke("quickstart", "--out", tmp_path / "mine"), "not a quickstart folder")
     assert (tmp_path / "mine" / "thesis.tex").read_text() == "precious"

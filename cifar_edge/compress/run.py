@@ -24,7 +24,7 @@ from ..models import get_model_spec
 from ..train.callbacks import EpochStats, HistoryCSV, NonFiniteLoss, Progress
 from ..train.config import TrainConfig
 from ..train.loop import _compile, _evaluate, _throughput, seed_everything
-from ..train.runfolder import RunFolder
+from ..train.runfolder import RunFolder, save_model
 from ..versions import versions
 from . import cluster, measure, prune
 from .config import QUANTIZED, OptimizeConfig
@@ -115,7 +115,7 @@ def _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, cal
     model = _finish(cfg.method, model)
     for path in (run.model_h5, run.model_keras):
         with atomic_path(path) as tmp:
-            model.save(tmp)
+            save_model(model, tmp)
 
     spec = dataclasses.replace(get_model_spec(ft.model), normalization=loaded.norm)  # as the parent was trained
     metrics = _evaluate(model, ds, spec, ft, run, data.x_val, data.y_val)

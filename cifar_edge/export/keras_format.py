@@ -3,4 +3,5 @@ from __future__ import annotations
 
 
 def export_keras(ctx, path, opts):
-    ctx.model.save(path)
+    from ..train.runfolder import save_model
+    save_model(ctx.model, path)

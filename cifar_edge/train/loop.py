@@ -23,7 +23,7 @@ from ..models import count_flops, get_model_spec
 from .callbacks import BestCheckpoint, EpochStats, HistoryCSV, NonFiniteLoss, Progress
 from .config import TrainConfig
 from .distribute import accelerate, compute_policy, float32_copy, make_strategy
-from .runfolder import RunFolder, load_model
+from .runfolder import RunFolder, load_model, save_model
 from ..versions import versions
 from .schedules import make_schedule
 from .whitening import whiten_stem
@@ -287,7 +287,7 @@ def _train(cfg: TrainConfig, run: RunFolder, resume: bool, dataset) -> dict:
             model, seconds = fit(cfg, run, x_tr, y_tr, x_va, y_va, ds.num_classes, strategy, accel)
             for path in (run.model_h5, run.model_keras):
                 with atomic_path(path) as tmp:
-                    model.save(tmp)
+                    save_model(model, tmp)
         metrics = _evaluate(model, ds, spec, cfg, run, x_va, y_va)
         metrics.update(_throughput(run, seconds, len(x_tr)))
     metrics["model"] = cfg.model
@@ -381,7 +381,7 @@ def _train_kfold(cfg: TrainConfig, run: RunFolder, x, y, class_names, strategy, 
         seed_everything(cfg.seed + k)
         model, seconds = fit(cfg, sub, x[tr], y[tr], x[va], y[va], len(class_names), strategy, accel)
         with atomic_path(sub.model_keras) as tmp:
-            model.save(tmp)
+            save_model(model, tmp)
         m = evaluate_model(model, x[va], y[va], class_names=class_names,
                            norm=spec.normalization, image_size=size, out_dir=sub.root,
                            history_csv=sub.history, split=f"fold {k} validation")

@@ -119,6 +119,30 @@ def data_source(config: dict) -> str | None:
     return config["train"].get("data")
 
 
+def save_model(model, path):
+    """``model.save(path)`` without Keras' two notes about it.  model.h5 is written on purpose
+    (it loads several times faster than model.keras, see require_model), so the "legacy HDF5"
+    UserWarning is dropped for exactly that call; and a model with nothing to compile (loaded
+    with compile=False, or stripped by tfmot) has no metrics, so the HDF5 writer's "compiled
+    metrics have yet to be built" note says nothing about it and is dropped too."""
+    import logging
+    import warnings
+
+    class _NoMetricsNote(logging.Filter):
+        def filter(self, record):
+            return "compiled metrics have yet to be built" not in record.getMessage()
+
+    note, tf_logger = _NoMetricsNote(), logging.getLogger("tensorflow")
+    tf_logger.addFilter(note)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message="You are saving your model as an HDF5 file",
+                                    category=UserWarning)
+            model.save(path)
+    finally:
+        tf_logger.removeFilter(note)
+
+
 def load_model(path):
     """Load a saved Keras model with every class cifar-edge defines registered first, so a
     load never depends on which modules this process happened to import.
