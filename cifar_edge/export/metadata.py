@@ -40,6 +40,10 @@ MIN_PARSER_VERSION = "1.0.0"
 _METADATA_IDENTIFIER = b"M001"
 _TFLITE_IDENTIFIER = b"TFL3"
 _DTYPES = {_tfl.TensorType.FLOAT32: "float32", _tfl.TensorType.INT8: "int8", _tfl.TensorType.UINT8: "uint8"}
+# In the JSON entry of a file that takes raw pixels: the training normalization its graph
+# applies itself (export folds it in, see tflite.fold_normalization); the entry's mean/std
+# are then the identity an app applies.
+FOLDED_NORMALIZATION = "normalization_in_graph"
 _JSON_KEYS = ("input_size", "mean", "std", "input_dtype", "output_is_logits", "labels")
 _NOT_TFLITE = "pass the .tflite file written by `cifar-edge export --format tflite`"
 
@@ -66,7 +70,7 @@ def embed_metadata(tflite_bytes: bytes, *, name: str, description: str, version:
                                      output_is_logits=output_is_logits)
     _set_metadata(model, TFLITE_METADATA, standard)
     _set_metadata(model, CIFAR_EDGE_METADATA, json.dumps(plain, ensure_ascii=False).encode("utf-8"))
-    return _append_zip(_pack_model(model), {LABELS_FILE: "\n".join(labels) + "\n"})
+    return _append_zip(pack_model(model), {LABELS_FILE: "\n".join(labels) + "\n"})
 
 
 def read_metadata(tflite_path_or_bytes) -> dict:
@@ -89,6 +93,14 @@ def read_metadata(tflite_path_or_bytes) -> dict:
     except Exception as e:  # noqa: BLE001 - corrupt JSON, flatbuffer or zip
         raise CifarEdgeError(f"the model's metadata is corrupt ({type(e).__name__}): "
                              "re-export the model to rewrite it") from None
+
+
+def folded_normalization(tflite_path_or_bytes) -> tuple[list, list] | None:
+    """(mean, std) a .tflite applies inside its graph, so it takes raw pixels; None for a file
+    that takes normalized images (a bare conversion, or a file exported before folding)."""
+    facts = read_metadata(tflite_path_or_bytes)["cifar_edge"] or {}
+    folded = facts.get(FOLDED_NORMALIZATION)
+    return (list(folded["mean"]), list(folded["std"])) if folded else None
 
 
 # --- the outer TFLite model -------------------------------------------------------------
@@ -212,7 +224,7 @@ class _AlignedBuilder(flatbuffers.Builder):
         return super().CreateNumpyVector(x)
 
 
-def _pack_model(model: _tfl.ModelT) -> bytes:
+def pack_model(model: _tfl.ModelT) -> bytes:
     builder = _AlignedBuilder(1024)
     builder.Finish(model.Pack(builder), file_identifier=_TFLITE_IDENTIFIER)
     return bytes(builder.Output())
