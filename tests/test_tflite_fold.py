@@ -89,3 +89,21 @@ def test_signature_runner_feeds_the_pixel_input(converted):
     (name,) = runner.get_input_details()
     got = next(iter(runner(**{name: pixels[:1].astype(np.float32)}).values()))
     np.testing.assert_allclose(got, _run(folded, pixels[:1])[0], atol=1e-6)
+
+
+def test_variants_convert_from_one_saved_model(monkeypatch):
+    """Every variant of an export converts from one SavedModel (from_keras_model would save the
+    model anew each time) and computes what from_keras_model's file computes."""
+    from cifar_edge._tf import tf
+    keras.utils.set_random_seed(1)
+    inputs = keras.Input((8, 8, 3))
+    model = keras.Model(inputs, keras.layers.Dense(4)(keras.layers.Flatten()(keras.layers.Conv2D(2, 3)(inputs))))
+    saves = []
+    real_save = tf.saved_model.save
+    monkeypatch.setattr(tf.saved_model, "save", lambda *a, **k: saves.append(a[1]) or real_save(*a, **k))
+    x = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype(np.float32)
+    ctx = ExportContext(model=model, class_names=list("abcd"), norm=NORM, input_size=8, calibration=x)
+    files = [convert(ctx, opts) for opts in (ExportOptions(), ExportOptions(fp16=True), ExportOptions(int8=True))]
+    assert len(saves) == 1 and all(files)
+    reference = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    np.testing.assert_allclose(_run(files[0], x)[0], _run(reference, x)[0], atol=1e-6)

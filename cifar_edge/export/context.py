@@ -17,6 +17,7 @@ class ExportContext:
     name: str = "cifar-edge model"
     description: str = ""
     repair: dict | None = None        # the --max-drop search behind this export, for its manifest entry
+    saved_model: str | None = None    # the model as a SavedModel folder, once saved ("": cannot be); tflite converts from it
     calibrated: bytes | None = None   # the calibrated float flatbuffer, once made (selective int8 reuses it)
     flatbuffers: dict = field(default_factory=dict)   # ExportOptions -> converted .tflite bytes (no metadata)
     onnx_prepared: dict = field(default_factory=dict)  # opset -> the pre-processed float .onnx bytes

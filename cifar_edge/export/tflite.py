@@ -3,6 +3,9 @@ from plain, pruned and QAT models, with labels and normalization metadata embedd
 file can be dropped into an Android app as is."""
 from __future__ import annotations
 
+import shutil
+import tempfile
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -15,8 +18,26 @@ from .formats import ExportOptions
 _IO_DTYPES = {"int8": tf.int8, "uint8": tf.uint8}
 
 
+def _saved_model(ctx) -> str | None:
+    """The model saved once per export context, as the SavedModel every variant converts from:
+    ``from_keras_model`` saves it anew on each call, half of a conversion's time (12 of 23 CPU
+    seconds for MobileNetV2 0.35).  None if it cannot be saved (the converter's own fallback
+    then runs)."""
+    if ctx.saved_model is None:
+        work = tempfile.mkdtemp(prefix="cifar-edge-savedmodel-")
+        weakref.finalize(ctx, shutil.rmtree, work, True)
+        try:
+            tf.saved_model.save(ctx.model, work, options=tf.saved_model.SaveOptions(save_debug_info=True))
+            ctx.saved_model = work
+        except Exception:  # noqa: BLE001 - whatever the saver refuses, from_keras_model handles its own way
+            ctx.saved_model = ""
+    return ctx.saved_model or None
+
+
 def _converter(ctx, opts):
-    converter = tf.lite.TFLiteConverter.from_keras_model(ctx.model)
+    saved = _saved_model(ctx)
+    converter = (tf.lite.TFLiteConverter.from_saved_model(saved) if saved
+                 else tf.lite.TFLiteConverter.from_keras_model(ctx.model))
     if opts.fp16:
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
