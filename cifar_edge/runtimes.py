@@ -2,7 +2,8 @@
 
 Every runner takes the same input (the training pipeline's normalized float32 NHWC batch)
 and returns float32 outputs, quantizing inputs and dequantizing outputs itself when the
-file has integer I/O.  Export's parity check, evaluation of exported files and the bench
+file has integer I/O, and turning the images back into pixels for a .tflite whose graph
+normalizes (every exported one: apps feed it raw pixels).  Export's parity check, evaluation of exported files and the bench
 all go through here, so a model file is always run the same way.
 """
 from __future__ import annotations
@@ -40,8 +41,18 @@ def default_threads() -> int:
 
 
 # --------------------------------------------------------------------------- LiteRT interpreter
-def to_input(x, detail):
-    """Normalized float32 -> what the input tensor holds (quantized for integer I/O)."""
+PIXEL_SNAP = 1e-3     # a denormalized value this close to a whole pixel is that pixel
+
+
+def to_input(x, detail, folded=None):
+    """Normalized float32 -> what the input tensor holds: pixels again for a file whose graph
+    normalizes (``folded``: the (mean, std) it applies), quantized for integer I/O."""
+    if folded is not None:
+        x = x * np.asarray(folded[1], np.float32) + np.asarray(folded[0], np.float32)
+        # Whole pixels (images not resized) come back exactly, as an app feeds them: the round
+        # trip through normalization is off by ~1e-5, which moves a dynamic-range file's scores.
+        whole = np.round(x)
+        x = np.where(np.abs(x - whole) < PIXEL_SNAP, whole, x)
     if not np.issubdtype(detail["dtype"], np.integer):
         return x.astype(detail["dtype"])
     scale, zero = detail["quantization"]
@@ -63,6 +74,8 @@ def open_litert(path, threads: int | None = None, xnnpack: bool = True) -> Runne
     back to the builtin kernels and say so in ``notes``.  ``path`` may also be the file's
     bytes (a candidate being measured before it is written)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
+
+    from .export.metadata import folded_normalization
     threads = threads or default_threads()
     notes = []
     source = {"model_content": path} if isinstance(path, bytes) else {"model_path": str(path)}
@@ -88,6 +101,7 @@ def open_litert(path, threads: int | None = None, xnnpack: bool = True) -> Runne
         raise CifarEdgeError(f"LiteRT cannot load {path} ({str(e).splitlines()[0][:120]}); the file is corrupt, "
                              "truncated or not a .tflite: export it again") from None
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
+    folded = folded_normalization(source.get("model_content") or source["model_path"])
     state = {"batch": int(inp["shape"][0])}
 
     def call(x):
@@ -95,7 +109,7 @@ def open_litert(path, threads: int | None = None, xnnpack: bool = True) -> Runne
             interp.resize_tensor_input(inp["index"], [len(x), *inp["shape"][1:]])
             interp.allocate_tensors()
             state["batch"] = len(x)
-        interp.set_tensor(inp["index"], to_input(x, inp))
+        interp.set_tensor(inp["index"], to_input(x, inp, folded))
         interp.invoke()
         return from_output(interp.get_tensor(out["index"]), out)
 

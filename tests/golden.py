@@ -1,6 +1,6 @@
 """Golden vectors for the Android app's Kotlin model contract, written by cifar-edge's own
-reference pipeline (Normalization from the run's config.json, runtimes.to_input/from_output,
-the LiteRT interpreter).  Layout, read by examples/android/contract-tests/ContractTests.kt:
+reference pipeline (the normalization the file's metadata asks of an app, runtimes.to_input/
+from_output, the LiteRT interpreter).  Layout, read by examples/android/contract-tests/ContractTests.kt:
 
     ROOT/crops.txt                 "w h x y side" per line: centre squares of odd photo sizes
     ROOT/no_metadata.tflite        a bare converted model (the app must refuse it clearly)
@@ -32,6 +32,15 @@ def _number(v) -> str:
 
 def top5(scores: np.ndarray) -> np.ndarray:
     return np.argsort(-scores, kind="stable")[:5]
+
+
+def app_normalization(model: Path):
+    """The normalization an app applies before the file's input: the ``cifar_edge`` entry's
+    mean/std (the identity for exported files, whose graph normalizes)."""
+    from cifar_edge.data import Normalization
+    from cifar_edge.export.metadata import read_metadata
+    facts = read_metadata(model)["cifar_edge"]
+    return Normalization(tuple(facts["mean"]), tuple(facts["std"]))
 
 
 def write_variant(root: Path, name: str, model: Path, labels: Path, pixels: np.ndarray, norm) -> Path:

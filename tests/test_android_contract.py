@@ -22,7 +22,7 @@ import pytest
 from cifar_edge.inference import load_run
 from cifar_edge.runtimes import open_litert, to_input
 from conftest import ROOT
-from golden import top5, write_crops, write_variant
+from golden import app_normalization, top5, write_crops, write_variant
 
 CONTRACT = ROOT / "examples" / "android" / "app" / "src" / "main" / "java" / "dev" / "cifaredge" / "classifier" / "contract"
 KOTLIN_TESTS = ROOT / "examples" / "android" / "contract-tests" / "ContractTests.kt"
@@ -77,11 +77,10 @@ def tflite_variants(exported_run):
 def golden(exported_run, tflite_variants, cifar10_real, tmp_path_factory):
     from ai_edge_litert.tools import flatbuffer_utils
     run, _ = exported_run
-    norm = load_run(run).norm
     pixels = cifar10_real[2][:IMAGES]
     root = tmp_path_factory.mktemp("golden")
     for name, path in tflite_variants.items():
-        write_variant(root, name, path, run / "export" / "labels.txt", pixels, norm)
+        write_variant(root, name, path, run / "export" / "labels.txt", pixels, app_normalization(path))
     write_crops(root)
     bare = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_variants["tflite-float32"].read_bytes()))
     bare.metadata = []
@@ -102,7 +101,7 @@ def test_kotlin_contract_reproduces_python_on_every_exported_variant(classpath, 
 def test_a_python_side_change_breaks_the_kotlin_tests(classpath, golden, exported_run, tflite_variants, tmp_path):
     """Goldens written with a slightly different normalization must fail the Kotlin tests."""
     run, _ = exported_run
-    norm = load_run(run).norm
+    norm = app_normalization(tflite_variants["tflite-int8-io-uint8"])
     changed = replace(norm, std=tuple(s * 1.01 for s in norm.std))
     pixels = np.fromfile(golden / "tflite-int8-io-uint8" / "pixels.bin", np.uint8).reshape(IMAGES, 32, 32, 3)
     write_variant(tmp_path, "tflite-int8-io-uint8", tflite_variants["tflite-int8-io-uint8"],
@@ -116,15 +115,15 @@ def test_a_python_side_change_breaks_the_kotlin_tests(classpath, golden, exporte
 
 
 def test_a_kotlin_side_change_breaks_the_kotlin_tests(kotlin, golden, tmp_path):
-    """An algebraically equal but not bit-equal normalization in Kotlin fails on the goldens."""
+    """An app that feeds the channels as BGR fails on the goldens."""
     mutated = tmp_path / "src"
     mutated.mkdir()
     for src in CONTRACT.glob("*.kt"):
         text = src.read_text()
         if src.name == "Preprocessing.kt":
-            before = "(channel.toFloat() - spec.mean[c]) / spec.std[c]"
+            before = "val channel = (p shr (16 - 8 * c)) and 0xFF"
             assert before in text
-            text = text.replace(before, "(channel.toFloat() - spec.mean[c]) * (1f / spec.std[c])")
+            text = text.replace(before, "val channel = (p shr (8 * c)) and 0xFF")
         (mutated / src.name).write_text(text)
     out = tmp_path / "out"
     out.mkdir()
@@ -142,7 +141,9 @@ def _example(monkeypatch, name: str):
 def test_python_example_pipeline_equals_the_reference_on_every_variant(exported_run, tflite_variants, cifar10_real,
                                                                       monkeypatch):
     """examples/python reads everything from the file's metadata; cifar-edge uses the run's
-    config.json.  Input tensors must be identical and predictions equal, variant by variant."""
+    config.json.  Every exported file takes raw pixels (its graph normalizes), and predictions
+    are equal, variant by variant."""
+    from cifar_edge.export.metadata import folded_normalization
     example = _example(monkeypatch, "classify_litert")
     run, _ = exported_run
     norm = load_run(run).norm
@@ -153,8 +154,12 @@ def test_python_example_pipeline_equals_the_reference_on_every_variant(exported_
         detail = clf.input
         ours = np.concatenate([clf.scores(p)[None] for p in pixels])
         theirs = ref.predict(norm.apply_numpy(pixels), batch_size=1)
-        for p in pixels[:20]:
-            assert np.array_equal(clf.encode(p), to_input(norm.apply_numpy(p[None]), detail)), name
-        assert np.allclose(ours, theirs, atol=1e-6), name
+        raw = {np.dtype(np.float32): pixels.astype(np.float32), np.dtype(np.uint8): pixels,
+               np.dtype(np.int8): (pixels.astype(np.int16) - 128).astype(np.int8)}[np.dtype(detail["dtype"])]
+        for i, p in enumerate(pixels[:20]):
+            assert np.array_equal(clf.encode(p), raw[i:i + 1]), name
+            reference = to_input(norm.apply_numpy(p[None]), detail, folded_normalization(path))
+            assert np.allclose(reference, raw[i:i + 1], atol=1e-3), name
+        assert np.allclose(ours, theirs, atol=1e-5), name
         assert np.array_equal(ours.argmax(1), theirs.argmax(1)), name
         assert all(np.array_equal(top5(a), top5(b)) for a, b in zip(ours, theirs)), name

@@ -106,17 +106,38 @@ def test_tflite_metadata_and_labels_read_back(run, exported):
     meta = read_metadata(run / "export" / exported["tflite-int8-io-uint8"]["file"])
     assert meta["cifar_edge"]["labels"] == loaded.class_names
     assert meta["cifar_edge"]["input_dtype"] == "uint8" and meta["cifar_edge"]["input_size"] == 32
-    assert np.allclose(meta["tflite_metadata"]["input"]["mean"], loaded.norm.mean)
-    assert np.allclose(meta["tflite_metadata"]["input"]["std"], loaded.norm.std)
     assert meta["associated_files"]["labels.txt"].split() == loaded.class_names
+
+
+def test_tflite_files_take_raw_pixels_with_one_mean_and_std(run, exported):
+    """The training normalization is folded into every .tflite's graph: apps and task
+    libraries apply one mean/std (0 and 1), integer inputs hold the pixels themselves."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    from cifar_edge.export.metadata import FOLDED_NORMALIZATION, read_metadata
+    loaded = load_run(run)
+    for name, entry in exported.items():
+        if entry["format"] != "tflite":
+            continue
+        path = run / "export" / entry["file"]
+        meta = read_metadata(path)
+        assert (meta["tflite_metadata"]["input"]["mean"], meta["tflite_metadata"]["input"]["std"]) == ([0.0], [1.0])
+        facts = meta["cifar_edge"]
+        assert (facts["mean"], facts["std"]) == ([0.0] * 3, [1.0] * 3), name
+        assert np.allclose(facts[FOLDED_NORMALIZATION]["mean"], loaded.norm.mean), name
+        assert np.allclose(facts[FOLDED_NORMALIZATION]["std"], loaded.norm.std), name
+        detail = Interpreter(model_path=str(path)).get_input_details()[0]
+        expected = {"float32": (0.0, 0), "uint8": (1.0, 0), "int8": (1.0, -128)}[np.dtype(detail["dtype"]).name]
+        assert detail["quantization"] == expected, name
 
 
 def test_onnx_files_carry_the_same_model_facts_as_tflite(run, exported):
     """Apps without cifar-edge read input size, normalization and labels from either file."""
-    from cifar_edge.export.metadata import read_metadata
+    from cifar_edge.export.metadata import FOLDED_NORMALIZATION, read_metadata
     from cifar_edge.export.onnx import read_onnx_metadata
     loaded = load_run(run)
     tflite_facts = read_metadata(run / "export" / exported["tflite-int8"]["file"])["cifar_edge"]
+    tflite_facts = {**tflite_facts, **tflite_facts[FOLDED_NORMALIZATION]}   # .onnx files take normalized images
     for name, entry in exported.items():
         if entry["format"] != "onnx":
             continue

@@ -2,8 +2,9 @@
 process, on a run trained by another process.
 
 A tiny run per family (scaled-down options where memory or CI time demands), then in fresh
-processes: evaluate, predict, export --all, optimize --qat / --prune / --cluster and the
-export of each, bench --limit, and serve's loading.  A model that loads only when the
+processes: evaluate, predict, export --all (every .tflite then read by MediaPipe Tasks, a real
+client, see mediapipe_check), optimize --qat / --prune / --cluster and the export of each,
+bench --limit, and serve's loading.  A model that loads only when the
 process happened to import the module that defines its layers (ConvNeXt's) fails here.
 """
 from __future__ import annotations
@@ -21,6 +22,8 @@ import pytest
 from PIL import Image
 
 from cifar_edge.models import list_models
+from conftest import CIFAR10_DIR
+from mediapipe_check import PYTHON, compare
 
 DATA = ["--data", "synthetic", "--synthetic-classes", "10", "--limit", "300", "--val-split", "0.2", "--seed", "0"]
 # name: (train flags, full command matrix in CI?).  Every family trains and loads in fresh
@@ -82,6 +85,10 @@ def test_family_through_every_command_in_fresh_processes(family, tmp_path):
         assert written | failed >= {"tflite-float32", "tflite-int8", "tflite-int16x8", "onnx-float32", "onnx-int8"}
         assert {"tflite-float32", "onnx-float32"} <= written       # float files must always agree
         assert result.returncode == (1 if failed else 0), result.stderr[-2000:]
+        if PYTHON.is_file() and (CIFAR10_DIR / "cifar10_test.npz").is_file():
+            # A real client: MediaPipe Tasks reads every exported .tflite by its metadata alone.
+            with np.load(CIFAR10_DIR / "cifar10_test.npz") as f:
+                compare(run, f["x_test"][:200], tmp_path)
         for method in (["--qat"], ["--prune", "0.5"], ["--cluster", "8"]):
             child = tmp_path / f"child{method[0]}"
             cli("optimize", run, *method, "--epochs", "1", "--out", child, "--max-drop", "100")

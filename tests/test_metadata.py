@@ -1,5 +1,4 @@
-"""TFLite metadata: the standard TFLITE_METADATA entry (decoded with the schema's generated
-reader), the labels.txt zip appended to the file, the plain `cifar_edge` JSON entry, and a
+"""TFLite metadata: the standard TFLITE_METADATA entry (walked by the schema's field slots), the labels.txt zip appended to the file, the plain `cifar_edge` JSON entry, and a
 model that still runs bit-identically in LiteRT."""
 from __future__ import annotations
 
@@ -7,6 +6,8 @@ import io
 import json
 import zipfile
 
+import flatbuffers
+import flatbuffers.table
 import numpy as np
 import pytest
 from ai_edge_litert import schema_py_generated as tfl
@@ -14,7 +15,6 @@ from ai_edge_litert.interpreter import Interpreter
 
 from cifar_edge._tf import keras, tf
 from cifar_edge.errors import CifarEdgeError
-from cifar_edge.export import _metadata_schema_fb as md_fb
 from cifar_edge.export.metadata import embed_metadata, read_metadata
 
 # The int8 converter warns about input statistics it does not need here.
@@ -92,41 +92,85 @@ def test_read_back_every_field(models, tmp_path):
     assert read_metadata(path.read_bytes()) == meta
 
 
-def test_standard_buffer_decodes_with_the_generated_schema_code(models):
-    """Walk TFLITE_METADATA with the flatc-generated reader only, the way the Task library's
-    MetadataExtractor walks it: identifier, one subgraph, the union types, the vectors."""
-    buf = _entries(_embed(models["float32"], output_is_logits=False))["TFLITE_METADATA"]
-    assert md_fb.ModelMetadata.ModelMetadataBufferHasIdentifier(buf, 0)
-    root = md_fb.ModelMetadata.GetRootAs(buf, 0)
-    assert root.MinParserVersion() == b"1.0.0" and root.License() == b"Apache-2.0"
-    assert root.SubgraphMetadataLength() == 1
-    graph = root.SubgraphMetadata(0)
-    assert (graph.InputTensorMetadataLength(), graph.OutputTensorMetadataLength()) == (1, 1)
-    # Nothing newer than schema 1.0.0 may be set, or min_parser_version would have to rise.
-    assert graph.InputProcessUnitsIsNone() and graph.OutputProcessUnitsIsNone()
-    assert graph.InputTensorGroupsIsNone() and graph.OutputTensorGroupsIsNone() and graph.CustomMetadataIsNone()
+class _Fb:
+    """A bare flatbuffer table walked by slot number, independently of the module's schema
+    table: slots and union type codes are restated here from metadata_schema.fbs."""
 
-    image = graph.InputTensorMetadata(0)
-    assert image.Content().ContentPropertiesType() == md_fb.ContentProperties.ImageProperties
-    props = md_fb.ImageProperties()
-    props.Init(image.Content().ContentProperties().Bytes, image.Content().ContentProperties().Pos)
-    assert props.ColorSpace() == md_fb.ColorSpaceType.RGB
-    assert image.ProcessUnitsLength() == 1
-    unit = image.ProcessUnits(0)
-    assert unit.OptionsType() == md_fb.ProcessUnitOptions.NormalizationOptions
-    norm = md_fb.NormalizationOptions()
-    norm.Init(unit.Options().Bytes, unit.Options().Pos)
-    np.testing.assert_allclose(norm.MeanAsNumpy(), MEAN, rtol=1e-6)
-    np.testing.assert_allclose(norm.StdAsNumpy(), STD, rtol=1e-6)
+    def __init__(self, tab):
+        self.tab = tab
 
-    scores = graph.OutputTensorMetadata(0)
-    assert scores.Name() == b"probability"
-    assert scores.Content().ContentPropertiesType() == md_fb.ContentProperties.FeatureProperties
-    np.testing.assert_array_equal(scores.Stats().MinAsNumpy(), [0.0])
-    np.testing.assert_array_equal(scores.Stats().MaxAsNumpy(), [1.0])
-    assert scores.AssociatedFilesLength() == 1
-    labels = scores.AssociatedFiles(0)
-    assert (labels.Name(), labels.Type()) == (b"labels.txt", md_fb.AssociatedFileType.TENSOR_AXIS_LABELS)
+    @classmethod
+    def root(cls, buf: bytes):
+        return cls(flatbuffers.table.Table(bytearray(buf), flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, 0)))
+
+    def _at(self, slot):
+        return self.tab.Offset(4 + 2 * slot)
+
+    def has(self, slot) -> bool:
+        return self._at(slot) != 0
+
+    def string(self, slot):
+        return self.tab.String(self._at(slot) + self.tab.Pos)
+
+    def byte(self, slot):
+        return self.tab.Get(flatbuffers.number_types.Uint8Flags, self._at(slot) + self.tab.Pos)
+
+    def table(self, slot):
+        return _Fb(flatbuffers.table.Table(self.tab.Bytes, self.tab.Indirect(self._at(slot) + self.tab.Pos)))
+
+    def tables(self, slot):
+        o = self._at(slot)
+        return [_Fb(flatbuffers.table.Table(self.tab.Bytes, self.tab.Indirect(self.tab.Vector(o) + 4 * i)))
+                for i in range(self.tab.VectorLen(o))] if o else []
+
+    def floats(self, slot):
+        return self.tab.GetVectorAsNumpy(flatbuffers.number_types.Float32Flags, self._at(slot))
+
+
+def test_standard_buffer_decodes_by_the_schema_slots(models):
+    """Walk TFLITE_METADATA by the schema's slots, the way the Task library's MetadataExtractor
+    (and MediaPipe) walk it: identifier, one subgraph, the union types, the vectors."""
+    buf = _entries(_embed(models["float32"], output_is_logits=False, mean=(127.5,) * 3,
+                          std=(127.5,) * 3))["TFLITE_METADATA"]
+    assert buf[4:8] == b"M001"
+    root = _Fb.root(buf)                                # ModelMetadata
+    assert root.string(7) == b"1.0.0" and root.string(5) == b"Apache-2.0"
+    graphs = root.tables(3)
+    assert len(graphs) == 1
+    graph = graphs[0]                                   # SubGraphMetadata
+    assert (len(graph.tables(2)), len(graph.tables(3))) == (1, 1)
+    # Nothing newer than schema 1.0.0 may be set (input/output process units, 1.1.0),
+    # or min_parser_version would have to rise.
+    assert not graph.has(5) and not graph.has(6)
+
+    image = graph.tables(2)[0]                          # TensorMetadata
+    content = image.table(3)                            # Content: union type (slot 0), value (slot 1)
+    assert content.byte(0) == 2                         # ContentProperties.ImageProperties
+    assert content.table(1).byte(0) == 1                # ImageProperties.color_space = RGB
+    units = image.tables(4)
+    assert len(units) == 1 and units[0].byte(0) == 1    # ProcessUnitOptions.NormalizationOptions
+    norm = units[0].table(1)
+    # One value for all channels: what MediaPipe Tasks requires.
+    np.testing.assert_array_equal(norm.floats(0), [127.5])
+    np.testing.assert_array_equal(norm.floats(1), [127.5])
+    np.testing.assert_array_equal(image.table(5).floats(1), [-1.0])   # Stats.min
+    np.testing.assert_array_equal(image.table(5).floats(0), [1.0])    # Stats.max
+
+    scores = graph.tables(3)[0]
+    assert scores.string(0) == b"probability"
+    assert scores.table(3).byte(0) == 1                 # ContentProperties.FeatureProperties
+    np.testing.assert_array_equal(scores.table(5).floats(1), [0.0])
+    np.testing.assert_array_equal(scores.table(5).floats(0), [1.0])
+    files = scores.tables(6)
+    assert len(files) == 1
+    assert (files[0].string(0), files[0].byte(2)) == (b"labels.txt", 2)   # AssociatedFileType.TENSOR_AXIS_LABELS
+
+
+def test_per_channel_normalization_is_written_per_channel(models):
+    buf = _entries(_embed(models["float32"]))["TFLITE_METADATA"]
+    norm = _Fb.root(buf).tables(3)[0].tables(2)[0].tables(4)[0].table(1)
+    np.testing.assert_allclose(norm.floats(0), MEAN, rtol=1e-6)
+    np.testing.assert_allclose(norm.floats(1), STD, rtol=1e-6)
 
 
 def test_labels_are_a_zip_appended_to_the_flatbuffer(models, tmp_path):

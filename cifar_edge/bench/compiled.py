@@ -9,6 +9,7 @@ import tempfile
 import numpy as np
 
 from ..errors import CifarEdgeError
+from ..export.metadata import folded_normalization
 from ..runtimes import Runner, default_threads, from_output, to_input
 
 
@@ -62,6 +63,7 @@ def open_compiled(path, threads: int | None = None, gpu: bool = False) -> Runner
                              "truncated or not a .tflite: export it again")
     notes = [] if model.is_fully_accelerated() else ["not fully accelerated: some ops ran on the CPU fallback"]
     classes = int(out["shape"][-1])
+    folded = folded_normalization(path)
     state = {"batch": 0}
 
     def buffers(batch):
@@ -72,7 +74,7 @@ def open_compiled(path, threads: int | None = None, gpu: bool = False) -> Runner
 
     def run(x):
         ins, outs = buffers(len(x))
-        ins[0].write(np.ascontiguousarray(to_input(x, inp)))
+        ins[0].write(np.ascontiguousarray(to_input(x, inp, folded)))
         model.run_by_index(0, ins, outs)
         y = outs[0].read(len(x) * classes, out["dtype"]).reshape(len(x), classes)
         return from_output(y, out)

@@ -5,10 +5,10 @@ Two entries go into the model's ``metadata`` list:
 * ``TFLITE_METADATA``: the TFLite Support ``ModelMetadata`` flatbuffer (schema
   ``metadata_schema.fbs``, identifier ``M001``) laid out as
   ``tflite_support.metadata_writers.image_classifier`` writes it, with ``labels.txt`` zipped
-  onto the end of the file as ``MetadataPopulator`` does.  The Task library, ML Model
-  Binding and ``MetadataExtractor`` read it.  tflite-support itself pins protobuf<4, which
-  TensorFlow 2.21 cannot live with, so the schema's generated code is vendored in
-  ``_metadata_schema_fb`` and used here for writing and reading.
+  onto the end of the file as ``MetadataPopulator`` does.  MediaPipe Tasks, the Task library
+  and ``MetadataExtractor`` read it.  tflite-support itself pins protobuf<4, which TensorFlow
+  2.21 cannot live with, so this module writes and reads the tables it needs itself, with the
+  ``flatbuffers`` package's Builder and Table and the schema's field slots.
 * ``cifar_edge``: the same facts as plain UTF-8 JSON, for apps that would rather not parse
   a flatbuffer.
 """
@@ -21,12 +21,12 @@ import os
 import zipfile
 
 import flatbuffers
+import flatbuffers.table
 import numpy as np
 from ai_edge_litert import schema_py_generated as _tfl
 from ai_edge_litert.tools import flatbuffer_utils
 
 from ..errors import CifarEdgeError
-from . import _metadata_schema_fb as _md
 
 TFLITE_METADATA = "TFLITE_METADATA"
 CIFAR_EDGE_METADATA = "cifar_edge"
@@ -40,6 +40,10 @@ MIN_PARSER_VERSION = "1.0.0"
 _METADATA_IDENTIFIER = b"M001"
 _TFLITE_IDENTIFIER = b"TFL3"
 _DTYPES = {_tfl.TensorType.FLOAT32: "float32", _tfl.TensorType.INT8: "int8", _tfl.TensorType.UINT8: "uint8"}
+# In the JSON entry of a file that takes raw pixels: the training normalization its graph
+# applies itself (export folds it in, see tflite.fold_normalization); the entry's mean/std
+# are then the identity an app applies.
+FOLDED_NORMALIZATION = "normalization_in_graph"
 _JSON_KEYS = ("input_size", "mean", "std", "input_dtype", "output_is_logits", "labels")
 _NOT_TFLITE = "pass the .tflite file written by `cifar-edge export --format tflite`"
 
@@ -66,7 +70,7 @@ def embed_metadata(tflite_bytes: bytes, *, name: str, description: str, version:
                                      output_is_logits=output_is_logits)
     _set_metadata(model, TFLITE_METADATA, standard)
     _set_metadata(model, CIFAR_EDGE_METADATA, json.dumps(plain, ensure_ascii=False).encode("utf-8"))
-    return _append_zip(_pack_model(model), {LABELS_FILE: "\n".join(labels) + "\n"})
+    return _append_zip(pack_model(model), {LABELS_FILE: "\n".join(labels) + "\n"})
 
 
 def read_metadata(tflite_path_or_bytes) -> dict:
@@ -89,6 +93,14 @@ def read_metadata(tflite_path_or_bytes) -> dict:
     except Exception as e:  # noqa: BLE001 - corrupt JSON, flatbuffer or zip
         raise CifarEdgeError(f"the model's metadata is corrupt ({type(e).__name__}): "
                              "re-export the model to rewrite it") from None
+
+
+def folded_normalization(tflite_path_or_bytes) -> tuple[list, list] | None:
+    """(mean, std) a .tflite applies inside its graph, so it takes raw pixels; None for a file
+    that takes normalized images (a bare conversion, or a file exported before folding)."""
+    facts = read_metadata(tflite_path_or_bytes)["cifar_edge"] or {}
+    folded = facts.get(FOLDED_NORMALIZATION)
+    return (list(folded["mean"]), list(folded["std"])) if folded else None
 
 
 # --- the outer TFLite model -------------------------------------------------------------
@@ -212,7 +224,7 @@ class _AlignedBuilder(flatbuffers.Builder):
         return super().CreateNumpyVector(x)
 
 
-def _pack_model(model: _tfl.ModelT) -> bytes:
+def pack_model(model: _tfl.ModelT) -> bytes:
     builder = _AlignedBuilder(1024)
     builder.Finish(model.Pack(builder), file_identifier=_TFLITE_IDENTIFIER)
     return bytes(builder.Output())
@@ -231,82 +243,156 @@ def _append_zip(model_bytes: bytes, files: dict[str, str]) -> bytes:
 
 
 # --- the TFLITE_METADATA flatbuffer -----------------------------------------------------
+#
+# Our own reader and writer, from the field slots and types of tflite-support's
+# metadata_schema.fbs (facts of the format), for the tables an image classifier uses.  A
+# field's slot is its position in the table's declaration; a union field takes two slots,
+# its type (ubyte) and then its value.  Fields we neither write nor read are left out.
+
+_COLOR_SPACES = ("UNKNOWN", "RGB", "GRAYSCALE")
+_FILE_TYPES = ("UNKNOWN", "DESCRIPTIONS", "TENSOR_AXIS_LABELS", "TENSOR_VALUE_LABELS",
+               "TENSOR_AXIS_SCORE_CALIBRATION", "VOCABULARY")
+_UNIONS = {   # member tables in declaration order; type 0 is NONE
+    "ContentProperties": ("FeatureProperties", "ImageProperties", "BoundingBoxProperties"),
+    "ProcessUnitOptions": ("NormalizationOptions", "ScoreCalibrationOptions", "ScoreThresholdingOptions",
+                           "BertTokenizerOptions", "SentencePieceTokenizerOptions"),
+}
+_SCHEMA = {   # table -> {field: (slot, type)}; type: "string", "[float]", an enum tuple, a table, [table] or a union
+    "ModelMetadata": {"name": (0, "string"), "description": (1, "string"), "version": (2, "string"),
+                      "subgraph_metadata": (3, ["SubGraphMetadata"]), "author": (4, "string"),
+                      "license": (5, "string"), "min_parser_version": (7, "string")},
+    "SubGraphMetadata": {"input_tensor_metadata": (2, ["TensorMetadata"]),
+                         "output_tensor_metadata": (3, ["TensorMetadata"]),
+                         "input_process_units": (5, ["ProcessUnit"]), "output_process_units": (6, ["ProcessUnit"])},
+    "TensorMetadata": {"name": (0, "string"), "description": (1, "string"), "content": (3, "Content"),
+                       "process_units": (4, ["ProcessUnit"]), "stats": (5, "Stats"),
+                       "associated_files": (6, ["AssociatedFile"])},
+    "Content": {"content_properties": (0, "ContentProperties")},
+    "FeatureProperties": {},
+    "ImageProperties": {"color_space": (0, _COLOR_SPACES)},
+    "ProcessUnit": {"options": (0, "ProcessUnitOptions")},
+    "NormalizationOptions": {"mean": (0, "[float]"), "std": (1, "[float]")},
+    "Stats": {"max": (0, "[float]"), "min": (1, "[float]")},
+    "AssociatedFile": {"name": (0, "string"), "description": (1, "string"), "type": (2, _FILE_TYPES),
+                       "locale": (3, "string")},
+}
+
+
+def _is_union(kind) -> bool:
+    return isinstance(kind, str) and kind in _UNIONS
+
+
+def _write_table(b: flatbuffers.Builder, table: str, values: dict) -> int:
+    """One table from a dict of its fields (None: absent); unions as (member, fields).
+    Children are written first, since a flatbuffer is built from the leaves up."""
+    fields = _SCHEMA[table]
+    children = {}
+    for name, value in values.items():
+        kind = fields[name][1]
+        if value is None or isinstance(kind, tuple):
+            continue
+        if kind == "string":
+            children[name] = b.CreateString(value)
+        elif kind == "[float]":
+            children[name] = b.CreateNumpyVector(np.asarray(value, np.float32))
+        elif isinstance(kind, list):
+            items = [_write_table(b, kind[0], item) for item in value]
+            b.StartVector(4, len(items), 4)
+            for offset in reversed(items):
+                b.PrependUOffsetTRelative(offset)
+            children[name] = b.EndVector()
+        elif _is_union(kind):
+            children[name] = _write_table(b, value[0], value[1])
+        else:
+            children[name] = _write_table(b, kind, value)
+    b.StartObject(1 + max((slot + _is_union(kind) for slot, kind in fields.values()), default=-1))
+    for name, value in values.items():
+        slot, kind = fields[name]
+        if value is None:
+            continue
+        if isinstance(kind, tuple):
+            b.PrependInt8Slot(slot, kind.index(value), 0)
+        elif _is_union(kind):
+            b.PrependUint8Slot(slot, 1 + _UNIONS[kind].index(value[0]), 0)
+            b.PrependUOffsetTRelativeSlot(slot + 1, children[name], 0)
+        else:
+            b.PrependUOffsetTRelativeSlot(slot, children[name], 0)
+    return b.EndObject()
+
+
+def _read_table(table: str, tab: flatbuffers.table.Table) -> dict:
+    """Every field of ``table`` we know as plain values (absent: None); unions as (member, fields)."""
+    out = {}
+    for name, (slot, kind) in _SCHEMA[table].items():
+        o = tab.Offset(4 + 2 * slot)
+        if not o:
+            out[name] = None
+        elif kind == "string":
+            out[name] = tab.String(o + tab.Pos).decode("utf-8")
+        elif kind == "[float]":
+            out[name] = _floats(tab.GetVectorAsNumpy(flatbuffers.number_types.Float32Flags, o))
+        elif isinstance(kind, tuple):
+            value = tab.Get(flatbuffers.number_types.Int8Flags, o + tab.Pos)
+            out[name] = kind[value] if 0 <= value < len(kind) else str(value)
+        elif isinstance(kind, list):
+            start = tab.Vector(o)
+            out[name] = [_read_table(kind[0], flatbuffers.table.Table(tab.Bytes, tab.Indirect(start + 4 * i)))
+                         for i in range(tab.VectorLen(o))]
+        elif _is_union(kind):
+            member = tab.Get(flatbuffers.number_types.Uint8Flags, o + tab.Pos)
+            value_at = tab.Offset(4 + 2 * (slot + 1))
+            known = 0 < member <= len(_UNIONS[kind]) and _UNIONS[kind][member - 1] in _SCHEMA and value_at
+            out[name] = ((_UNIONS[kind][member - 1], _read_table(_UNIONS[kind][member - 1],
+                                                                 flatbuffers.table.Table(tab.Bytes, tab.Indirect(value_at + tab.Pos))))
+                         if known else (member, None))
+        else:
+            out[name] = _read_table(kind, flatbuffers.table.Table(tab.Bytes, tab.Indirect(o + tab.Pos)))
+    return out
+
 
 def _build_model_metadata(*, name, description, version, author, mean, std, input_dtype, output_dtype,
                           output_is_logits) -> bytes:
     """ModelMetadata as the image classifier writer fills it: RGB image input with its
     normalization and value range, and a feature output labelled by ``labels.txt``."""
+    low, high = _input_range(mean, std, input_dtype)
+    image = {"name": "image", "description": "Input image to be classified.",
+             "content": {"content_properties": ("ImageProperties", {"color_space": "RGB"})},
+             "process_units": [{"options": ("NormalizationOptions", {"mean": _one_or_three(mean),
+                                                                     "std": _one_or_three(std)})}],
+             "stats": {"max": high, "min": low}}
+    low, high = _output_range(output_dtype, output_is_logits)
+    scores = {"name": "logits" if output_is_logits else "probability",
+              "description": ("Logits of the labels respectively; apply softmax for probabilities."
+                              if output_is_logits else "Probabilities of the labels respectively."),
+              "content": {"content_properties": ("FeatureProperties", {})},
+              "stats": {"max": high, "min": low},
+              "associated_files": [{"name": LABELS_FILE, "type": "TENSOR_AXIS_LABELS",
+                                    "description": "Labels for categories that the model can recognize."}]}
     b = flatbuffers.Builder(1024)
-    strings = {k: b.CreateString(v) for k, v in {
-        "name": name, "description": description, "version": version, "author": author,
-        "license": LICENSE, "min_parser_version": MIN_PARSER_VERSION,
-        "in_name": "image", "in_desc": "Input image to be classified.",
-        "out_name": "logits" if output_is_logits else "probability",
-        "out_desc": ("Logits of the labels respectively; apply softmax for probabilities." if output_is_logits
-                     else "Probabilities of the labels respectively."),
-        "labels": LABELS_FILE, "labels_desc": "Labels for categories that the model can recognize.",
-    }.items()}
-
-    # Input: content, normalization, stats of the values the tensor holds.
-    _md.ImagePropertiesStart(b)
-    _md.ImagePropertiesAddColorSpace(b, _md.ColorSpaceType.RGB)
-    image_props = _md.ImagePropertiesEnd(b)
-    in_content = _content(b, _md.ContentProperties.ImageProperties, image_props)
-
-    mean_vec = _float_vector(b, _md.NormalizationOptionsStartMeanVector, mean)
-    std_vec = _float_vector(b, _md.NormalizationOptionsStartStdVector, std)
-    _md.NormalizationOptionsStart(b)
-    _md.NormalizationOptionsAddMean(b, mean_vec)
-    _md.NormalizationOptionsAddStd(b, std_vec)
-    normalization = _md.NormalizationOptionsEnd(b)
-    _md.ProcessUnitStart(b)
-    _md.ProcessUnitAddOptionsType(b, _md.ProcessUnitOptions.NormalizationOptions)
-    _md.ProcessUnitAddOptions(b, normalization)
-    process_units = _table_vector(b, _md.TensorMetadataStartProcessUnitsVector, [_md.ProcessUnitEnd(b)])
-    in_stats = _stats(b, *_input_range(mean, std, input_dtype))
-
-    input_md = _tensor(b, strings["in_name"], strings["in_desc"], in_content, in_stats, process_units=process_units)
-
-    # Output: feature content, labels file, stats only where the range is known.
-    _md.FeaturePropertiesStart(b)
-    out_content = _content(b, _md.ContentProperties.FeatureProperties, _md.FeaturePropertiesEnd(b))
-    _md.AssociatedFileStart(b)
-    _md.AssociatedFileAddName(b, strings["labels"])
-    _md.AssociatedFileAddDescription(b, strings["labels_desc"])
-    _md.AssociatedFileAddType(b, _md.AssociatedFileType.TENSOR_AXIS_LABELS)
-    out_files = _table_vector(b, _md.TensorMetadataStartAssociatedFilesVector, [_md.AssociatedFileEnd(b)])
-    out_stats = _stats(b, *_output_range(output_dtype, output_is_logits))
-
-    output_md = _tensor(b, strings["out_name"], strings["out_desc"], out_content, out_stats, files=out_files)
-
-    inputs = _table_vector(b, _md.SubGraphMetadataStartInputTensorMetadataVector, [input_md])
-    outputs = _table_vector(b, _md.SubGraphMetadataStartOutputTensorMetadataVector, [output_md])
-    _md.SubGraphMetadataStart(b)
-    _md.SubGraphMetadataAddInputTensorMetadata(b, inputs)
-    _md.SubGraphMetadataAddOutputTensorMetadata(b, outputs)
-    subgraphs = _table_vector(b, _md.ModelMetadataStartSubgraphMetadataVector, [_md.SubGraphMetadataEnd(b)])
-
-    _md.ModelMetadataStart(b)
-    _md.ModelMetadataAddName(b, strings["name"])
-    _md.ModelMetadataAddDescription(b, strings["description"])
-    _md.ModelMetadataAddVersion(b, strings["version"])
-    _md.ModelMetadataAddSubgraphMetadata(b, subgraphs)
-    _md.ModelMetadataAddAuthor(b, strings["author"])
-    _md.ModelMetadataAddLicense(b, strings["license"])
-    _md.ModelMetadataAddMinParserVersion(b, strings["min_parser_version"])
-    b.Finish(_md.ModelMetadataEnd(b), _METADATA_IDENTIFIER)
+    root = _write_table(b, "ModelMetadata", {
+        "name": name, "description": description, "version": version, "author": author, "license": LICENSE,
+        "min_parser_version": MIN_PARSER_VERSION,
+        "subgraph_metadata": [{"input_tensor_metadata": [image], "output_tensor_metadata": [scores]}]})
+    b.Finish(root, _METADATA_IDENTIFIER)
     return bytes(b.Output())
 
 
+def _one_or_three(values) -> list[float]:
+    """One value when the channels agree: MediaPipe Tasks refuses per-channel normalization,
+    and the schema applies a single value to every channel."""
+    return [values[0]] if len(set(values)) == 1 else list(values)
+
+
 def _input_range(mean, std, input_dtype):
-    """Per-channel (min, max) of the input tensor's values, as the image classifier writer
-    records them: the normalized pixel range for float input, raw pixels for uint8 input, and
-    nothing for int8 input (whose range the writer leaves to the quantization parameters)."""
+    """(min, max) of the input tensor's values, as the image classifier writer records them:
+    the normalized pixel range for float input, raw pixels for uint8 input, and nothing for
+    int8 input (whose range the writer leaves to the quantization parameters)."""
     if input_dtype == "uint8":
         return [0.0], [255.0]
     if input_dtype == "int8":
         return None, None
-    return [(0.0 - m) / s for m, s in zip(mean, std)], [(255.0 - m) / s for m, s in zip(mean, std)]
+    return (_one_or_three([(0.0 - m) / s for m, s in zip(mean, std)]),
+            _one_or_three([(255.0 - m) / s for m, s in zip(mean, std)]))
 
 
 def _output_range(output_dtype, output_is_logits):
@@ -317,52 +403,6 @@ def _output_range(output_dtype, output_is_logits):
     if output_dtype == "float32" and not output_is_logits:
         return [0.0], [1.0]
     return None, None
-
-
-def _tensor(b, name, description, content, stats, process_units=None, files=None):
-    """One TensorMetadata table from offsets already built (flatbuffers nest inside out)."""
-    _md.TensorMetadataStart(b)
-    _md.TensorMetadataAddName(b, name)
-    _md.TensorMetadataAddDescription(b, description)
-    _md.TensorMetadataAddContent(b, content)
-    if process_units is not None:
-        _md.TensorMetadataAddProcessUnits(b, process_units)
-    _md.TensorMetadataAddStats(b, stats)
-    if files is not None:
-        _md.TensorMetadataAddAssociatedFiles(b, files)
-    return _md.TensorMetadataEnd(b)
-
-
-def _content(b, kind, properties):
-    _md.ContentStart(b)
-    _md.ContentAddContentPropertiesType(b, kind)
-    _md.ContentAddContentProperties(b, properties)
-    return _md.ContentEnd(b)
-
-
-def _stats(b, low, high):
-    max_vec = _float_vector(b, _md.StatsStartMaxVector, high) if high is not None else None
-    min_vec = _float_vector(b, _md.StatsStartMinVector, low) if low is not None else None
-    _md.StatsStart(b)
-    if max_vec is not None:
-        _md.StatsAddMax(b, max_vec)
-    if min_vec is not None:
-        _md.StatsAddMin(b, min_vec)
-    return _md.StatsEnd(b)
-
-
-def _float_vector(b, start, values):
-    start(b, len(values))
-    for v in reversed(values):
-        b.PrependFloat32(float(v))
-    return b.EndVector()
-
-
-def _table_vector(b, start, offsets):
-    start(b, len(offsets))
-    for offset in reversed(offsets):
-        b.PrependUOffsetTRelative(offset)
-    return b.EndVector()
 
 
 # --- reading ----------------------------------------------------------------------------
@@ -403,59 +443,31 @@ def _metadata_entries(data: bytes) -> dict[str, bytes]:
 
 def _parse_model_metadata(buf: bytes) -> dict:
     """The fields an image classifier app uses, from a TFLITE_METADATA buffer."""
-    if not _md.ModelMetadata.ModelMetadataBufferHasIdentifier(buf, 0):
+    if len(buf) < 8 or bytes(buf[4:8]) != _METADATA_IDENTIFIER:
         raise CifarEdgeError("the TFLITE_METADATA entry lacks the 'M001' identifier: "
                              "re-export the model to rewrite its metadata")
-    meta = _md.ModelMetadata.GetRootAs(buf, 0)
-    result = {"name": _text(meta.Name()), "description": _text(meta.Description()),
-              "version": _text(meta.Version()), "author": _text(meta.Author()),
-              "license": _text(meta.License()), "min_parser_version": _text(meta.MinParserVersion()),
-              "input": None, "output": None}
-    if meta.SubgraphMetadataLength() == 0:
-        return result
-    graph = meta.SubgraphMetadata(0)
-    if graph.InputTensorMetadataLength():
-        result["input"] = _parse_input(graph.InputTensorMetadata(0))
-    if graph.OutputTensorMetadataLength():
-        tensor = graph.OutputTensorMetadata(0)
-        result["output"] = {"name": _text(tensor.Name()), "description": _text(tensor.Description()),
-                            "stats": _parse_stats(tensor.Stats()),
-                            "associated_files": [_parse_file(tensor.AssociatedFiles(i))
-                                                 for i in range(tensor.AssociatedFilesLength())]}
+    root = flatbuffers.table.Table(bytearray(buf), flatbuffers.encode.Get(flatbuffers.packer.uoffset, buf, 0))
+    meta = _read_table("ModelMetadata", root)
+    graphs = meta.pop("subgraph_metadata") or [{}]
+    result = {**meta, "input": None, "output": None}
+    inputs, outputs = graphs[0].get("input_tensor_metadata"), graphs[0].get("output_tensor_metadata")
+    if inputs:
+        result["input"] = _parse_input(inputs[0])
+    if outputs:
+        tensor = outputs[0]
+        result["output"] = {"name": tensor["name"], "description": tensor["description"], "stats": tensor["stats"],
+                            "associated_files": tensor["associated_files"] or []}
     return result
 
 
-def _parse_input(tensor) -> dict:
-    mean = std = None
-    for i in range(tensor.ProcessUnitsLength()):
-        unit = tensor.ProcessUnits(i)
-        if unit.OptionsType() == _md.ProcessUnitOptions.NormalizationOptions:
-            options = _md.NormalizationOptions()
-            table = unit.Options()
-            options.Init(table.Bytes, table.Pos)
-            mean, std = _floats(options.MeanAsNumpy()), _floats(options.StdAsNumpy())
-            break
-    color_space = None
-    content = tensor.Content()
-    if content is not None and content.ContentPropertiesType() == _md.ContentProperties.ImageProperties:
-        image = _md.ImageProperties()
-        table = content.ContentProperties()
-        image.Init(table.Bytes, table.Pos)
-        color_space = _enum_name(_md.ColorSpaceType, image.ColorSpace())
-    return {"name": _text(tensor.Name()), "description": _text(tensor.Description()),
-            "mean": mean, "std": std, "color_space": color_space, "stats": _parse_stats(tensor.Stats())}
-
-
-def _parse_stats(stats) -> dict | None:
-    if stats is None:
-        return None
-    return {"min": _floats(stats.MinAsNumpy()) if stats.MinLength() else None,
-            "max": _floats(stats.MaxAsNumpy()) if stats.MaxLength() else None}
-
-
-def _parse_file(f) -> dict:
-    return {"name": _text(f.Name()), "description": _text(f.Description()),
-            "type": _enum_name(_md.AssociatedFileType, f.Type()), "locale": _text(f.Locale())}
+def _parse_input(tensor: dict) -> dict:
+    units = [u["options"][1] for u in tensor["process_units"] or [] if u["options"]
+             and u["options"][0] == "NormalizationOptions"]
+    content = (tensor["content"] or {}).get("content_properties")
+    return {"name": tensor["name"], "description": tensor["description"],
+            "mean": units[0]["mean"] if units else None, "std": units[0]["std"] if units else None,
+            "color_space": content[1]["color_space"] if content and content[0] == "ImageProperties" else None,
+            "stats": tensor["stats"]}
 
 
 def _packed_files(data: bytes) -> dict[str, str]:
@@ -474,7 +486,3 @@ def _floats(values) -> list[float]:
 
 def _text(value) -> str | None:
     return value.decode("utf-8") if isinstance(value, bytes) else value
-
-
-def _enum_name(enum, value) -> str:
-    return next((k for k, v in vars(enum).items() if v == value and not k.startswith("_")), str(value))
