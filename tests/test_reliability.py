@@ -82,7 +82,7 @@ def test_kill_9_then_resume_gives_the_uninterrupted_metrics_exactly(workdir, mom
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert scored(workdir / out) == scored(workdir / "clean")
     assert leftovers(workdir / out) == []
-    assert "cnn-tiny: " in resumed.stdout            # the table names the run's model, not the CLI default
+    assert scored(workdir / out)["model"] == "cnn-tiny"   # what the result table is titled: the run's, not --model's default
 
 
 def test_a_second_writer_is_refused_naming_the_holder(workdir):
