@@ -1,6 +1,6 @@
 """`cifar-edge quickstart`: the toolkit's point in a few minutes on a laptop CPU.
 
-A small training run of the default CNN on the best data to be had, then the files a phone or a
+A small training run of the default CNN's design (cnn-tiny) on the best data to be had, then the files a phone or a
 server runs (float and int8 .tflite, float .onnx), each checked against Keras, then a short bench:
 one row per file with its top-1, size and single-thread latency.  Everything goes through the
 same train / export / bench functions as the commands, into one run folder the other commands
