@@ -307,8 +307,8 @@ def _check_trainable(ds, x, y, cfg: TrainConfig):
                              "(one class); a classifier needs at least two classes: check the labels")
     if cfg.kfold:
         return
-    n_val = len(train_val(x, y, cfg.val_split, cfg.seed)[2])
-    if ds.x_test is None and n_val == 0:
+    x_val = train_val(x, y, cfg.val_split, cfg.seed)[2]
+    if ds.x_test is None and (x_val is None or len(x_val) == 0):
         raise CifarEdgeError(f"{ds.name} has no test split and --val-split {cfg.val_split:g} of {len(x)} images "
                              "holds none back: nothing to evaluate on; use more images, a larger --val-split, "
                              "or data with a test split")
