@@ -138,6 +138,7 @@ def rank_nodes(ctx, opts: ExportOptions, images: np.ndarray) -> list[dict]:
             if ref.ndim == 4 and tensor != name:        # tf2onnx computes in NCHW after its input transpose
                 ref, got = np.moveaxis(ref, 1, -1), np.moveaxis(got, 1, -1)
             nsr[tensor] = channel_nsr(ref if ref.ndim > 1 else ref[:, None], got if got.ndim > 1 else got[:, None])
+    feeders = _feeders(graph)
     rows, carried = [], {}          # carried: the error a tensor has, from its nearest quantized ancestor
     for node in graph.node:         # (ONNX keeps nodes in topological order)
         inherited = max((carried.get(i, 0.0) for i in node.input), default=0.0)
@@ -146,13 +147,37 @@ def rank_nodes(ctx, opts: ExportOptions, images: np.ndarray) -> list[dict]:
         out = next((o for o in node.output if o in nsr), None)
         if out is None:
             continue
-        rows.append({"node": node.name, "layer": keras_layer_of(node.name, order), "op": node.op_type,
+        rows.append({"node": node.name, "with": feeders[node.name], "layer": keras_layer_of(node.name, order),
+                     "op": node.op_type,
                      "added_nsr": float(np.sqrt(max(0.0, nsr[out] ** 2 - inherited ** 2))),
                      "accumulated_nsr": float(nsr[out])})
     rows.sort(key=lambda r: -r["added_nsr"])
     for rank, r in enumerate(rows, start=1):
         r["rank"] = rank
     return rows
+
+
+_WEIGHTED = {"Conv", "ConvTranspose", "Gemm", "MatMul"}
+
+
+def _feeders(graph) -> dict[str, list[str]]:
+    """For each node, the nodes between it and the weighted nodes before it (BatchNorm's Mul and
+    Add, activations, pooling ...).  Keeping a node in float leaves its input quantized when its
+    producer is quantized: an activation whose per-tensor scale crushes some channels stays
+    crushed.  So a node goes to float with its feeders, and its input tensor keeps its float values."""
+    producer = {o: n for n in graph.node for o in n.output}
+    out = {}
+    for node in graph.node:
+        chain, stack, seen = [], list(node.input), set()
+        while stack:
+            feeder = producer.get(stack.pop())
+            if feeder is None or feeder.name in seen or feeder.op_type in _WEIGHTED:
+                continue
+            seen.add(feeder.name)
+            chain.append(feeder.name)
+            stack.extend(feeder.input)
+        out[node.name] = chain
+    return out
 
 
 def int8_onnx_from_tflite(ctx, path: Path, opts: ExportOptions, work: Path):

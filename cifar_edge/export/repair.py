@@ -6,7 +6,8 @@ The search, cheapest file first:
 1. plain int8;
 2. selective int8: the layers the diagnosis ranks worst kept in float, one more at a time
    (TFLite: the converter's denylist, ranked by `diagnose`'s per-layer error; ONNX:
-   onnxruntime's ``nodes_to_exclude``, ranked with its QDQ debugging helpers);
+   onnxruntime's ``nodes_to_exclude``, ranked with its QDQ debugging helpers, each node with
+   the unweighted nodes that feed it, so its input is not quantized either);
 3. TFLite only: 16-bit activations with 8-bit weights (int16x8), whole model.
 
 Every candidate's drop, size, 1-thread latency and float layers go into the winner's
@@ -106,7 +107,7 @@ def search(ctx, check, max_drop: float, base: ExportOptions, min_agreement: floa
         ranking = backend.rank(sample)
         kept: list[str] = []
         for row in ranking[:MAX_FLOAT_LAYERS]:
-            kept.append(row["node"])
+            kept.extend(n for n in [*row.get("with", []), row["node"]] if n not in kept)
             opts = dataclasses.replace(base, float_layers=tuple(kept))
             if attempt(opts, f"int8, {len(kept)} layer(s) in float (+{row['layer']})")["meets"]:
                 winner = opts
