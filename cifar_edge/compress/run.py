@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from pathlib import Path
 
 from .. import console
 from ..data import limit_images, make_dataset, prepare_images
@@ -46,7 +45,7 @@ def optimize_run(parent_dir, out_dir, cfg: OptimizeConfig) -> dict:
         try:
             return _prepare_and_optimize(parent_dir, run, cfg)
         except BaseException:   # a failed or interrupted fine-tune leaves no half-made run behind
-            _remove_partial(run.root, created)
+            run.discard(created)
             raise
 
 
@@ -84,16 +83,6 @@ def _prepare_and_optimize(parent_dir, run: RunFolder, cfg: OptimizeConfig) -> di
                                                             prepare_images(x_cal, loaded.norm, loaded.input_size))
     _compile(model, ft, steps, ds.num_classes, xla=False)
     return _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, callbacks, facts, before)
-
-
-def _remove_partial(root: Path, created: bool):
-    import shutil
-    if created:
-        shutil.rmtree(root, ignore_errors=True)
-        return
-    for p in root.iterdir():
-        if not p.name.startswith("."):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 def _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, callbacks, facts, before) -> dict:

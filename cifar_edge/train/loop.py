@@ -196,7 +196,6 @@ def _prepare_run(cfg: TrainConfig, run: RunFolder, resume: bool) -> TrainConfig:
         saved = TrainConfig.from_dict(run.read_config()["train"])
         console.info(f"resuming {run.root} (epochs {saved.epochs}, model {saved.model})")
         return saved.validate()
-    _refuse_used(run)
     return cfg
 
 
@@ -218,14 +217,15 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None) -> dict
         cfg = cfg.resolved()          # bad settings fail before anything touches the disk
         _refuse_used(run)             # and a used folder before the lock adds its file there
     created = not run.root.exists()
-    existed = run.has_files()
     with run.writing("cifar-edge train"):
+        if not resume:
+            _refuse_used(run)         # a writer that finished between the check above and the lock
         try:
             return _train(cfg, run, resume, dataset)
         except CifarEdgeError:
             # Bad data, or a run that diverged: resuming cannot help, so a new run leaves nothing.
-            if not resume and not existed:
-                shutil.rmtree(run.root, ignore_errors=True) if created else _clear(run.root)
+            if not resume:            # (a used folder was refused above, so this run wrote all of it)
+                run.discard(created)
             raise
         except (OSError, tf.errors.OpError) as e:
             if _disk_full(e):
@@ -241,12 +241,6 @@ def _disk_full(e: Exception) -> bool:
 
 def _first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
-
-
-def _clear(root):
-    for p in root.iterdir():
-        if not p.name.startswith("."):
-            shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
 
 
 def _train(cfg: TrainConfig, run: RunFolder, resume: bool, dataset) -> dict:

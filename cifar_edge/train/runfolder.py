@@ -47,6 +47,16 @@ class RunFolder:
         """Whether the folder holds anything but dot files (the lock, a killed writer's temps)."""
         return self.root.is_dir() and any(not p.name.startswith(".") for p in self.root.iterdir())
 
+    def discard(self, created: bool):
+        """Remove what a failed new run wrote: the folder itself when this run ``created`` it, else
+        its contents (dot files aside), so a folder the user made stays where it was."""
+        if created:
+            shutil.rmtree(self.root, ignore_errors=True)
+            return
+        for p in self.root.iterdir():
+            if not p.name.startswith("."):
+                shutil.rmtree(p, ignore_errors=True) if p.is_dir() else p.unlink(missing_ok=True)
+
     def read_config(self) -> dict:
         """config.json, checked to be a run's config: a clear error instead of a KeyError later."""
         if not self.config.is_file():
