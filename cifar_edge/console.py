@@ -10,8 +10,10 @@ Python's own ``sys.stderr`` (our progress, warnings and errors) keeps the real s
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import sys
+import warnings
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -74,6 +76,30 @@ def keep_native_stderr_away():
     os.dup2(devnull, 2)
     os.close(devnull)
     sys.stderr = stream
+
+
+class _DropLines(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record):
+        return self.text not in record.getMessage()
+
+
+@contextlib.contextmanager
+def without_notes(logger: str | None, log_text: str, warning: str):
+    """For the block, hide one known log line (records of ``logger``, the root logger when None,
+    that contain ``log_text``) and the UserWarnings whose message matches ``warning``: notes
+    libraries print that say nothing about the user's model."""
+    target, drop = logging.getLogger(logger), _DropLines(log_text)
+    target.addFilter(drop)
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=warning, category=UserWarning)
+            yield
+    finally:
+        target.removeFilter(drop)
 
 
 def set_quiet(quiet: bool):

@@ -20,7 +20,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # what TensorFlow, absl, oneDNN, CUDA probing, XNNPACK, LiteRT and tf_keras print on their own
 NOISE = re.compile(r"^[IWEF]\d{4} |absl::InitializeLog|oneDNN|cuda|cuInit|XNNPACK delegate|LiteRT environment|"
-                   r"UserWarning|yet to be built|HDF5 file|fully_quantize|accelerator", re.IGNORECASE | re.MULTILINE)
+                   r"UserWarning|yet to be built|HDF5 file|fully_quantize|accelerator|out-of-range for weight|is deprecated",
+                   re.IGNORECASE | re.MULTILINE)
 
 
 def cli(*args):
@@ -87,10 +88,12 @@ def test_formats_rows_and_json_and_verbose():
 
 def test_export_bench_evaluate_json_and_quiet(tiny_run, capsys):
     r = cli("export", tiny_run, "--variant", "tflite-float32", "--variant", "tflite-int8-io-uint8", "--variant", "keras",
-            "--check-images", "50", "--calibration-images", "50", "--json")
+            "--variant", "onnx-int8", "--variant", "onnx-int8-from-tflite",    # onnxruntime's and tf2onnx's notes
+            "--check-images", "50", "--calibration-images", "50", "--min-agreement-int8", "0.5", "--json")
     quiet(r)
     doc = strict_json(r.stdout)
-    assert [e["variant"] for e in doc["entries"]] == ["tflite-float32", "tflite-int8-io-uint8", "keras"]
+    assert [e["variant"] for e in doc["entries"]] == ["tflite-float32", "tflite-int8-io-uint8", "keras", "onnx-int8",
+                                                      "onnx-int8-from-tflite"]
     assert doc["failures"] == {} and doc["manifest"].endswith("export.json")
     assert "exporting tflite-int8-io-uint8" in r.stderr           # progress on stderr
     r = cli("bench", tiny_run, "--variant", "tflite-float32", "--variant", "tflite-int8-io-uint8", "--runtime", "litert",

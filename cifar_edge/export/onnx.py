@@ -3,6 +3,7 @@ QDQ through onnxruntime's static quantization (per-channel by default) or by con
 int8 .tflite.  Every file passes onnx.checker's full check before it is kept."""
 from __future__ import annotations
 
+import contextlib
 import logging
 from pathlib import Path
 
@@ -26,17 +27,27 @@ def check(path):
         raise CifarEdgeError(f"exported ONNX failed onnx.checker: {_first_line(e)}; try another --opset") from None
 
 
-def _quiet_tf2onnx():
+@contextlib.contextmanager
+def _quiet_converters():
+    """Unless verbose: tf2onnx's INFO lines; onnxruntime's root-logger note that a BatchNorm
+    vector has no channel axis (it is then quantized per tensor, as it should be); and TF's
+    tf.lite.Interpreter deprecation notice (tf2onnx reads a .tflite with it)."""
+    from .. import console
+    if console.verbose():
+        yield
+        return
     logging.getLogger("tf2onnx").setLevel(logging.ERROR)
+    with console.without_notes(None, "is out-of-range for weight", r"\s*Warning: tf.lite.Interpreter is deprecated"):
+        yield
 
 
 def float_onnx(ctx, path: Path, opset: int):
     import tf2onnx
-    _quiet_tf2onnx()
     size = ctx.input_size
     signature = (tf.TensorSpec((None, size, size, 3), tf.float32, name="image"),)
     try:
-        tf2onnx.convert.from_keras(ctx.model, input_signature=signature, opset=opset, output_path=str(path))
+        with _quiet_converters():
+                tf2onnx.convert.from_keras(ctx.model, input_signature=signature, opset=opset, output_path=str(path))
     except Exception as e:  # noqa: BLE001
         raise CifarEdgeError(f"tf2onnx could not convert the model: {_first_line(e)}; "
                              "try another --opset or export TFLite") from None
@@ -87,11 +98,12 @@ def quantized_onnx(ctx, opts: ExportOptions) -> bytes:
         with tempfile.TemporaryDirectory(prefix="cifar-edge-onnx-") as work:
             prep, out = _prepared_float(ctx, opts.opset, Path(work)), Path(work) / "int8.onnx"
             try:
-                quantize_static(str(prep), str(out), _Calibration(ctx.calibration, _input_name(prep)),
-                                quant_format=QuantFormat.QDQ, per_channel=opts.per_channel,
-                                activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
-                                calibrate_method=CalibrationMethod.MinMax,
-                                nodes_to_exclude=list(opts.float_layers))
+                with _quiet_converters():
+                    quantize_static(str(prep), str(out), _Calibration(ctx.calibration, _input_name(prep)),
+                                    quant_format=QuantFormat.QDQ, per_channel=opts.per_channel,
+                                    activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
+                                    calibrate_method=CalibrationMethod.MinMax,
+                                    nodes_to_exclude=list(opts.float_layers))
             except Exception as e:  # noqa: BLE001
                 raise CifarEdgeError(f"onnxruntime static quantization failed: {_first_line(e)}; "
                                      "try --from-tflite or export float ONNX") from None
@@ -184,11 +196,11 @@ def int8_onnx_from_tflite(ctx, path: Path, opts: ExportOptions, work: Path):
     """tf2onnx turns a full-int8 .tflite with float I/O into a QDQ ONNX model."""
     import tf2onnx
     from .tflite import convert
-    _quiet_tf2onnx()
     tflite_path = work / "int8.tflite"
     tflite_path.write_bytes(convert(ctx, ExportOptions(int8=True, per_channel=opts.per_channel)))
     try:
-        tf2onnx.convert.from_tflite(str(tflite_path), opset=opts.opset, output_path=str(path))
+        with _quiet_converters():
+            tf2onnx.convert.from_tflite(str(tflite_path), opset=opts.opset, output_path=str(path))
     except Exception as e:  # noqa: BLE001
         raise CifarEdgeError(f"tf2onnx could not convert the int8 .tflite: {_first_line(e)}; "
                              "use onnx int8 without --from-tflite") from None

@@ -135,22 +135,10 @@ def save_model(model, path):
     UserWarning is dropped for exactly that call; and a model with nothing to compile (loaded
     with compile=False, or stripped by tfmot) has no metrics, so the HDF5 writer's "compiled
     metrics have yet to be built" note says nothing about it and is dropped too."""
-    import logging
-    import warnings
-
-    class _NoMetricsNote(logging.Filter):
-        def filter(self, record):
-            return "compiled metrics have yet to be built" not in record.getMessage()
-
-    note, tf_logger = _NoMetricsNote(), logging.getLogger("tensorflow")
-    tf_logger.addFilter(note)
-    try:
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="You are saving your model as an HDF5 file",
-                                    category=UserWarning)
-            model.save(path)
-    finally:
-        tf_logger.removeFilter(note)
+    from .. import console
+    with console.without_notes("tensorflow", "compiled metrics have yet to be built",
+                               "You are saving your model as an HDF5 file"):
+        model.save(path)
 
 
 def load_model(path):
