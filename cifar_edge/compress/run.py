@@ -133,7 +133,7 @@ def _finetune_config(config: dict, cfg: OptimizeConfig) -> TrainConfig:
     return dataclasses.replace(parent, epochs=cfg.epochs, lr=lr, seed=cfg.seed,
                                batch_size=cfg.batch_size or parent.batch_size, schedule="cosine",
                                warmup_epochs=0.0, early_stopping=0, head_epochs=0, head_lr=None,
-                               unfreeze="all").validate()
+                               unfreeze="all", lookahead=False).validate()
 
 
 def _freeze_batchnorm(model) -> int:

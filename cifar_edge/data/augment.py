@@ -44,8 +44,9 @@ class AugmentConfig:
         return self
 
 
-def _geometric(images, cfg: AugmentConfig, seed):
-    """One projective transform per image: flips, translation, rotation and zoom together."""
+def _geometric(images, cfg: AugmentConfig, seed, flips=None):
+    """One projective transform per image: flips, translation, rotation and zoom together.
+    ``flips`` (bool per image) decides the horizontal mirror instead of chance."""
     n = tf.shape(images)[0]
     h = tf.cast(tf.shape(images)[1], tf.float32)
     w = tf.cast(tf.shape(images)[2], tf.float32)
@@ -57,7 +58,7 @@ def _geometric(images, cfg: AugmentConfig, seed):
     sx = tf.ones([n])
     sy = tf.ones([n])
     if cfg.flip_h:
-        sx = tf.where(uniform(0, 0.0, 1.0) < 0.5, -1.0, 1.0)
+        sx = tf.where(uniform(0, 0.0, 1.0) < 0.5 if flips is None else flips, -1.0, 1.0)
     if cfg.flip_v:
         sy = tf.where(uniform(1, 0.0, 1.0) < 0.5, -1.0, 1.0)
     theta = uniform(2, -1.0, 1.0) * (cfg.rotation * math.pi / 180.0) if cfg.rotation else tf.zeros([n])
@@ -141,11 +142,12 @@ def _cutmix(images, labels, alpha, seed):
     return images, labels
 
 
-def augment_batch(images, labels, cfg: AugmentConfig, seed):
-    """Augment one batch.  ``seed`` is a stateless seed (shape [2]) unique to the batch."""
+def augment_batch(images, labels, cfg: AugmentConfig, seed, flips=None):
+    """Augment one batch.  ``seed`` is a stateless seed (shape [2]) unique to the batch;
+    ``flips`` (bool per image, optional) chooses which images are mirrored."""
     seeds = tf.random.experimental.stateless_split(seed, 5)
     if cfg.flip_h or cfg.flip_v or cfg.translate or cfg.rotation or cfg.zoom:
-        images = _geometric(images, cfg, seeds[0])
+        images = _geometric(images, cfg, seeds[0], flips)
     if cfg.contrast:
         images = _contrast(images, cfg.contrast, seeds[1])
     if cfg.cutout:

@@ -49,7 +49,8 @@ def _finish(images, image_size, norm: Normalization):
 
 def make_dataset(x, y, num_classes: int, batch_size: int, norm: Normalization, training: bool,
                  augment: AugmentConfig | None = None, image_size: int | None = None,
-                 seed: int = 0, drop_remainder: bool = False, epochs: range | None = None) -> tf.data.Dataset:
+                 seed: int = 0, drop_remainder: bool = False, epochs: range | None = None,
+                 alternate_flip: bool = False) -> tf.data.Dataset:
     """Batches of (normalized images, one-hot labels).
 
     A training pipeline holds the epochs in ``epochs`` (default: one) back to back; fit it with
@@ -57,15 +58,19 @@ def make_dataset(x, y, num_classes: int, batch_size: int, norm: Normalization, t
     are functions of (seed, epoch) alone, not of how many epochs this process has run, so a run
     resumed at epoch k sees exactly the batches the uninterrupted run saw.  Resizing to
     ``image_size`` (for models that want larger inputs) happens after augmentation.
+
+    ``alternate_flip`` (with ``augment.flip_h``): a random half of the images is mirrored in
+    even epochs and the other half in odd ones, so every image is seen both ways every two
+    epochs (airbench's alternating flip) instead of by chance.
     """
     image_size = resize_target(x, image_size)
     aug = augment if (training and augment is not None) else None
 
-    def prep(images, labels, batch_seed=None):
+    def prep(images, labels, batch_seed=None, flips=None):
         images = tf.cast(images, tf.float32)
         onehot = tf.one_hot(labels, num_classes)
         if aug is not None:
-            images, onehot = augment_batch(images, onehot, aug, batch_seed)
+            images, onehot = augment_batch(images, onehot, aug, batch_seed, flips)
         return _finish(images, image_size, norm), onehot
 
     if not training:
@@ -75,13 +80,17 @@ def make_dataset(x, y, num_classes: int, batch_size: int, norm: Normalization, t
     n, steps = len(x), batches_per_epoch(len(x), batch_size, drop_remainder)
     epochs = range(1) if epochs is None else epochs
 
+    alternate = bool(alternate_flip and aug is not None and aug.flip_h)
+    first_flip = tf.random.stateless_uniform([n], tf.constant([seed + 2, 0], tf.int64)) < 0.5
+
     def one_epoch(epoch):
         order = tf.random.experimental.stateless_shuffle(tf.range(n), tf.stack([tf.constant(seed, tf.int64), epoch]))
         batches = tf.data.Dataset.from_tensor_slices(order).batch(batch_size, drop_remainder).enumerate()
-        return batches.map(lambda b, idx: (idx, tf.stack([tf.constant(seed + 1, tf.int64), epoch * steps + b])))
+        return batches.map(lambda b, idx: (idx, tf.stack([tf.constant(seed + 1, tf.int64), epoch * steps + b]), epoch))
 
-    def gather(idx, batch_seed):
-        return prep(tf.gather(images, idx), tf.gather(labels, idx), batch_seed)
+    def gather(idx, batch_seed, epoch):
+        flips = tf.not_equal(tf.gather(first_flip, idx), tf.equal(epoch % 2, 1)) if alternate else None
+        return prep(tf.gather(images, idx), tf.gather(labels, idx), batch_seed, flips)
 
     ds = tf.data.Dataset.range(epochs.start, epochs.stop).flat_map(one_epoch)
     return ds.map(gather, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(tf.data.AUTOTUNE)

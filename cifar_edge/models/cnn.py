@@ -1,17 +1,25 @@
-"""The custom residual CNN (``cnn``): a ResNet-9-style network for 32x32 images.
+"""The custom CNN for 32x32 images, in two layouts.
 
-Built only from layers that tfmot can quantize and prune (Conv2D, BatchNormalization,
-ReLU, MaxPooling2D, Add, Multiply, GlobalAveragePooling2D, Dense, Dropout), and flat,
-so QAT, pruning, TFLite and ONNX export all take it as is.
+``airbench`` (the default ``cnn``), airbench94's network::
 
-Layout (widths scale with ``width``)::
+    stem conv 2x2 (24, bias, no BN) -> act -> stage_i: conv -> maxpool -> BN -> act -> conv -> BN -> act
+    ... -> global max pool -> dense (no bias)
+
+with BatchNorm at momentum 0.6 and no scale, convs initialised as torch does
+(uniform +-1/sqrt(fan_in)) and their first ``in_channels`` filters as the identity (dirac).
+
+``residual`` (``cnn-tiny``), a ResNet-9-style net::
 
     stem conv(w0) -> stage_i: conv(w_i) -> maxpool -> [residual block x depth] ... -> GAP -> dense
 
-Pooling right after each stage's first conv (as in ResNet-9 and airbench) keeps most of
-the compute at 16x16 and below, which is what buys accuracy per CPU-second.
+Built only from layers that tfmot can quantize and prune (Conv2D, BatchNormalization,
+ReLU/GELU, MaxPooling2D, Add, Multiply, global pooling, Dense, Dropout), and flat, so QAT,
+pruning, TFLite and ONNX export all take it as is.  Pooling right after each stage's first
+conv keeps most of the compute at 16x16 and below, which buys accuracy per CPU-second.
 """
 from __future__ import annotations
+
+import numpy as np
 
 from .._tf import keras
 
@@ -24,14 +32,57 @@ DEFAULT_WIDTHS = (24, 64, 256, 256)
 NARROW_WIDTHS = (24, 48, 192, 192)
 
 
-def _conv_bn_relu(x, filters, name, bn=True, pool=False, kernel=3, padding="same"):
+LAYOUTS = ("airbench", "residual")
+ACTIVATIONS = ("relu", "gelu")
+
+
+def _torch_init():
+    """torch's default init, U(+-1/sqrt(fan_in)): airbench's learning rates are tuned to it.
+    A new instance per layer (a shared unseeded one gives every layer the same draw)."""
+    return keras.initializers.VarianceScaling(1 / 3, mode="fan_in", distribution="uniform")
+
+
+def _act(x, act, name):
+    if act == "gelu":
+        return layers.Activation("gelu", name=f"{name}_gelu")(x)
+    return layers.ReLU(name=f"{name}_relu")(x)
+
+
+def _conv_bn_relu(x, filters, name, bn=True, pool=False, kernel=3, padding="same", act="relu",
+                  bn_momentum=0.9, bn_scale=True, init="he_normal"):
     x = layers.Conv2D(filters, kernel, padding=padding, use_bias=not bn,
-                      kernel_initializer="he_normal", name=f"{name}_conv")(x)
+                      kernel_initializer=init, name=f"{name}_conv")(x)
     if pool:
         x = layers.MaxPooling2D(2, name=f"{name}_pool")(x)
     if bn:
-        x = layers.BatchNormalization(momentum=0.9, epsilon=1e-5, name=f"{name}_bn")(x)
-    return layers.ReLU(name=f"{name}_relu")(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, epsilon=1e-5, scale=bn_scale, name=f"{name}_bn")(x)
+    return _act(x, act, name)
+
+
+def _dirac(model):
+    """Set the first ``in_channels`` filters of every 3x3 conv that does not narrow to the
+    identity (airbench's ``dirac_`` init): each block starts close to passing its input on."""
+    for layer in model.layers:
+        if isinstance(layer, layers.Conv2D) and tuple(layer.kernel_size) == (3, 3):
+            kernel = layer.get_weights()[0]
+            cin, cout = kernel.shape[2], kernel.shape[3]
+            if cin > cout:
+                continue
+            kernel[:, :, :, :cin] = 0.0
+            kernel[1, 1, np.arange(cin), np.arange(cin)] = 1.0
+            layer.set_weights([kernel, *layer.get_weights()[1:]])
+
+
+def _airbench(x, widths, act, bn_momentum, dirac_init):
+    stem_bias = 1 / np.sqrt(2 * 2 * int(x.shape[-1]))
+    x = layers.Conv2D(widths[0], 2, padding="valid", kernel_initializer=_torch_init(),
+                      bias_initializer=keras.initializers.RandomUniform(-stem_bias, stem_bias), name="stem_conv")(x)
+    x = _act(x, act, "stem")
+    common = dict(act=act, bn_momentum=bn_momentum, bn_scale=False)
+    for stage, filters in enumerate(widths[1:], start=1):
+        x = _conv_bn_relu(x, filters, f"s{stage}a", pool=True, init=_torch_init(), **common)
+        x = _conv_bn_relu(x, filters, f"s{stage}b", init=_torch_init(), **common)
+    return x
 
 
 def _squeeze_excite(x, name, ratio=8):
@@ -45,13 +96,21 @@ def _squeeze_excite(x, name, ratio=8):
 def build_cnn(num_classes: int = 100, input_shape=(32, 32, 3), width: float = 1.0,
               depth: tuple = (1, 1, 1), base_widths: tuple = DEFAULT_WIDTHS,
               block_convs: int = 1, bn: bool = True, se: bool = False, dropout: float = 0.0,
-              head: str = "gap", stem_kernel: int = 2, name: str = "cnn") -> keras.Model:
-    """Build the residual CNN.
+              head: str | None = None, stem_kernel: int = 2, name: str = "cnn", layout: str = "residual",
+              act: str = "relu", bn_momentum: float | None = None, dirac: bool = True) -> keras.Model:
+    """Build the CNN.
 
-    ``width`` multiplies ``base_widths`` (stem + one per stage); ``depth`` gives the number
-    of residual blocks (``block_convs`` convs each) after each stage's pooled conv;
-    ``head`` is ``gap`` (global average pool) or ``gmp`` (global max pool).
+    ``width`` multiplies ``base_widths`` (stem + one per stage).  ``residual`` layout:
+    ``depth`` gives the number of residual blocks (``block_convs`` convs each) after each
+    stage's pooled conv.  ``head`` is ``gap`` (global average pool) or ``gmp`` (global max
+    pool) [default: gmp for airbench, gap for residual].  ``bn_momentum`` in keras' convention
+    [default: 0.6 for airbench, 0.9 for residual].
     """
+    if layout not in LAYOUTS:
+        raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
+    if act not in ACTIVATIONS:
+        raise ValueError(f"act must be one of {', '.join(ACTIVATIONS)}; got {act!r}")
+    head = head or ("gmp" if layout == "airbench" else "gap")
     if width <= 0:
         raise ValueError(f"width must be > 0; got {width}")
     if len(depth) != len(base_widths) - 1:
@@ -61,23 +120,32 @@ def build_cnn(num_classes: int = 100, input_shape=(32, 32, 3), width: float = 1.
         raise ValueError(f"head must be 'gap' or 'gmp'; got {head!r}")
     widths = [max(8, int(round(w * width))) for w in base_widths]
     inputs = keras.Input(shape=input_shape, name="image")
-    # A 2x2 'valid' stem (as airbench's whitening layer) makes 31x31 maps, so the stages
-    # run at 15, 7 and 3 px: ~35% fewer FLOPs than 16/8/4 for the same accuracy.
-    x = _conv_bn_relu(inputs, widths[0], "stem", bn=bn, kernel=stem_kernel,
-                      padding="valid" if stem_kernel == 2 else "same")
-    for stage, (filters, blocks) in enumerate(zip(widths[1:], depth), start=1):
-        x = _conv_bn_relu(x, filters, f"s{stage}", bn=bn, pool=True)
-        for b in range(blocks):
-            y = x
-            for c in range(block_convs):
-                y = _conv_bn_relu(y, filters, f"s{stage}b{b}c{c}", bn=bn)
-            if se:
-                y = _squeeze_excite(y, f"s{stage}b{b}")
-            x = layers.Add(name=f"s{stage}b{b}_add")([x, y])
+    if layout == "airbench":
+        x = _airbench(inputs, widths, act, 0.6 if bn_momentum is None else bn_momentum, dirac)
+    else:
+        common = dict(bn=bn, act=act, bn_momentum=0.9 if bn_momentum is None else bn_momentum)
+        # A 2x2 'valid' stem (as airbench's whitening layer) makes 31x31 maps, so the stages
+        # run at 15, 7 and 3 px: ~35% fewer FLOPs than 16/8/4 for the same accuracy.
+        x = _conv_bn_relu(inputs, widths[0], "stem", kernel=stem_kernel,
+                          padding="valid" if stem_kernel == 2 else "same", **common)
+        for stage, (filters, blocks) in enumerate(zip(widths[1:], depth), start=1):
+            x = _conv_bn_relu(x, filters, f"s{stage}", pool=True, **common)
+            for b in range(blocks):
+                y = x
+                for c in range(block_convs):
+                    y = _conv_bn_relu(y, filters, f"s{stage}b{b}c{c}", **common)
+                if se:
+                    y = _squeeze_excite(y, f"s{stage}b{b}")
+                x = layers.Add(name=f"s{stage}b{b}_add")([x, y])
     pool = layers.GlobalAveragePooling2D if head == "gap" else layers.GlobalMaxPooling2D
     x = pool(name="head_pool")(x)
     if dropout:
         x = layers.Dropout(dropout, name="dropout")(x)
     # float32 logits even under mixed precision (GPU), for a stable softmax and loss.
-    outputs = layers.Dense(num_classes, name="logits", dtype="float32")(x)
-    return keras.Model(inputs, outputs, name=name)
+    airbench = layout == "airbench"
+    outputs = layers.Dense(num_classes, name="logits", dtype="float32", use_bias=not airbench,
+                           kernel_initializer=_torch_init() if airbench else "glorot_uniform")(x)
+    model = keras.Model(inputs, outputs, name=name)
+    if airbench and dirac:
+        _dirac(model)
+    return model

@@ -8,15 +8,21 @@ from dataclasses import dataclass, field
 from ..data.augment import AugmentConfig
 from ..errors import CifarEdgeError, check_finite
 
-OPTIMIZERS = ("sgd", "adamw")
-SCHEDULES = ("onecycle", "cosine", "exponential", "plateau", "constant")
+OPTIMIZERS = ("sgd", "sgd-l2", "adamw")
+SCHEDULES = ("onecycle", "triangle", "cosine", "exponential", "plateau", "constant")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 PRECISIONS = ("auto", "float32", "bf16")
 
 # Defaults when neither the flag nor the model's recipe says otherwise.
 _FALLBACK = {"optimizer": "adamw", "lr": 1e-3, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
              "schedule": "cosine", "warmup_epochs": 1.0, "label_smoothing": 0.1, "batch_size": 128,
-             "whiten": False}
+             "whiten": False, "bn_bias_lr": 1.0, "logit_scale": 1.0, "lookahead": False, "whiten_bias_epochs": 0,
+             "alternate_flip": False, "tta": False}
+# What only the sgd-l2 optimizer can do (train/optim.py); another optimizer takes the neutral value.
+_SGD_L2_ONLY = {"bn_bias_lr": 1.0, "logit_scale": 1.0, "lookahead": False, "whiten_bias_epochs": 0}
+# Runs shorter than this many steps get a smaller batch (and, at a per-sample lr, a lower lr).
+MIN_STEPS = 150
+MIN_BATCH = 64
 
 
 @dataclass
@@ -38,6 +44,12 @@ class TrainConfig:
     decay_rate: float = 0.9              # exponential schedule: factor per epoch
     label_smoothing: float | None = None
     whiten: bool | None = None           # patch-whitening init of a 2x2 stem (cnn)
+    whiten_bias_epochs: int | None = None  # sgd-l2: the whitened stem's bias trains this many epochs
+    bn_bias_lr: float | None = None      # sgd-l2: learning-rate multiplier of BatchNorm biases
+    logit_scale: float | None = None     # sgd-l2: the head trains as if its logits were scaled by this
+    lookahead: bool | None = None        # sgd-l2: airbench's lookahead (weights and BN statistics)
+    alternate_flip: bool | None = None   # each image's mirror alternates epoch by epoch (else random)
+    tta: bool | None = None              # also score 6-view test-time augmentation into metrics.json
     early_stopping: int = 0              # patience in epochs; 0 = off
     input_size: int | None = None        # None: the model's default
     model_options: dict = field(default_factory=dict)
@@ -54,14 +66,33 @@ class TrainConfig:
     head_lr: float | None = None         # stage 1 learning rate [default: 10 x lr]
     unfreeze: str = "all"                # stage 2: "all" backbone blocks, or how many from the top
 
-    def resolved(self) -> "TrainConfig":
-        """Fill unset fields from the model's recipe, then the fallbacks; validate."""
+    def resolved(self, n_train: int | None = None) -> "TrainConfig":
+        """Fill unset fields from the model's recipe, then the fallbacks; validate.
+
+        sgd-l2 recipes give a per-sample learning rate: a batch other than the recipe's scales
+        the lr with it.  Given ``n_train`` (training images), a run that would make fewer than
+        MIN_STEPS steps at the recipe's batch gets a smaller one, so short runs on small data
+        still take enough steps to learn."""
         from ..models import get_model_spec
         spec = get_model_spec(self.model)
         values = {}
         for k, v in _FALLBACK.items():
             mine = getattr(self, k)
             values[k] = mine if mine is not None else spec.recipe.get(k, v)
+        if values["optimizer"] == "sgd-l2":
+            recipe_batch = spec.recipe.get("batch_size", values["batch_size"])
+            if self.batch_size is None and n_train:
+                while values["batch_size"] > MIN_BATCH and n_train * self.epochs / values["batch_size"] < MIN_STEPS:
+                    values["batch_size"] //= 2
+            if self.lr is None and values["batch_size"] != recipe_batch:
+                values["lr"] = values["lr"] * values["batch_size"] / recipe_batch
+        else:
+            for k, neutral in _SGD_L2_ONLY.items():
+                if getattr(self, k) is None:
+                    values[k] = neutral
+                elif getattr(self, k) != neutral:
+                    raise CifarEdgeError(f"--{k.replace('_', '-')} needs --optimizer sgd-l2 (the run uses "
+                                         f"{values['optimizer']}); drop it or switch optimizer")
         cfg = dataclasses.replace(self, **values, input_size=self.input_size or spec.input_size)
         if cfg.head_epochs and spec.blocks is None:
             raise CifarEdgeError(f"--head-epochs needs a pretrained transfer model; '{cfg.model}' has no backbone "
@@ -93,6 +124,12 @@ class TrainConfig:
             bad("label_smoothing", self.label_smoothing, "use a value in [0, 1)")
         if self.momentum is not None and not 0 <= self.momentum < 1:
             bad("momentum", self.momentum, "use a value in [0, 1)")
+        if self.bn_bias_lr is not None and not self.bn_bias_lr > 0:
+            bad("bn_bias_lr", self.bn_bias_lr, "use a positive multiplier (1: as every other variable)")
+        if self.logit_scale is not None and not self.logit_scale > 0:
+            bad("logit_scale", self.logit_scale, "use a positive scale (1: off)")
+        if self.whiten_bias_epochs is not None and self.whiten_bias_epochs < 0:
+            bad("whiten_bias_epochs", self.whiten_bias_epochs, "use 0 or more")
         if self.warmup_epochs is not None and self.warmup_epochs < 0:
             bad("warmup_epochs", self.warmup_epochs, "use 0 or more")
         if self.weight_decay is not None and self.weight_decay < 0:

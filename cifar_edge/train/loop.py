@@ -25,8 +25,9 @@ from .config import TrainConfig
 from .distribute import accelerate, compute_policy, float32_copy, make_strategy
 from .runfolder import RunFolder, load_model, save_model
 from ..versions import versions
+from .optim import ScaledSGD
 from .schedules import make_schedule
-from .whitening import whiten_stem
+from .whitening import LOGITS, STEM, scale_logits, whiten_stem
 
 
 def seed_everything(seed: int):
@@ -35,8 +36,18 @@ def seed_everything(seed: int):
     tf.config.experimental.enable_op_determinism()
 
 
-def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, model=None, frozen: dict | None = None):
+    """The run's optimizer.  ``frozen`` ({variable-name suffix: last training step}) and
+    ``model`` (whose BatchNorm statistics the lookahead blends) serve sgd-l2 only."""
     lr = make_schedule(cfg.schedule, cfg.lr, cfg.epochs, steps_per_epoch, cfg.warmup_epochs, cfg.decay_rate)
+    if cfg.optimizer == "sgd-l2":
+        multipliers = {"/beta": cfg.bn_bias_lr or 1.0, f"{LOGITS}/kernel": (cfg.logit_scale or 1.0) ** 2}
+        opt = ScaledSGD(lr, momentum=cfg.momentum, nesterov=cfg.nesterov, l2=cfg.weight_decay or 0.0,
+                        multipliers={k: v for k, v in multipliers.items() if v != 1.0}, freeze_after=frozen,
+                        lookahead_steps=cfg.epochs * steps_per_epoch if cfg.lookahead else 0)
+        if cfg.lookahead and model is not None:
+            opt.track_statistics(model)
+        return opt
     if cfg.optimizer == "sgd":
         opt = keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=cfg.nesterov,
                                    weight_decay=cfg.weight_decay or None)
@@ -47,9 +58,9 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
     return opt
 
 
-def _compile(model, cfg: TrainConfig, steps_per_epoch: int, num_classes: int, xla: bool):
+def _compile(model, cfg: TrainConfig, steps_per_epoch: int, num_classes: int, xla: bool, frozen: dict | None = None):
     model.compile(
-        optimizer=make_optimizer(cfg, steps_per_epoch),
+        optimizer=make_optimizer(cfg, steps_per_epoch, model, frozen),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
                  keras.metrics.TopKCategoricalAccuracy(k=min(5, num_classes), name="top5")],
@@ -68,20 +79,28 @@ def fit(cfg: TrainConfig, run: RunFolder, x_train, y_train, x_val, y_val, num_cl
 def _fit(cfg: TrainConfig, run: RunFolder, x_train, y_train, x_val, y_val, num_classes: int, strategy, accel: dict):
     spec = get_model_spec(cfg.model)
     steps = batches_per_epoch(len(x_train), cfg.batch_size)
+    frozen = None
     with strategy.scope():
         model = spec.build(num_classes, cfg.input_size, **cfg.model_options)
-        if cfg.whiten and whiten_stem(model, x_train, spec.normalization, cfg.seed):
-            console.info("stem initialised by patch whitening (frozen)")
+        # sgd-l2 freezes by step (the stem's bias trains for whiten_bias_epochs); others freeze the layer.
+        by_step = cfg.optimizer == "sgd-l2"
+        if cfg.whiten and whiten_stem(model, x_train, spec.normalization, cfg.seed, freeze_layer=not by_step):
+            frozen = {f"{STEM}/kernel": 0, f"{STEM}/bias": (cfg.whiten_bias_epochs or 0) * steps} if by_step else None
+            console.info("stem initialised by patch whitening (kernel frozen"
+                         + (f", bias trains {cfg.whiten_bias_epochs or 0} epochs)" if by_step else ")"))
+        if (cfg.logit_scale or 1.0) != 1.0:
+            scale_logits(model, cfg.logit_scale)
     size = resize_target(x_train, cfg.input_size)
 
     def train_ds(epochs: range):
         return make_dataset(x_train, y_train, num_classes, cfg.batch_size, spec.normalization, training=True,
-                            augment=cfg.augment, image_size=size, seed=cfg.seed, epochs=epochs)
+                            augment=cfg.augment, image_size=size, seed=cfg.seed, epochs=epochs,
+                            alternate_flip=bool(cfg.alternate_flip))
     val_ds = None
     if x_val is not None and len(x_val):
         val_ds = make_dataset(x_val, y_val, num_classes, max(cfg.batch_size, 256), spec.normalization,
                               training=False, image_size=size)
-    stage = _Stage(cfg, run, train_ds, val_ds, steps, len(x_train), num_classes, strategy, accel["xla"])
+    stage = _Stage(cfg, run, train_ds, val_ds, steps, len(x_train), num_classes, strategy, accel["xla"], frozen)
     if cfg.head_epochs:
         seconds = _fit_two_stages(model, spec, stage)
         for layer in model.layers:      # saved fully trainable, so optimize/QAT later train everything
@@ -100,15 +119,16 @@ class _Stage:
     """What every fit of a run shares; ``fit`` trains epochs [first, last) of the run with
     its own crash backup, so each stage of a two-stage run resumes on its own."""
 
-    def __init__(self, cfg, run, train_ds, val_ds, steps, n_train, num_classes, strategy, xla):
+    def __init__(self, cfg, run, train_ds, val_ds, steps, n_train, num_classes, strategy, xla, frozen=None):
         self.cfg, self.run, self.train_ds, self.val_ds, self.steps = cfg, run, train_ds, val_ds, steps
         self.n_train, self.num_classes, self.strategy, self.xla = n_train, num_classes, strategy, xla
+        self.frozen = frozen
 
     def fit(self, model, cfg: TrainConfig, first: int, last: int, backup, label: int | None = None) -> float:
         """Compile ``model`` with ``cfg`` (its optimizer and schedule span ``cfg.epochs``) and fit."""
         run, val_ds = self.run, self.val_ds
         with self.strategy.scope():
-            _compile(model, cfg, self.steps, self.num_classes, self.xla)
+            _compile(model, cfg, self.steps, self.num_classes, self.xla, self.frozen)
         monitor = "val_accuracy" if val_ds is not None else "accuracy"
         callbacks = [NonFiniteLoss(cfg.lr), EpochStats(self.n_train, stage=label), HistoryCSV(run.history),
                      keras.callbacks.TensorBoard(str(run.tensorboard), update_freq="epoch", profile_batch=0,
@@ -199,6 +219,18 @@ def _prepare_run(cfg: TrainConfig, run: RunFolder, resume: bool) -> TrainConfig:
     return cfg
 
 
+def _fit_to_data(requested: TrainConfig, cfg: TrainConfig, n_images: int) -> TrainConfig:
+    """The recipe resolved again for this many training images (a short run on few images gets
+    a smaller batch); says so when that changed the batch."""
+    n_train = n_images * (cfg.kfold - 1) // cfg.kfold if cfg.kfold else int(n_images * (1 - cfg.val_split))
+    fitted = requested.resolved(n_train=n_train)
+    if fitted.batch_size != cfg.batch_size:
+        steps = batches_per_epoch(n_train, fitted.batch_size) * fitted.epochs
+        console.info(f"{n_train} training images x {fitted.epochs} epochs: batch {fitted.batch_size} and lr "
+                     f"{fitted.lr:.3g} (recipe: {cfg.batch_size}, {cfg.lr:.3g}), so the run takes {steps} steps")
+    return fitted
+
+
 def _refuse_used(run: RunFolder):
     if run.has_files():
         raise CifarEdgeError(f"run folder {run.root} is not empty; pass --resume to continue that run "
@@ -213,6 +245,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None) -> dict
     run folder; a second is refused.
     """
     run = RunFolder(out_dir)
+    requested = cfg
     if not resume:
         cfg = cfg.resolved()          # bad settings fail before anything touches the disk
         _refuse_used(run)             # and a used folder before the lock adds its file there
@@ -221,7 +254,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None) -> dict
         if not resume:
             _refuse_used(run)         # a writer that finished between the check above and the lock
         try:
-            return _train(cfg, run, resume, dataset)
+            return _train(cfg, run, resume, dataset, requested)
         except CifarEdgeError:
             # Bad data, or a run that diverged: resuming cannot help, so a new run leaves nothing.
             if not resume:            # (a used folder was refused above, so this run wrote all of it)
@@ -243,7 +276,7 @@ def _first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
 
 
-def _train(cfg: TrainConfig, run: RunFolder, resume: bool, dataset) -> dict:
+def _train(cfg: TrainConfig, run: RunFolder, resume: bool, dataset, requested: TrainConfig) -> dict:
     cfg = _prepare_run(cfg, run, resume)
     strategy = make_strategy(cfg.strategy)      # before anything initialises TF devices
     accel = accelerate(cfg.precision)
@@ -256,6 +289,7 @@ def _train(cfg: TrainConfig, run: RunFolder, resume: bool, dataset) -> dict:
     spec = get_model_spec(cfg.model)
     _check_trainable(ds, x, y, cfg)
     if not resume:
+        cfg = _fit_to_data(requested, cfg, len(x))
         _describe_conversion(ds, x, cfg.input_size, cfg.model)
         probe = spec.build(ds.num_classes, cfg.input_size, **cfg.model_options)
         write_json(run.config, {
@@ -345,11 +379,13 @@ def _evaluate(model, ds, spec, cfg, run: RunFolder, x_va, y_va) -> dict:
     if x_va is not None and len(x_va):
         val = evaluate_model(model, x_va, y_va, out_dir=run.root / "val", history_csv=None, split="val", **common)
         out["val"] = {k: val[k] for k in ("top1", "top5", "loss", "n")}
+    tta = bool(cfg.tta)     # the headline stays single view (what an app runs); TTA goes beside it
     if ds.x_test is not None:
         main = evaluate_model(model, ds.x_test, ds.y_test, out_dir=run.root, history_csv=run.history,
-                              split="test", **common)
+                              split="test", tta=tta, **common)
     elif x_va is not None and len(x_va):
-        main = evaluate_model(model, x_va, y_va, out_dir=run.root, history_csv=run.history, split="val", **common)
+        main = evaluate_model(model, x_va, y_va, out_dir=run.root, history_csv=run.history, split="val", tta=tta,
+                              **common)
     else:
         raise CifarEdgeError("no test split and --val-split 0: nothing to evaluate on; set --val-split > 0")
     out.update(main)
