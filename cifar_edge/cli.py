@@ -60,8 +60,8 @@ def _metrics_table(title: str, metrics: dict) -> Table:
     t = Table(title=title)
     t.add_column("metric")
     t.add_column("value", justify="right")
-    for key in ("split", "n", "top1", "top1_std", "top5", "loss", "top1_tta", "top5_tta", "superclass_top1", "macro_f1", "epochs_run",
-                "train_seconds", "images_per_second"):
+    for key in ("split", "n", "top1", "top1_std", "top5", "loss", "top1_tta", "top5_tta", "tta_views", "superclass_top1",
+                "macro_f1", "epochs_run", "train_seconds", "images_per_second"):
         if metrics.get(key) is not None:
             v = metrics[key]
             t.add_row(key, f"{v:.4f}" if isinstance(v, float) and key not in ("train_seconds", "images_per_second")
@@ -223,8 +223,9 @@ def evaluate(
     run: Annotated[Path, typer.Argument(help="Run folder from `cifar-edge train`.")],
     data: Annotated[Optional[str], typer.Option(help="Evaluate on this source's test split [default: the run's].")] = None,
     limit: Annotated[Optional[int], typer.Option(min=1, help="Only the first N test images.")] = None,
-    tta: Annotated[bool, typer.Option("--tta", help="Also score flip test-time augmentation (image + mirror), "
-                                      "reported as top1_tta/top5_tta beside the plain figures.")] = False,
+    tta: Annotated[bool, typer.Option("--tta", help="Also score airbench's 6-view test-time augmentation "
+                                      "(flip x {0, +-1 px translate}), reported as top1_tta/top5_tta "
+                                      "beside the plain figures.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ):
     """Evaluate a trained run: top-1/top-5, per-class report, confusion matrix, plots."""

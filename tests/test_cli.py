@@ -62,6 +62,7 @@ def test_train_evaluate_predict_explain(trained_run, images, tmp_path):
     evaluated = json.loads((trained_run / "evaluation" / "metrics.json").read_text())
     assert evaluated["top1"] == pytest.approx(metrics["top1"])     # same model, same data, same answer
     assert 0 <= evaluated["top1_tta"] <= evaluated["top5_tta"] <= 1 and "top1_tta" in result.output
+    assert evaluated["tta_views"] == 6 and "tta_views" in result.output
     result = invoke("predict", trained_run, *images.values(), "--json")
     assert result.exit_code == 0, result.output
     predictions = json.loads(result.stdout)

@@ -11,7 +11,8 @@ from cifar_edge.data.pipeline import Normalization, prepare_images
 from cifar_edge.errors import CifarEdgeError
 from cifar_edge.evaluate import (classification_metrics, evaluate_model, explain_images, find_gradcam_layer,
                                  gradcam, plot_training_curves, predict_logits, predict_probabilities, softmax,
-                                 to_probabilities)
+                                 to_probabilities, tta_probabilities, tta_views)
+from cifar_edge.evaluate.tta import TTA_VIEWS
 from cifar_edge.models.cnn import NARROW_WIDTHS, build_cnn
 from cifar_edge._tf import keras
 
@@ -213,17 +214,109 @@ def test_explain_images_rejects_non_image(tiny_model, tmp_path):
     assert not (tmp_path / "cam").exists()
 
 
-def test_evaluate_model_flip_tta_averages_image_and_mirror(tiny_model, tiny_data, tmp_path):
+# --- test-time augmentation (airbench94's 6 views) ------------------------------------
+
+def _reflect_crop(images, dy, dx):
+    """The image reflect-padded by 1 px and cropped back to its size at offset (dy, dx)."""
+    h, w = images.shape[1:3]
+    return np.pad(images, ((0, 0), (1, 1), (1, 1), (0, 0)), mode="reflect")[:, dy:dy + h, dx:dx + w]
+
+
+def test_tta_views_are_flip_times_one_pixel_reflect_translations():
+    # One 3x3 single-channel image, views written out by hand.  Reflect-padded it reads
+    #   5 4 5 6 5 / 2 1 2 3 2 / 5 4 5 6 5 / 8 7 8 9 8 / 5 4 5 6 5
+    x = np.array([[1, 2, 3], [4, 5, 6], [7, 8, 9]], np.uint8)[None, :, :, None]
+    expected = [(0.25, [[1, 2, 3], [4, 5, 6], [7, 8, 9]]),
+                (0.25, [[3, 2, 1], [6, 5, 4], [9, 8, 7]]),      # mirror: width axis reversed
+                (0.125, [[5, 4, 5], [2, 1, 2], [5, 4, 5]]),     # crop at (0, 0): moved down-right
+                (0.125, [[5, 4, 5], [2, 1, 2], [5, 4, 5]]),     # ... its mirror (symmetric here)
+                (0.125, [[5, 6, 5], [8, 9, 8], [5, 6, 5]]),     # crop at (2, 2): moved up-left
+                (0.125, [[5, 6, 5], [8, 9, 8], [5, 6, 5]])]
+    views = tta_views(x)
+    assert len(views) == TTA_VIEWS == 6
+    for (weight, view), (want_weight, want) in zip(views, expected):
+        assert weight == want_weight
+        assert view.dtype == np.uint8 and view.shape == x.shape and view.flags.c_contiguous
+        np.testing.assert_array_equal(view[0, :, :, 0], want)
+    assert sum(w for w, _ in views) == 1.0
+
+    # A batch of non-square RGB images: every view of every image, channel by channel.
+    batch = np.random.default_rng(1).integers(0, 256, (2, 5, 7, 3), dtype=np.uint8)
+    plus, minus = _reflect_crop(batch, 0, 0), _reflect_crop(batch, 2, 2)
+    np.testing.assert_array_equal(plus[:, 1:, 1:], batch[:, :-1, :-1])    # really a 1-px shift
+    np.testing.assert_array_equal(minus[:, :-1, :-1], batch[:, 1:, 1:])
+    want = [batch, batch[:, :, ::-1], plus, plus[:, :, ::-1], minus, minus[:, :, ::-1]]
+    for (_, view), w in zip(tta_views(batch), want):
+        assert view.shape == batch.shape
+        np.testing.assert_array_equal(view, w)
+    with pytest.raises(CifarEdgeError, match="shaped"):
+        tta_views(batch[0])
+
+
+def test_tta_probabilities_is_the_weighted_view_average(tiny_model, tiny_data):
+    images = tiny_data[0][:16]
+    views = [images, images[:, :, ::-1], _reflect_crop(images, 0, 0), _reflect_crop(images, 0, 0)[:, :, ::-1],
+             _reflect_crop(images, 2, 2), _reflect_crop(images, 2, 2)[:, :, ::-1]]
+    weights = [1 / 4, 1 / 4, 1 / 8, 1 / 8, 1 / 8, 1 / 8]
+    logits = [predict_logits(tiny_model, v, NORM).astype(np.float64) for v in views]
+    # The model tells every view apart, so a wrong view or weight changes the answer.
+    for a in range(6):
+        for b in range(a + 1, 6):
+            assert not np.allclose(logits[a], logits[b], atol=1e-3), (a, b)
+    # Our models emit logits: averaged with airbench's weights, then softmax (as airbench).
+    expected = softmax(sum(w * z for w, z in zip(weights, logits)))
+    got = tta_probabilities(tiny_model, images, NORM)
+    assert got.shape == (16, 3) and got.dtype == np.float32
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(got.sum(axis=1), 1.0, atol=1e-5)
+
+    # A model that ends in a softmax has its per-view probabilities averaged instead.
+    inputs = keras.Input((32, 32, 3))
+    with_softmax = keras.Model(inputs, keras.layers.Softmax()(tiny_model(inputs)))
+    probs = [predict_probabilities(with_softmax, v, NORM).astype(np.float64) for v in views]
+    np.testing.assert_allclose(tta_probabilities(with_softmax, images, NORM),
+                               sum(w * p for w, p in zip(weights, probs)), rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def invariant_model():
+    """Per-pixel layers, then a global average pool: it scores the multiset of pixel values,
+    so it cannot tell an image from its mirror or from a 1-px reflect translation of an image
+    whose 2-px border is one colour (those moves only trade border pixels for equal ones)."""
+    keras.utils.set_random_seed(0)
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(8, 1, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    return keras.Model(inputs, keras.layers.Dense(3)(x))
+
+
+def test_tta_changes_nothing_for_a_flip_and_translation_invariant_model(invariant_model, tiny_data, tmp_path):
+    images, labels = tiny_data
+    framed = images.copy()
+    framed[:, :2], framed[:, -2:], framed[:, :, :2], framed[:, :, -2:] = 200, 200, 200, 200
+    plain = predict_probabilities(invariant_model, framed, NORM)
+    np.testing.assert_allclose(tta_probabilities(invariant_model, framed, NORM), plain, atol=1e-5)
+    result = evaluate_model(invariant_model, framed, labels, NAMES3, NORM, tmp_path / "eval", tta=True)
+    assert result["top1_tta"] == result["top1"] and result["top5_tta"] == result["top5"]
+    assert result["loss_tta"] == pytest.approx(result["loss"], abs=1e-5) and result["tta_views"] == 6
+    # The check has teeth: the model does see other pixels (zero padding, or an image whose
+    # border is not one colour), and the plain model is no constant.
+    zero_padded = np.pad(framed, ((0, 0), (1, 1), (1, 1), (0, 0)))[:, :32, :32]
+    assert not np.allclose(predict_probabilities(invariant_model, zero_padded, NORM), plain, atol=1e-4)
+    assert not np.allclose(tta_probabilities(invariant_model, images, NORM),
+                           predict_probabilities(invariant_model, images, NORM), atol=1e-5)
+    assert np.ptp(plain, axis=0).max() > 1e-3
+
+
+def test_evaluate_model_tta_scores_the_six_view_average(tiny_model, tiny_data, tmp_path):
     images, labels = tiny_data
     plain = predict_probabilities(tiny_model, images, NORM)
-    mirror = predict_probabilities(tiny_model, images[:, :, ::-1], NORM)
-    # The model does see the mirror (compared in log space: softmax may sit near 1 for one class).
-    assert not np.allclose(np.log(plain), np.log(mirror), atol=1e-3)
+    tta = tta_probabilities(tiny_model, images, NORM)
     result = evaluate_model(tiny_model, images, labels, NAMES3, NORM, tmp_path / "eval", tta=True)
     assert result["top1"] == pytest.approx(np.mean(plain.argmax(1) == labels))   # headline stays plain
-    assert result["top1_tta"] == pytest.approx(np.mean(((plain + mirror) / 2).argmax(1) == labels))
-    assert "top1_tta" not in evaluate_model(tiny_model, images, labels, NAMES3, NORM, tmp_path / "off")
-    # A mirror-symmetric image looks the same both ways, so TTA changes nothing.
-    symmetric = np.concatenate([images[:, :, :16], images[:, :, :16][:, :, ::-1]], axis=2)
-    sym = evaluate_model(tiny_model, symmetric, labels, NAMES3, NORM, tmp_path / "sym", tta=True)
-    assert sym["top1_tta"] == sym["top1"] and sym["loss_tta"] == pytest.approx(sym["loss"], abs=1e-5)
+    assert result["top1_tta"] == pytest.approx(np.mean(tta.argmax(1) == labels))
+    assert result["loss_tta"] == pytest.approx(-np.mean(np.log(tta[np.arange(len(labels)), labels])), rel=1e-5)
+    assert result["loss_tta"] != pytest.approx(result["loss"], abs=1e-4)
+    assert result["tta_views"] == 6
+    off = evaluate_model(tiny_model, images, labels, NAMES3, NORM, tmp_path / "off")
+    assert "top1_tta" not in off and "tta_views" not in off
