@@ -176,8 +176,15 @@ def dead_activation_tensors(path) -> list[str]:
 
 
 # --------------------------------------------------------------------------- onnxruntime
+class ProviderMissing(CifarEdgeError):
+    """onnxruntime did not start the execution provider asked for first (no CUDA or TensorRT
+    libraries, say): it drops or falls back from such a provider with only a printed warning,
+    and its figures would be another device's."""
+
+
 def open_onnxruntime(path, threads: int | None = None, providers=("CPUExecutionProvider",)) -> Runner:
-    """onnxruntime on ``path`` (an .onnx file or its bytes: a candidate measured before it is written)."""
+    """onnxruntime on ``path`` (an .onnx file or its bytes: a candidate measured before it is written).
+    Raises :class:`ProviderMissing` when the first of ``providers`` is not among the session's."""
     import onnxruntime as ort
     label = "<in memory>" if isinstance(path, bytes) else str(path)
     opts = ort.SessionOptions()
@@ -189,6 +196,9 @@ def open_onnxruntime(path, threads: int | None = None, providers=("CPUExecutionP
     except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
         raise CifarEdgeError(f"onnxruntime cannot load {label} ({str(e).splitlines()[0][:120]}); the file is "
                              "corrupt or truncated: export it again") from None
+    if providers[0] not in sess.get_providers():
+        raise ProviderMissing(f"onnxruntime could not start {providers[0]} (the session has "
+                              f"{', '.join(sess.get_providers())}; check its CUDA/TensorRT libraries)")
     inp = sess.get_inputs()[0]
     name = inp.name
 

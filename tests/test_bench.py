@@ -348,3 +348,30 @@ def test_compiled_model_runs_batches_of_a_graph_whose_output_keeps_batch_1():
         expected = open_litert(path, threads=1).predict(images)
     np.testing.assert_allclose(got, expected, atol=1e-5)
     assert any("image by image" in n for n in compiled.notes), compiled.notes
+
+
+def test_a_gpu_provider_that_does_not_start_skips_its_row_instead_of_timing_the_cpu(tmp_path, monkeypatch):
+    """onnxruntime drops an execution provider it cannot start (no CUDA/TensorRT libraries)
+    with a warning and runs the session on the CPU; a GPU row must then say so, not publish
+    CPU figures under a GPU name.  The provider here is one no onnxruntime has."""
+    import numpy as np
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper
+
+    from cifar_edge.bench import backends
+    from cifar_edge.runtimes import ProviderMissing, open_onnxruntime
+    graph = helper.make_graph([helper.make_node("Relu", ["image"], ["logits"])], "g",
+                              [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 3])],
+                              [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 3])])
+    path = tmp_path / "m.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    fake = "FakeGpuExecutionProvider"
+    with pytest.warns(UserWarning, match=fake), pytest.raises(ProviderMissing, match=f"could not start {fake}"):
+        open_onnxruntime(path, providers=(fake, "CPUExecutionProvider"))
+    x = np.array([[-1.0, 0.5, 2.0]], np.float32)
+    assert open_onnxruntime(path).run(x).tolist() == [[0.0, 0.5, 2.0]]        # the CPU row is untouched
+    monkeypatch.setattr(backends, "gpu_missing", lambda: None)                # as on a GPU machine
+    monkeypatch.setattr(ort, "get_available_providers", lambda: [fake, "CPUExecutionProvider"])
+    with pytest.warns(UserWarning), pytest.raises(backends.Unavailable, match=f"could not start {fake}"):
+        backends._onnx_gpu(path, fake)

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from ..errors import CifarEdgeError, unknown_choice
-from ..runtimes import Runner, default_threads, open_litert, open_onnxruntime
+from ..runtimes import ProviderMissing, Runner, default_threads, open_litert, open_onnxruntime
 
 
 class Unavailable(Exception):
@@ -55,7 +55,13 @@ def _onnx_gpu(path, provider: str) -> Runner:
         raise Unavailable(missing)
     if provider not in ort.get_available_providers():
         raise Unavailable(f"this onnxruntime has no {provider} (install onnxruntime-gpu)")
-    runner = open_onnxruntime(path, providers=(provider, "CPUExecutionProvider"))
+    # TensorRT hands the nodes it cannot build to CUDA, as onnxruntime advises, and CUDA to the CPU
+    fallback = ("CUDAExecutionProvider", "CPUExecutionProvider") if provider == "TensorrtExecutionProvider" \
+        else ("CPUExecutionProvider",)
+    try:
+        runner = open_onnxruntime(path, providers=(provider, *fallback))
+    except ProviderMissing as e:        # a GPU row must not report another device's figures
+        raise Unavailable(str(e)) from None
     return dataclasses.replace(runner, runtime=f"onnxruntime-{provider[:-len('ExecutionProvider')].lower()}")
 
 

@@ -30,10 +30,17 @@ from .schedules import make_schedule
 from .whitening import LOGITS, STEM, scale_logits, whiten_stem
 
 
-def seed_everything(seed: int):
-    """Same seed on the same CPU gives the same metrics."""
+def seed_everything(seed: int, deterministic: bool = True):
+    """Same seed on the same CPU gives the same metrics.  ``deterministic=False`` (an XLA run:
+    the GPU default) seeds without op determinism, which XLA cannot compile the cnn's
+    MaxPool gradient under ("no deterministic XLA implementation", on the first step), and
+    switches it off again when an earlier run in this process turned it on."""
     keras.utils.set_random_seed(seed)
-    tf.config.experimental.enable_op_determinism()
+    if deterministic:
+        tf.config.experimental.enable_op_determinism()
+    else:
+        from tensorflow.python.framework import config as tf_config   # disable_op_determinism is not public
+        tf_config.disable_op_determinism()
 
 
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, model=None, frozen: dict | None = None):
@@ -303,7 +310,8 @@ def _train(cfg: TrainConfig, run: RunFolder, resume: bool, dataset, requested: T
                          "replicas": strategy.num_replicas_in_sync}})
         write_text(run.labels, "\n".join(ds.class_names) + "\n")
         del probe
-    seed_everything(cfg.seed)      # after the probe model: its initialisers must not shift the run's draws
+    # after the probe model: its initialisers must not shift the run's draws
+    seed_everything(cfg.seed, deterministic=not accel["xla"])
     console.info(f"{cfg.model} on {ds.name} ({len(x)} train images, {ds.num_classes} classes) -> {run.root}")
     if cfg.kfold:
         metrics = _train_kfold(cfg, run, x, y, ds.class_names, strategy, accel)
@@ -408,7 +416,7 @@ def _train_kfold(cfg: TrainConfig, run: RunFolder, x, y, class_names, strategy, 
         if not sub.config.is_file():   # each fold is a usable run folder (predict/evaluate take it)
             write_json(sub.config, {**read_json(run.config), "fold": k})
         console.info(f"fold {k}/{cfg.kfold}: {len(tr)} train, {len(va)} validation")
-        seed_everything(cfg.seed + k)
+        seed_everything(cfg.seed + k, deterministic=not accel["xla"])
         model, seconds = fit(cfg, sub, x[tr], y[tr], x[va], y[va], len(class_names), strategy, accel)
         with atomic_path(sub.model_keras) as tmp:
             save_model(model, tmp)
