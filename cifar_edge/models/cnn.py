@@ -110,6 +110,9 @@ def build_cnn(num_classes: int = 100, input_shape=(32, 32, 3), width: float = 1.
         raise ValueError(f"layout must be one of {', '.join(LAYOUTS)}; got {layout!r}")
     if act not in ACTIVATIONS:
         raise ValueError(f"act must be one of {', '.join(ACTIVATIONS)}; got {act!r}")
+    if layout == "airbench" and (tuple(depth) != (1, 1, 1) or block_convs != 1 or se or not bn):
+        raise ValueError("depth, block_convs, se and bn shape the residual layout; add layout='residual' "
+                         "(CLI: --layout residual) to use them")
     head = head or ("gmp" if layout == "airbench" else "gap")
     if width <= 0:
         raise ValueError(f"width must be > 0; got {width}")

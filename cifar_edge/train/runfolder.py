@@ -153,7 +153,7 @@ def load_model(path):
 
     from .._tf import keras
     from ..models import register_custom_objects
-    from . import schedules  # noqa: F401 - registers our schedule classes for deserialisation
+    from . import optim, schedules  # noqa: F401 - registers our optimizer and schedule classes for deserialisation
     register_custom_objects()
     text = _model_config_text(path)
     scope = contextlib.nullcontext()
