@@ -145,7 +145,7 @@ def test_quickstart_trains_exports_benches_and_says_what_next(tmp_path, monkeypa
     (["train", "--data", "cifar-100"], ["did you mean 'cifar100'"]),
     (["train", "--data", "/no/such/dir"], ["does not exist"]),
     (["train", "--epochs", "0"], ["--epochs 0 is invalid"]),
-    (["train", "--optimizer", "adam"], ["choose one of sgd, adamw"]),
+    (["train", "--optimizer", "adam"], ["choose one of sgd, sgd-l2, adamw"]),
     (["train", "--momentum", "1.5"], ["--momentum 1.5 is invalid"]),
     (["train", "--limit", "3", "--data", "synthetic"], ["smaller than the 10 classes"]),
     (["train", "--depth", "a,b"], ["--depth 'a,b' is invalid"]),

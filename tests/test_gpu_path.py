@@ -32,8 +32,8 @@ def compiled(monkeypatch):
     seen = []
     real = loop._compile
 
-    def spy(model, cfg, steps, num_classes, xla):
-        real(model, cfg, steps, num_classes, xla)
+    def spy(model, cfg, steps, num_classes, xla, frozen=None):
+        real(model, cfg, steps, num_classes, xla, frozen)
         seen.append({"model": model, "xla": xla})
     monkeypatch.setattr(loop, "_compile", spy)
     return seen
@@ -109,3 +109,30 @@ def test_xla_training_on_cpu_agrees_with_the_plain_run(tmp_path):
     assert tf_config.is_op_determinism_enabled()                 # the plain run switched it back on
     np.testing.assert_allclose(models[True], models[False], atol=0.02, rtol=2e-3)   # ~0.003 seen
     assert np.mean(models[True].argmax(1) == models[False].argmax(1)) >= 0.97
+
+
+def test_gpu_default_path_runs_the_default_cnn_recipe(tmp_path, monkeypatch, compiled):
+    """The default cnn's sgd-l2 (multipliers, stem freeze, in-graph lookahead) under the
+    loss-scaled float16 optimizer with XLA: it trains, the stem kernel stays the whitening
+    one, and the saved weights are the lookahead's slow copy."""
+    from cifar_edge._tf import keras, tf
+    from cifar_edge.train.runfolder import load_model
+    monkeypatch.setattr(distribute, "gpus", lambda: [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")])
+    cfg = dict(model="cnn", model_options={"base_widths": (24, 16, 32, 32)}, data="synthetic", epochs=1,
+               synthetic_size=192, val_split=0.0, seed=5, batch_size=64)
+    metrics = train(TrainConfig(precision="auto", **cfg), tmp_path / "run")
+    [fit] = compiled
+    trained = fit["model"]
+    assert fit["xla"] and isinstance(trained.optimizer, keras.mixed_precision.LossScaleOptimizer)
+    inner = trained.optimizer.inner_optimizer
+    assert inner.lookahead_total_steps == int(inner.iterations) and inner.slow
+    assert np.isfinite(metrics["loss"])
+    saved = load_model(tmp_path / "run" / "model.keras")
+    for var, slow in inner._slow_pairs:                                   # ended on the slow copy
+        np.testing.assert_allclose(np.asarray(var.numpy(), np.float32), slow.numpy(), rtol=1e-6, atol=1e-7)
+    from cifar_edge.data import load_dataset
+    from cifar_edge.models import get_model_spec
+    from cifar_edge.train.whitening import whitening_filters
+    ds = load_dataset("synthetic", synthetic_size=192, seed=5)
+    whitened = whitening_filters(ds.x_train, get_model_spec("cnn").normalization, seed=5)
+    np.testing.assert_allclose(saved.get_layer("stem_conv").get_weights()[0], whitened, rtol=1e-5, atol=1e-6)

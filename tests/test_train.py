@@ -145,7 +145,7 @@ def test_schedules_shape():
 
 
 @pytest.mark.parametrize("field, value, message", [
-    ("epochs", 0, "--epochs 0 is invalid"), ("optimizer", "adam", "choose one of sgd, adamw"),
+    ("epochs", 0, "--epochs 0 is invalid"), ("optimizer", "adam", "choose one of sgd, sgd-l2, adamw"),
     ("schedule", "linear", "choose one of onecycle"), ("val_split", 1.0, "--val-split 1.0 is invalid"),
     ("kfold", 1, "--kfold 1 is invalid"), ("lr", -1.0, "positive learning rate"),
     ("model", "resnet", "unknown model 'resnet'"), ("precision", "fp8", "choose one of auto, float32, bf16"),

@@ -24,6 +24,7 @@ from ..train.callbacks import EpochStats, HistoryCSV, NonFiniteLoss, Progress
 from ..train.config import TrainConfig
 from ..train.loop import _compile, _evaluate, _throughput, seed_everything
 from ..train.runfolder import RunFolder, save_model
+from ..train.whitening import frozen_stem
 from ..versions import versions
 from . import cluster, measure, prune
 from .config import QUANTIZED, OptimizeConfig
@@ -81,7 +82,9 @@ def _prepare_and_optimize(parent_dir, run: RunFolder, cfg: OptimizeConfig) -> di
         x_cal, _ = limit_images(x_tr, y_tr, RANGE_IMAGES, cfg.seed)
         facts["ranges_from_float"] = init_activation_ranges(model, loaded.model,
                                                             prepare_images(x_cal, loaded.norm, loaded.input_size))
-    _compile(model, ft, steps, ds.num_classes, xla=False)
+    # A whitened stem stays as whitened: sgd-l2 froze it by step in the parent's run, not by layer.
+    frozen = frozen_stem(0) if ft.optimizer == "sgd-l2" and ft.whiten else None
+    _compile(model, ft, steps, ds.num_classes, xla=False, frozen=frozen)
     return _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, callbacks, facts, before)
 
 

@@ -73,7 +73,7 @@ def _dirac(model):
             layer.set_weights([kernel, *layer.get_weights()[1:]])
 
 
-def _airbench(x, widths, act, bn_momentum, dirac_init):
+def _airbench(x, widths, act, bn_momentum):
     stem_bias = 1 / np.sqrt(2 * 2 * int(x.shape[-1]))
     x = layers.Conv2D(widths[0], 2, padding="valid", kernel_initializer=_torch_init(),
                       bias_initializer=keras.initializers.RandomUniform(-stem_bias, stem_bias), name="stem_conv")(x)
@@ -116,6 +116,9 @@ def build_cnn(num_classes: int = 100, input_shape=(32, 32, 3), width: float = 1.
     head = head or ("gmp" if layout == "airbench" else "gap")
     if width <= 0:
         raise ValueError(f"width must be > 0; got {width}")
+    if layout == "airbench" and len(base_widths) != 4:
+        raise ValueError(f"widths {tuple(base_widths)}: the airbench layout takes the stem width and three stage "
+                         "widths, e.g. 24,64,256,256")
     if len(depth) != len(base_widths) - 1:
         raise ValueError(f"widths {tuple(base_widths)} and depth {tuple(depth)} disagree: give the stem width "
                          f"plus one width per stage, and one depth per stage")
@@ -124,7 +127,7 @@ def build_cnn(num_classes: int = 100, input_shape=(32, 32, 3), width: float = 1.
     widths = [max(8, int(round(w * width))) for w in base_widths]
     inputs = keras.Input(shape=input_shape, name="image")
     if layout == "airbench":
-        x = _airbench(inputs, widths, act, 0.6 if bn_momentum is None else bn_momentum, dirac)
+        x = _airbench(inputs, widths, act, 0.6 if bn_momentum is None else bn_momentum)
     else:
         common = dict(bn=bn, act=act, bn_momentum=0.9 if bn_momentum is None else bn_momentum)
         # A 2x2 'valid' stem (as airbench's whitening layer) makes 31x31 maps, so the stages

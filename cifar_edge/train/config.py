@@ -20,6 +20,7 @@ _FALLBACK = {"optimizer": "adamw", "lr": 1e-3, "momentum": 0.9, "nesterov": True
              "alternate_flip": False, "tta": False}
 # What only the sgd-l2 optimizer can do (train/optim.py); another optimizer takes the neutral value.
 _SGD_L2_ONLY = {"bn_bias_lr": 1.0, "logit_scale": 1.0, "lookahead": False, "whiten_bias_epochs": 0}
+_OPTIMIZER_KEYS = {"lr", "momentum", "nesterov", "weight_decay", "schedule", "warmup_epochs"}
 # Runs shorter than this many steps get a smaller batch (and, at a per-sample lr, a lower lr).
 MIN_STEPS = 400    # airbench's full CIFAR-10 run takes 488
 MIN_BATCH = 64
@@ -75,12 +76,17 @@ class TrainConfig:
         still take enough steps to learn."""
         from ..models import get_model_spec
         spec = get_model_spec(self.model)
+        # Another optimizer than the recipe's takes the fallback lr, momentum, decay and schedule:
+        # the recipe's were tuned for its own optimizer (sgd-l2's lr 1.5 diverges AdamW).
+        recipe = spec.recipe
+        if self.optimizer is not None and self.optimizer != recipe.get("optimizer", _FALLBACK["optimizer"]):
+            recipe = {k: v for k, v in recipe.items() if k not in _OPTIMIZER_KEYS}
         values = {}
         for k, v in _FALLBACK.items():
             mine = getattr(self, k)
-            values[k] = mine if mine is not None else spec.recipe.get(k, v)
+            values[k] = mine if mine is not None else recipe.get(k, v)
         if values["optimizer"] == "sgd-l2":
-            recipe_batch = spec.recipe.get("batch_size", values["batch_size"])
+            recipe_batch = recipe.get("batch_size", values["batch_size"])
             if self.batch_size is None and n_train:
                 while values["batch_size"] > MIN_BATCH and n_train * self.epochs / values["batch_size"] < MIN_STEPS:
                     values["batch_size"] //= 2
@@ -164,6 +170,9 @@ class TrainConfig:
         if unknown:
             raise CifarEdgeError(f"config has unknown keys {sorted(unknown)}; was it written by a newer cifar-edge?")
         d["augment"] = AugmentConfig(**d.get("augment", {}))
+        if d.get("model") == "cnn" and "lookahead" not in d:
+            # written before cnn became airbench's net: that run's model is the residual one
+            d["model_options"] = {"layout": "residual", **d.get("model_options", {})}
         for key in ("depth", "base_widths"):     # JSON gives lists; the model wants tuples
             if key in d.get("model_options", {}):
                 d["model_options"][key] = tuple(d["model_options"][key])

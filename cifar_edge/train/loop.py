@@ -27,7 +27,7 @@ from .runfolder import RunFolder, load_model, save_model
 from ..versions import versions
 from .optim import ScaledSGD
 from .schedules import make_schedule
-from .whitening import LOGITS, STEM, scale_logits, whiten_stem
+from .whitening import LOGITS, frozen_stem, scale_logits, whiten_stem
 
 
 def seed_everything(seed: int, deterministic: bool = True):
@@ -44,14 +44,14 @@ def seed_everything(seed: int, deterministic: bool = True):
 
 
 def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, model=None, frozen: dict | None = None):
-    """The run's optimizer.  ``frozen`` ({variable-name suffix: last training step}) and
+    """The run's optimizer.  ``frozen`` ({variable-name suffix: first step it no longer trains}) and
     ``model`` (whose BatchNorm statistics the lookahead blends) serve sgd-l2 only."""
     lr = make_schedule(cfg.schedule, cfg.lr, cfg.epochs, steps_per_epoch, cfg.warmup_epochs, cfg.decay_rate)
     if cfg.optimizer == "sgd-l2":
         multipliers = {"/beta": cfg.bn_bias_lr or 1.0, f"{LOGITS}/kernel": (cfg.logit_scale or 1.0) ** 2}
         opt = ScaledSGD(lr, momentum=cfg.momentum, nesterov=cfg.nesterov, l2=cfg.weight_decay or 0.0,
-                        multipliers={k: v for k, v in multipliers.items() if v != 1.0}, freeze_after=frozen,
-                        lookahead_steps=cfg.epochs * steps_per_epoch if cfg.lookahead else 0)
+                        multipliers={k: v for k, v in multipliers.items() if v != 1.0}, freeze_from=frozen,
+                        lookahead_total_steps=cfg.epochs * steps_per_epoch if cfg.lookahead else 0)
         if cfg.lookahead and model is not None:
             opt.track_statistics(model)
         return opt
@@ -92,7 +92,7 @@ def _fit(cfg: TrainConfig, run: RunFolder, x_train, y_train, x_val, y_val, num_c
         # sgd-l2 freezes by step (the stem's bias trains for whiten_bias_epochs); others freeze the layer.
         by_step = cfg.optimizer == "sgd-l2"
         if cfg.whiten and whiten_stem(model, x_train, spec.normalization, cfg.seed, freeze_layer=not by_step):
-            frozen = {f"{STEM}/kernel": 0, f"{STEM}/bias": (cfg.whiten_bias_epochs or 0) * steps} if by_step else None
+            frozen = frozen_stem((cfg.whiten_bias_epochs or 0) * steps) if by_step else None
             console.info("stem initialised by patch whitening (kernel frozen"
                          + (f", bias trains {cfg.whiten_bias_epochs or 0} epochs)" if by_step else ")"))
         if (cfg.logit_scale or 1.0) != 1.0:

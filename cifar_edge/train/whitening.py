@@ -52,6 +52,12 @@ def whiten_stem(model, images_uint8, norm: Normalization, seed: int = 0, freeze_
     return True
 
 
+def frozen_stem(bias_steps: int) -> dict:
+    """sgd-l2's freeze map for a whitened stem: the kernel never trains, the bias stops at
+    step ``bias_steps`` (0: never trains)."""
+    return {f"{STEM}/kernel": 0, f"{STEM}/bias": int(bias_steps)}
+
+
 def scale_logits(model, scale: float) -> bool:
     """Scale the head's initial kernel by ``scale`` (see the module docstring); False when
     the model has no Dense ``logits`` layer."""
