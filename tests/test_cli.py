@@ -153,7 +153,7 @@ def test_quickstart_trains_exports_benches_and_says_what_next(tmp_path, monkeypa
     (["train", "--head", "max", "--data", "synthetic"], ["head must be 'gap' or 'gmp'"]),
     (["train", "--precision", "fp8"], ["--precision fp8 is invalid", "bf16"]),
     (["train", "--widths", "24,x"], ["--widths '24,x' is invalid"]),
-    (["train", "--widths", "24,64", "--data", "synthetic"], ["widths (24, 64) and depth (1, 1, 1) disagree"]),
+    (["train", "--widths", "24,64", "--data", "synthetic"], ["widths (24, 64): the airbench layout takes the stem width and three stage widths"]),
     (["train", "--resume"], ["nothing to resume"]),
     (["data", "info", "cifar10x"], ["did you mean 'cifar10'"]),
 ])
