@@ -50,6 +50,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs of QAT and pruning")
     ap.add_argument("--sparsity", type=float, default=0.5)
     ap.add_argument("--no-prune", action="store_true", help="PTQ and QAT only")
+    ap.add_argument("--qat-lr", type=float, default=None, help="QAT fine-tuning lr [default: optimize's, the run's / 10]")
     ap.add_argument("--reuse", action="store_true", help="keep the outputs of steps that already ran")
     args = ap.parse_args()
     need(SHARED_DATA / "cifar10")
@@ -63,7 +64,8 @@ def main():
         "export_float": ("export", base, "--format", "tflite", "--out", base / "export"),
         "export_ptq_int8": ("export", base, "--format", "tflite", "--int8", "--out", base / "export"),
         "export_onnx": ("export", base, "--format", "onnx", "--out", base / "export"),
-        "optimize_qat": ("optimize", base, "--qat", "--epochs", args.epochs, "--out", qat),
+        "optimize_qat": ("optimize", base, "--qat", "--epochs", args.epochs,
+                         *(["--lr", args.qat_lr] if args.qat_lr else []), "--out", qat),
         "export_qat_int8": ("export", qat, "--format", "tflite", "--int8", "--out", qat / "export"),
         "optimize_prune": ("optimize", base, "--prune", args.sparsity, "--epochs", args.epochs, "--out", pruned),
         "export_pruned_int8": ("export", pruned, "--format", "tflite", "--int8", "--out", pruned / "export"),

@@ -1,6 +1,6 @@
 """`cifar-edge quickstart`: the toolkit's point in a few minutes on a laptop CPU.
 
-A small training run of the default CNN's design (cnn-tiny) on the best data to be had, then the files a phone or a
+A small training run of a small residual CNN (cnn-tiny) on the best data to be had, then the files a phone or a
 server runs (float and int8 .tflite, float .onnx), each checked against Keras, then a short bench:
 one row per file with its top-1, size and single-thread latency.  Everything goes through the
 same train / export / bench functions as the commands, into one run folder the other commands
@@ -21,7 +21,7 @@ from . import console
 from .errors import CifarEdgeError
 
 MARKER = ".cifar-edge-quickstart"
-# cnn-tiny: the default CNN's design at 1/8 of its FLOPs, so training, three exports and the bench
+# cnn-tiny: a residual CNN at 1/8 of the default's FLOPs, so training, three exports and the bench
 # fit in a few minutes on two cores (~63% top-1 on real CIFAR-10 here); `cifar-edge train` then
 # trains the full `cnn` the same way.  A larger batch and lower peak rate than the recipe's, because
 # a few epochs of a few thousand images are too few steps for batch 512 at lr 0.4.
