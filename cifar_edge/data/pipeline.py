@@ -81,7 +81,8 @@ def make_dataset(x, y, num_classes: int, batch_size: int, norm: Normalization, t
     epochs = range(1) if epochs is None else epochs
 
     alternate = bool(alternate_flip and aug is not None and aug.flip_h)
-    first_flip = tf.random.stateless_uniform([n], tf.constant([seed + 2, 0], tf.int64)) < 0.5
+    if alternate:       # which images are mirrored in even epochs
+        first_flip = tf.random.stateless_uniform([n], tf.constant([seed + 2, 0], tf.int64)) < 0.5
 
     def one_epoch(epoch):
         order = tf.random.experimental.stateless_shuffle(tf.range(n), tf.stack([tf.constant(seed, tf.int64), epoch]))

@@ -11,7 +11,7 @@ import numpy as np
 
 from ..data.pipeline import Normalization
 from ..errors import CifarEdgeError
-from .metrics import classification_metrics, predict_probabilities
+from .metrics import classification_metrics, predict_logits, to_probabilities
 from .plots import (plot_confusion, plot_per_class, plot_prediction_grid, plot_training_curves,
                     write_confusion_csv)
 from .tta import TTA_VIEWS, tta_probabilities
@@ -36,13 +36,14 @@ def evaluate_model(model, images_uint8, labels, class_names, norm: Normalization
         raise CifarEdgeError(f"{len(images)} images but {len(labels)} labels in the {split} split; "
                              "pass one label per image")
     out_dir = Path(out_dir)
-    probs = predict_probabilities(model, images, norm, image_size=image_size)
+    raw = predict_logits(model, images, norm, image_size=image_size)
+    probs = to_probabilities(raw)
     metrics = classification_metrics(probs, labels, class_names, fine_to_coarse, coarse_names)
     if tta:
         # 6-view TTA (airbench94's tta_level 2) costs 6x the inference, so it is reported
         # beside the plain figure, never instead.
-        scored = classification_metrics(tta_probabilities(model, images, norm, image_size=image_size),
-                                        labels, class_names)
+        scored = classification_metrics(tta_probabilities(model, images, norm, image_size=image_size,
+                                                          plain_outputs=raw), labels, class_names)
         metrics.update({f"{k}_tta": scored[k] for k in ("top1", "top5", "loss")})
         metrics["tta_views"] = TTA_VIEWS
     confusion = np.asarray(metrics["confusion"], np.int64)

@@ -51,16 +51,20 @@ def tta_views(images_uint8) -> list[tuple[float, np.ndarray]]:
             (0.125, np.ascontiguousarray(minus)), (0.125, mirror(minus))]
 
 
-def tta_probabilities(model, images_uint8, norm: Normalization, image_size: int | None = None) -> np.ndarray:
+def tta_probabilities(model, images_uint8, norm: Normalization, image_size: int | None = None,
+                      plain_outputs=None) -> np.ndarray:
     """Class probabilities (N, classes) of ``model`` under airbench's 6-view TTA.
 
     The weighted average of the model's raw outputs over ``tta_views`` (logits for our models,
     as airbench; probabilities for a model that ends in a softmax), converted to probabilities
     with ``to_probabilities``.  Views are built at the images' own resolution and then
-    normalized/resized exactly as ``predict_logits`` does.  Costs 6 forward passes.
+    normalized/resized exactly as ``predict_logits`` does.  Costs 6 forward passes, or 5 when
+    the caller already has the plain view's ``predict_logits`` (``plain_outputs``).
     """
     total = None
-    for weight, view in tta_views(images_uint8):
-        out = weight * predict_logits(model, view, norm, image_size=image_size).astype(np.float64)
+    for i, (weight, view) in enumerate(tta_views(images_uint8)):
+        raw = plain_outputs if i == 0 and plain_outputs is not None else \
+            predict_logits(model, view, norm, image_size=image_size)
+        out = weight * np.asarray(raw, np.float64)
         total = out if total is None else total + out
     return to_probabilities(total.astype(np.float32))

@@ -18,8 +18,8 @@ _FALLBACK = {"optimizer": "adamw", "lr": 1e-3, "momentum": 0.9, "nesterov": True
              "schedule": "cosine", "warmup_epochs": 1.0, "label_smoothing": 0.1, "batch_size": 128,
              "whiten": False, "bn_bias_lr": 1.0, "logit_scale": 1.0, "lookahead": False, "whiten_bias_epochs": 0,
              "alternate_flip": False, "tta": False}
-# What only the sgd-l2 optimizer can do (train/optim.py); another optimizer takes the neutral value.
-_SGD_L2_ONLY = {"bn_bias_lr": 1.0, "logit_scale": 1.0, "lookahead": False, "whiten_bias_epochs": 0}
+# What only the sgd-l2 optimizer can do (train/optim.py); another optimizer takes the fallback (neutral) value.
+_SGD_L2_ONLY = ("bn_bias_lr", "logit_scale", "lookahead", "whiten_bias_epochs")
 _OPTIMIZER_KEYS = {"lr", "momentum", "nesterov", "weight_decay", "schedule", "warmup_epochs"}
 # Runs shorter than this many steps get a smaller batch (and, at a per-sample lr, a lower lr).
 MIN_STEPS = 400    # airbench's full CIFAR-10 run takes 488
@@ -93,7 +93,8 @@ class TrainConfig:
             if self.lr is None and values["batch_size"] != recipe_batch:
                 values["lr"] = values["lr"] * values["batch_size"] / recipe_batch
         else:
-            for k, neutral in _SGD_L2_ONLY.items():
+            for k in _SGD_L2_ONLY:
+                neutral = _FALLBACK[k]
                 if getattr(self, k) is None:
                     values[k] = neutral
                 elif getattr(self, k) != neutral:
