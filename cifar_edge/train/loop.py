@@ -93,8 +93,9 @@ def _fit(cfg: TrainConfig, run: RunFolder, x_train, y_train, x_val, y_val, num_c
         by_step = cfg.optimizer == "sgd-l2"
         if cfg.whiten and whiten_stem(model, x_train, spec.normalization, cfg.seed, freeze_layer=not by_step):
             frozen = frozen_stem((cfg.whiten_bias_epochs or 0) * steps) if by_step else None
+            bias_epochs = min(cfg.whiten_bias_epochs or 0, cfg.epochs)
             console.info("stem initialised by patch whitening (kernel frozen"
-                         + (f", bias trains {cfg.whiten_bias_epochs or 0} epochs)" if by_step else ")"))
+                         + (f", bias trains {bias_epochs} of {cfg.epochs} epochs)" if by_step else ")"))
         if (cfg.logit_scale or 1.0) != 1.0:
             scale_logits(model, cfg.logit_scale)
     size = resize_target(x_train, cfg.input_size)
