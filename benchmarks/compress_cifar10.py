@@ -37,7 +37,7 @@ def cli(*args):
 def score(path, images, y, reference) -> dict:
     """Top-1 of the file run in its own runtime, and its agreement with the Keras outputs."""
     from cifar_edge.export.parity import agreement, top1
-    from cifar_edge.runtimes import open_model
+    from cifar_edge.formats import open_model
     runner = open_model(path)
     outputs = runner.predict(images, batch_size=500)
     return {"top1": top1(outputs, y), "notes": runner.notes,
@@ -55,8 +55,8 @@ def main():
     args = ap.parse_args()
     need(SHARED_DATA / "cifar10")
     from cifar_edge.export.parity import file_facts
-    from cifar_edge.inference import load_run
-    from cifar_edge.runtimes import keras_runner
+    from cifar_edge.runs import load_run
+    from cifar_edge.formats.keras import keras_runner
     base = Path(args.run).resolve()
     qat, pruned = base.parent / f"{base.name}-qat", base.parent / f"{base.name}-prune{int(args.sparsity * 100)}"
     commands, seconds = {}, {}

@@ -61,8 +61,8 @@ def measure(run: Path, file: Path) -> dict:
     sys.path.insert(0, str(ROOT))
     from cifar_edge.data import prepare_images
     from cifar_edge.export.parity import top1
-    from cifar_edge.inference import load_run, run_data
-    from cifar_edge.runtimes import open_litert
+    from cifar_edge.runs import load_run, run_data
+    from cifar_edge.formats.tflite import open_litert
     from cifar_edge.timing import latency
     loaded = load_run(run)
     x, y, split = run_data(loaded).held_out()

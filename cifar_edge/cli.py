@@ -248,7 +248,8 @@ def predict(
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ):
     """Classify image files; prints the top-5 classes with probabilities."""
-    from .inference import load_run, predict_files
+    from .inference import predict_files
+    from .runs import load_run
     with _results_only(as_json):
         results = predict_files(load_run(run), images, top=top)
     if as_json:
@@ -273,7 +274,7 @@ def explain(
 ):
     """Grad-CAM heatmaps: which pixels drove each prediction."""
     from .evaluate import explain_images
-    from .inference import load_run
+    from .runs import load_run
     loaded = load_run(run)
     results = explain_images(loaded.model, [str(p) for p in images], loaded.norm, loaded.input_size,
                              loaded.class_names, out_dir or loaded.run.root / "explain")
@@ -324,7 +325,7 @@ def _export_table(title: str, entries: list) -> Table:
     for e in entries:
         p = e["parity"]
         t.add_row(e["variant"], f"{e['size_bytes'] / 1e6:.2f}", f"{e['gzip_bytes'] / 1e6:.2f}",
-                  f"{p['top1_agreement']:.2%}", f"{p['max_abs_diff']:.2g}", f"{p['export_top1']:.2%}",
+                  f"{p['top1_agreement']:.2%}", f"{p['max_abs_diff']:.2g}", f"{e['accuracy'][p['split']]['top1']:.2%}",
                   "; ".join(e.get("notes") or []))
     return t
 
@@ -368,7 +369,8 @@ def export(
     with _results_only(as_json):
         entries = export_run(run, chosen, out, cfg, command=" ".join(["cifar-edge", *sys.argv[1:]]),
                              android_dir=android, failures=failures)
-    manifest = Path(out or Path(run) / "export") / "export.json"
+    from .runs import RunFolder
+    manifest = Path(out or RunFolder(run).export_dir) / "export.json"
     if as_json:
         _print_json({"run": str(run), "manifest": str(manifest), "entries": entries, "failures": failures or {}})
     else:
@@ -491,13 +493,13 @@ def serve(
 @friendly
 def formats(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False):
     """The export format table: formats, their options, and the named variants."""
-    from .export import FORMATS, VARIANTS
+    from .formats import FORMATS, variants
     if as_json:
         _print_json({"formats": [{"name": f.name, "suffix": f.suffix, "options": sorted(f.options),
                                   "runtimes": list(f.runtimes), "description": f.description} for f in FORMATS.values()],
-                     "variants": [{"name": name, "format": fmt,
+                     "variants": [{"name": name, "format": fmt.name,
                                    "options": {k: getattr(opts, k) for k in sorted(opts.set_options())}}
-                                  for name, (fmt, opts) in VARIANTS.items()]})
+                                  for name, (fmt, opts) in variants().items()]})
         return
     t = Table(title="export formats")
     for col in ("format", "suffix", "options", "runtimes", "description"):
@@ -509,8 +511,8 @@ def formats(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = F
     v.add_column("variant")
     v.add_column("format")
     v.add_column("options")
-    for name, (fmt, opts) in VARIANTS.items():
-        v.add_row(name, fmt, ", ".join(f"{k}={getattr(opts, k)}" for k in sorted(opts.set_options())) or "defaults")
+    for name, (fmt, opts) in variants().items():
+        v.add_row(name, fmt.name, ", ".join(f"{k}={getattr(opts, k)}" for k in sorted(opts.set_options())) or "defaults")
     if not stdout.is_terminal:
         typer.echo("")                                 # piped: a blank line between the two tables
     _print_table(v)
@@ -607,7 +609,7 @@ def quickstart(
     stdout.print(f"trained {r['model']} for {r['epochs']} epochs on up to {r['train_images']:,} images: top-1 "
                  f"{m['top1']:.2%} on {m['n']:,} {m['split']} images (Keras)")
     images = next((f["images"] for f in r["files"] if f["status"] == "ok"), 0)
-    stdout.print(f"files in {Path(r['run']) / 'export'} (.tflite run on LiteRT, .onnx on onnxruntime; top-1 on "
+    stdout.print(f"files in {Path(r['export_dir'])} (.tflite run on LiteRT, .onnx on onnxruntime; top-1 on "
                  f"{images:,} test images, the Keras model {r['keras_top1']:.2%}):")
     t = Table()
     for col in ("file", "top-1", "MB", "ms", "size", "latency"):
@@ -628,7 +630,7 @@ def quickstart(
         stdout.print(f"  # {what}\n  {command}")
     if r["export_failures"]:
         raise CifarEdgeError(f"{len(r['export_failures'])} file(s) failed their check "
-                             f"({', '.join(r['export_failures'])}); the reasons are in {Path(r['run']) / 'export' / 'export.json'}")
+                             f"({', '.join(r['export_failures'])}); the reasons are in {Path(r['export_dir']) / 'export.json'}")
 
 
 def main():

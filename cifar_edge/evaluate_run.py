@@ -5,8 +5,7 @@ from .data import load_dataset
 from .errors import CifarEdgeError
 from .evaluate import evaluate_model
 from .fileio import write_json
-from .inference import load_run
-from .train.runfolder import data_source
+from .runs import data_source, load_run
 
 
 def evaluate_run(run_dir, data: str | None = None, limit: int | None = None, tta: bool = False):

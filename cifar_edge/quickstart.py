@@ -94,7 +94,7 @@ def file_rows(bench: dict, export_dir: Path) -> list[dict]:
     rows = []
     for variant in VARIANTS:
         fmt, _ = get_variant(variant)
-        row = next((r for r in bench["rows"] if r["variant"] == variant and r["backend"] == fmt.runtimes[0]
+        row = next((r for r in bench["rows"] if r["variant"] == variant and r["backend"] == fmt.runtime
                     and r["threads"] == 1), None)
         if row is None or row["status"] != "ok":
             rows.append({"variant": variant, "file": None, "status": row["status"] if row else "failed",
@@ -140,8 +140,10 @@ def run_quickstart(out_dir, epochs: int = 4) -> dict:
     bench = bench_run(out_dir, BenchConfig(runs=BENCH_RUNS, warmup=10, limit=BENCH_IMAGES, threads=(1,), batches=(32,),
                                            variants=VARIANTS, runtimes=("litert", "onnxruntime"), siblings=False,
                                            export=False, reference=False), command=command)
-    return {"run": str(out_dir), "data": data.description, "synthetic": data.synthetic, "model": MODEL,
+    from .runs import RunFolder
+    export_dir = RunFolder(out_dir).export_dir
+    return {"run": str(out_dir), "export_dir": str(export_dir), "data": data.description, "synthetic": data.synthetic, "model": MODEL,
             "train_images": TRAIN_IMAGES, "epochs": epochs, "metrics": metrics,
-            "files": file_rows(bench, out_dir / "export"), "export_failures": failures,
+            "files": file_rows(bench, export_dir), "export_failures": failures,
             "keras_top1": bench["runs"][0]["float"]["top1"], "bench_seconds": bench["seconds"],
             "next": next_commands(out_dir)}

@@ -22,8 +22,9 @@ from .errors import CifarEdgeError
 from .export import read_manifest
 from .fileio import to_json
 from .images import read_image
-from .inference import load_run
-from .runtimes import Runner, keras_runner, open_model
+from .formats import Runner, open_model
+from .formats.keras import keras_runner
+from .runs import RunFolder, load_run
 
 MAX_UPLOAD_BYTES = 20_000_000
 TIMED_RUNS = 5
@@ -48,7 +49,7 @@ class Predictor:
         self.run = loaded.run.root
         model_file = loaded.run.require_model()
         self.models = [Loaded("keras", model_file.name, model_file.stat().st_size, keras_runner(loaded.model))]
-        manifest = read_manifest(self.run / "export")
+        manifest = read_manifest(RunFolder(self.run).export_dir)
         unknown = sorted(set(variants or []) - {e["variant"] for e in manifest.values()} - {"keras"})
         if unknown:
             raise CifarEdgeError(f"{', '.join(unknown)} not exported in {self.run / 'export'}; "
@@ -56,7 +57,7 @@ class Predictor:
         for entry in manifest.values():
             if entry["format"] == "keras" or (variants and entry["variant"] not in variants):
                 continue                      # the exported .h5 is the model already loaded above
-            path = self.run / "export" / entry["file"]
+            path = RunFolder(self.run).export_dir / entry["file"]
             try:
                 self.models.append(Loaded(entry["variant"], entry["file"], path.stat().st_size,
                                           open_model(path, threads=threads)))

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cifar_edge.runtimes import from_output, to_input
+from cifar_edge.formats.tflite import from_output, to_input
 
 KOTLIN_TYPES = {"float32": "FLOAT32", "int8": "INT8", "uint8": "UINT8"}
 PHOTO_SIZES = [(32, 32), (640, 480), (480, 640), (333, 100), (101, 100), (1, 7), (4032, 3024)]
@@ -38,7 +38,7 @@ def app_normalization(model: Path):
     """The normalization an app applies before the file's input: the ``cifar_edge`` entry's
     mean/std (the identity for exported files, whose graph normalizes)."""
     from cifar_edge.data import Normalization
-    from cifar_edge.export.metadata import read_metadata
+    from cifar_edge.formats.tflite import read_metadata
     facts = read_metadata(model)["cifar_edge"]
     return Normalization(tuple(facts["mean"]), tuple(facts["std"]))
 

@@ -48,9 +48,9 @@ def compare(run: Path, images: np.ndarray, work: Path) -> dict:
     """{variant: MediaPipe's top-1 agreement with our runtime} over every .tflite in RUN/export."""
     from cifar_edge.data import prepare_images
     from cifar_edge.export import read_manifest
-    from cifar_edge.export.metadata import read_metadata
-    from cifar_edge.inference import load_run
-    from cifar_edge.runtimes import open_model
+    from cifar_edge.formats.tflite import read_metadata
+    from cifar_edge.runs import load_run
+    from cifar_edge.formats import open_model
     loaded = load_run(run)
     x = prepare_images(images, loaded.norm, loaded.input_size)
     files = {e["variant"]: run / "export" / e["file"] for e in read_manifest(run / "export").values()

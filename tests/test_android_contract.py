@@ -19,8 +19,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from cifar_edge.inference import load_run
-from cifar_edge.runtimes import open_litert, to_input
+from cifar_edge.runs import load_run
+from cifar_edge.formats.tflite import open_litert, to_input
 from conftest import ROOT
 from golden import app_normalization, top5, write_crops, write_variant
 
@@ -143,7 +143,7 @@ def test_python_example_pipeline_equals_the_reference_on_every_variant(exported_
     """examples/python reads everything from the file's metadata; cifar-edge uses the run's
     config.json.  Every exported file takes raw pixels (its graph normalizes), and predictions
     are equal, variant by variant."""
-    from cifar_edge.export.metadata import folded_normalization
+    from cifar_edge.formats.tflite import folded_normalization
     example = _example(monkeypatch, "classify_litert")
     run, _ = exported_run
     norm = load_run(run).norm

@@ -19,14 +19,13 @@ from typer.testing import CliRunner
 from cifar_edge.bench import BenchConfig, bench_run, gate, write_report
 from cifar_edge.bench.android import (benchmark_command, connect, parse_benchmark_model, parse_device,
                                       parse_devices, pick_serial, to_measurement)
-from cifar_edge.bench.backends import BACKENDS
+from cifar_edge.formats import BACKENDS, variants
 from cifar_edge.bench.targets import collect_runs, prepare_targets
 from cifar_edge.cli import app
 from cifar_edge.errors import CifarEdgeError
-from cifar_edge.export import VARIANTS
 from cifar_edge.fileio import read_json, write_json
 from conftest import train_tiny
-from cifar_edge.train.runfolder import RunFolder
+from cifar_edge.runs import RunFolder
 
 DATA = Path(__file__).parent / "data" / "benchmark_model"
 FAST = dict(runs=10, warmup=2, limit=200, threads=(1,))
@@ -68,12 +67,12 @@ def test_every_output_is_written_and_parses(run, benched):
 
 def test_every_variant_appears_and_every_row_says_why(benched):
     rows = benched["rows"]
-    assert {r["variant"] for r in rows} == set(VARIANTS)
+    assert {r["variant"] for r in rows} == set(variants())
     for r in rows:
         assert r["status"] in ("ok", "skipped", "failed"), r
         if r["status"] != "ok":
             assert r["reason"], r
-    for name in VARIANTS:    # each file ran on each CPU runtime of its format
+    for name in variants():    # each file ran on each CPU runtime of its format
         cpu = [r for r in rows if r["variant"] == name and r["device"] == "cpu"]
         assert cpu and all(r["status"] == "ok" for r in cpu), [(r["backend"], r["reason"]) for r in cpu]
     gpu = [r for r in rows if r["device"] == "gpu"]
@@ -102,7 +101,7 @@ def test_rows_carry_the_measurements(benched):
     assert peak["float32"]["1"] > 0 and peak["int8"]["1"] > 0 and peak["method"]
     # LiteRT's own CLI timed every .tflite on the XNNPACK rows too; both figures and their ratio are kept.
     refs = [r["reference"] for r in ok if r["format"] == "tflite" and r["backend"] == "litert"]
-    assert len(refs) == sum(f == "tflite" for f, _ in VARIANTS.values()) and all(x.get("ratio", 0) > 0 and x["median_ms"] > 0 and x["threads"] == 1 for x in refs)
+    assert len(refs) == sum(f.name == "tflite" for f, _ in variants().values()) and all(x.get("ratio", 0) > 0 and x["median_ms"] > 0 and x["threads"] == 1 for x in refs)
 
 
 def test_report_is_one_self_contained_page(run, benched):
@@ -113,7 +112,7 @@ def test_report_is_one_self_contained_page(run, benched):
     assert links and all(v.startswith("data:image/png;base64,") for v in links)   # nothing loaded from elsewhere
     assert not re.search(r"<(script|link|iframe)\b|url\(", page, flags=re.I)
     assert page.count('src="data:image/png;base64,') >= 4                     # curves + the three bench plots
-    for name in VARIANTS:
+    for name in variants():
         assert name in page
     result = cli.invoke(app, ["report", str(run)])
     assert result.exit_code == 0 and "report.html" in result.output
@@ -329,8 +328,8 @@ def test_compiled_model_runs_batches_of_a_graph_whose_output_keeps_batch_1():
     from cifar_edge._tf import keras, tf
     import numpy as np
 
-    from cifar_edge.bench.compiled import open_compiled
-    from cifar_edge.runtimes import open_litert
+    from cifar_edge.formats.tflite import open_compiled
+    from cifar_edge.formats.tflite import open_litert
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, padding="same")(inputs)
     x = keras.layers.Dense(6)(x)
@@ -359,8 +358,9 @@ def test_a_gpu_provider_that_does_not_start_skips_its_row_instead_of_timing_the_
     import onnxruntime as ort
     from onnx import TensorProto, helper
 
-    from cifar_edge.bench import backends
-    from cifar_edge.runtimes import ProviderMissing, open_onnxruntime
+    from cifar_edge.formats import Unavailable
+    from cifar_edge.formats import onnx as onnx_format
+    from cifar_edge.formats.onnx import ProviderMissing, open_onnxruntime
     graph = helper.make_graph([helper.make_node("Relu", ["image"], ["logits"])], "g",
                               [helper.make_tensor_value_info("image", TensorProto.FLOAT, [None, 3])],
                               [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [None, 3])])
@@ -371,7 +371,7 @@ def test_a_gpu_provider_that_does_not_start_skips_its_row_instead_of_timing_the_
         open_onnxruntime(path, providers=(fake, "CPUExecutionProvider"))
     x = np.array([[-1.0, 0.5, 2.0]], np.float32)
     assert open_onnxruntime(path).run(x).tolist() == [[0.0, 0.5, 2.0]]        # the CPU row is untouched
-    monkeypatch.setattr(backends, "gpu_missing", lambda: None)                # as on a GPU machine
+    monkeypatch.setattr(onnx_format, "gpu_missing", lambda: None)             # as on a GPU machine
     monkeypatch.setattr(ort, "get_available_providers", lambda: [fake, "CPUExecutionProvider"])
-    with pytest.warns(UserWarning), pytest.raises(backends.Unavailable, match=f"could not start {fake}"):
-        backends._onnx_gpu(path, fake)
+    with pytest.warns(UserWarning), pytest.raises(Unavailable, match=f"could not start {fake}"):
+        onnx_format._on_gpu(path, fake)

@@ -85,7 +85,7 @@ def test_widths_flag_sets_the_cnn_channels(tmp_path):
     assert result.exit_code == 0, result.output
     config = json.loads((run / "config.json").read_text())
     assert config["train"]["model_options"]["base_widths"] == [16, 16, 32, 40]
-    from cifar_edge.train.runfolder import load_model
+    from cifar_edge.runs import load_model
     model = load_model(run / "model.keras")                        # cnn-tiny halves them
     assert [model.get_layer(f"{n}_conv").filters for n in ("stem", "s1", "s2", "s3")] == [8, 8, 16, 20]
 

@@ -14,9 +14,9 @@ from cifar_edge.compress import METHODS, OptimizeConfig, optimize_run
 from cifar_edge.data import load_dataset
 from cifar_edge.errors import CifarEdgeError
 from cifar_edge.evaluate import predict_logits
-from cifar_edge.inference import load_run
+from cifar_edge.runs import load_run
 from conftest import train_tiny
-from cifar_edge.train.runfolder import load_model
+from cifar_edge.runs import load_model
 
 FAST = dict(epochs=1, limit=300)       # 5 steps of 64 images: enough to exercise every method
 
@@ -120,7 +120,7 @@ def test_cluster_leaves_at_most_n_values_per_kernel(parent, tmp_path):
 def test_quantized_model_of_whole_model_path_round_trips(tmp_path):
     """A model tfmot quantizes whole (no fallback) also saves and reloads to the same outputs."""
     from cifar_edge.compress.quantize import quantize
-    from cifar_edge.compress.tfmot_compat import reloadable
+    from cifar_edge.models.tfmot_compat import reloadable
     inputs = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, activation="relu")(inputs)
     x = keras.layers.GlobalAveragePooling2D()(x)

@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 
 from cifar_edge.images import read_image
-from cifar_edge.inference import load_run
-from cifar_edge.runtimes import open_model
+from cifar_edge.runs import load_run
+from cifar_edge.formats import open_model
 from conftest import ROOT
 
 EXAMPLES = ROOT / "examples" / "python"

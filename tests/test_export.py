@@ -12,9 +12,11 @@ from typer.testing import CliRunner
 from cifar_edge.cli import app
 from cifar_edge.data import prepare_images
 from cifar_edge.errors import CifarEdgeError
-from cifar_edge.export import VARIANTS, ExportConfig, ExportOptions, export_run, read_manifest, resolve_variants
-from cifar_edge.inference import load_run, run_data
-from cifar_edge.runtimes import keras_runner, open_model
+from cifar_edge.export import ExportConfig, ExportOptions, export_run, read_manifest, resolve_variants
+from cifar_edge.formats import variants
+from cifar_edge.runs import load_run, run_data
+from cifar_edge.formats import open_model
+from cifar_edge.formats.keras import keras_runner
 from conftest import FAST_EXPORT
 
 FAST = ExportConfig(**FAST_EXPORT)
@@ -40,7 +42,7 @@ def held_out(run):
 
 def test_every_variant_of_the_table_exports_and_agrees_with_keras(run, exported, held_out):
     images, labels, reference = held_out
-    assert set(exported) == set(VARIANTS)
+    assert set(exported) == set(variants())
     assert np.mean(reference.argmax(1) == labels) > 0.5          # the model learned (chance: 0.1)
     for name, entry in exported.items():
         path = run / "export" / entry["file"]
@@ -101,7 +103,7 @@ def test_manifest_records_parity_sizes_versions_command_and_drift(run, exported)
 
 
 def test_tflite_metadata_and_labels_read_back(run, exported):
-    from cifar_edge.export.metadata import read_metadata
+    from cifar_edge.formats.tflite import read_metadata
     loaded = load_run(run)
     meta = read_metadata(run / "export" / exported["tflite-int8-io-uint8"]["file"])
     assert meta["cifar_edge"]["labels"] == loaded.class_names
@@ -114,7 +116,7 @@ def test_tflite_files_take_raw_pixels_with_one_mean_and_std(run, exported):
     libraries apply one mean/std (0 and 1), integer inputs hold the pixels themselves."""
     from ai_edge_litert.interpreter import Interpreter
 
-    from cifar_edge.export.metadata import FOLDED_NORMALIZATION, read_metadata
+    from cifar_edge.formats.tflite import FOLDED_NORMALIZATION, read_metadata
     loaded = load_run(run)
     for name, entry in exported.items():
         if entry["format"] != "tflite":
@@ -133,8 +135,8 @@ def test_tflite_files_take_raw_pixels_with_one_mean_and_std(run, exported):
 
 def test_onnx_files_carry_the_same_model_facts_as_tflite(run, exported):
     """Apps without cifar-edge read input size, normalization and labels from either file."""
-    from cifar_edge.export.metadata import FOLDED_NORMALIZATION, read_metadata
-    from cifar_edge.export.onnx import read_onnx_metadata
+    from cifar_edge.formats.tflite import FOLDED_NORMALIZATION, read_metadata
+    from cifar_edge.formats.onnx import read_onnx_metadata
     loaded = load_run(run)
     tflite_facts = read_metadata(run / "export" / exported["tflite-int8"]["file"])["cifar_edge"]
     tflite_facts = {**tflite_facts, **tflite_facts[FOLDED_NORMALIZATION]}   # .onnx files take normalized images
@@ -150,7 +152,7 @@ def test_onnx_files_carry_the_same_model_facts_as_tflite(run, exported):
 
 
 def test_export_that_disagrees_with_keras_fails_and_leaves_nothing(run, tmp_path, monkeypatch):
-    import cifar_edge.export.tflite as tfl
+    import cifar_edge.formats._tflite_convert as tfl
     from cifar_edge._tf import keras
     loaded = load_run(run)
     other = keras.models.clone_model(loaded.model)               # same architecture, fresh weights
@@ -240,7 +242,7 @@ def test_optimized_runs_export_int8_through_the_cli_with_drift_against_the_paren
         result = CliRunner().invoke(app, ["export", str(child), "--format", "tflite"])
         assert result.exit_code == 2 and "export it with --int8" in result.output
         entries = export_run(child, resolve_variants(all_variants=True), out_dir=tmp_path / "all", cfg=FAST)
-        assert {e["variant"] for e in entries} == {n for n, (_, o) in VARIANTS.items() if o.int8}
+        assert {e["variant"] for e in entries} == {n for n, (_, o) in variants().items() if o.int8}
 
 
 def test_cli_optimize_takes_exactly_one_method(run):

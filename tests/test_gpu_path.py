@@ -51,7 +51,7 @@ def test_gpu_default_trains_in_mixed_float16_with_xla_and_saves_a_float32_model(
     logits, a loss-scaled optimizer, XLA, a finite loss; the saved model computes in float32
     and predicts what the trained float16 model predicts."""
     from cifar_edge._tf import keras, tf
-    from cifar_edge.train.runfolder import load_model
+    from cifar_edge.runs import load_model
     monkeypatch.setattr(distribute, "gpus", lambda: [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")])
     tf.config.experimental.enable_op_determinism()      # as an earlier CPU run in this process leaves it
     run = tmp_path / "gpu-default"
@@ -91,7 +91,7 @@ def test_xla_training_on_cpu_agrees_with_the_plain_run(tmp_path):
     model within float tolerance, and the run after it is deterministic again."""
     from cifar_edge._tf import tf
     from cifar_edge.data import load_dataset
-    from cifar_edge.train.runfolder import RunFolder
+    from cifar_edge.runs import RunFolder
     cfg = TrainConfig(**TINY).resolved()
     ds = load_dataset("synthetic", synthetic_size=TINY["synthetic_size"], seed=TINY["seed"])
     x, y = _test_images(TINY)
@@ -116,7 +116,7 @@ def test_gpu_default_path_runs_the_default_cnn_recipe(tmp_path, monkeypatch, com
     loss-scaled float16 optimizer with XLA: it trains, the stem kernel stays the whitening
     one, and the saved weights are the lookahead's slow copy."""
     from cifar_edge._tf import keras, tf
-    from cifar_edge.train.runfolder import load_model
+    from cifar_edge.runs import load_model
     monkeypatch.setattr(distribute, "gpus", lambda: [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")])
     cfg = dict(model="cnn", model_options={"base_widths": (24, 16, 32, 32)}, data="synthetic", epochs=1,
                synthetic_size=192, val_split=0.0, seed=5, batch_size=64)

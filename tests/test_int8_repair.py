@@ -20,12 +20,12 @@ from cifar_edge.cli import app
 from cifar_edge.errors import CifarEdgeError
 from cifar_edge.export import ExportConfig, export_run, read_failures, read_manifest, resolve_variants
 from cifar_edge.export.exporter import prepare
-from cifar_edge.export.formats import ExportOptions
+from cifar_edge.formats import ExportOptions
 from cifar_edge.export.parity import class_drift, mcnemar_p, overall_drift, top1
-from cifar_edge.export.quant_error import channel_nsr, rank_layers
-from cifar_edge.export.tflite import calibrated_model, convert
-from cifar_edge.inference import load_run
-from cifar_edge.runtimes import open_litert
+from cifar_edge.formats._quant_error import channel_nsr, rank_layers
+from cifar_edge.formats.tflite import calibrated_model, convert
+from cifar_edge.runs import load_run
+from cifar_edge.formats.tflite import open_litert
 from conftest import FAST_EXPORT, train_tiny
 
 SCALE, CHANNELS = 100.0, [0, 1]
@@ -104,7 +104,7 @@ def test_max_drop_search_writes_the_cheapest_file_within_budget_and_records_ever
     for c in repair["candidates"]:
         assert {"drop_points", "size_bytes", "latency_ms_1thread", "float_layers"} <= set(c)
     # the file on disk is the winner: its own top-1 on the check images matches the search's
-    assert entry["parity"]["export_top1"] == pytest.approx(winner["top1"])
+    assert entry["accuracy"][entry["parity"]["split"]]["top1"] == pytest.approx(winner["top1"])
     assert (out / entry["file"]).is_file()
 
 
@@ -182,7 +182,7 @@ def test_onnx_max_drop_keeps_the_worst_ranked_nodes_in_float_and_recovers(faulty
     winner = repair["candidates"][-1]
     assert winner["meets"] and entry["variant"] == winner["variant"] == "onnx-int8-selective"
     assert entry["options"]["float_layers"] == winner["float_layers"]
-    assert entry["parity"]["export_top1"] == pytest.approx(winner["top1"])
+    assert entry["accuracy"][entry["parity"]["split"]]["top1"] == pytest.approx(winner["top1"])
     # the convs kept in float really are: their weights are float initializers, not dequantized int8
     graph = onnx.load(str(out / entry["file"])).graph
     dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}

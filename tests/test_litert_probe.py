@@ -10,7 +10,7 @@ import pytest
 
 from cifar_edge._tf import keras, tf
 from cifar_edge.errors import CifarEdgeError
-from cifar_edge.runtimes import check_litert_loads, open_litert
+from cifar_edge.formats.tflite import check_litert_loads, open_litert
 
 L = keras.layers
 

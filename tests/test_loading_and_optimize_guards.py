@@ -10,7 +10,7 @@ import pytest
 from cifar_edge.compress import OptimizeConfig, optimize_run
 from cifar_edge.compress.run import _finetune_config
 from cifar_edge.errors import CifarEdgeError
-from cifar_edge.train.runfolder import load_model
+from cifar_edge.runs import load_model
 from conftest import train_tiny
 
 

@@ -15,7 +15,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from cifar_edge._tf import keras, tf
 from cifar_edge.errors import CifarEdgeError
-from cifar_edge.export.metadata import embed_metadata, read_metadata
+from cifar_edge.formats.tflite import embed_metadata, read_metadata
 
 # The int8 converter warns about input statistics it does not need here.
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs:UserWarning")

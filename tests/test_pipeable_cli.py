@@ -75,15 +75,16 @@ def test_models_rows_are_whole_when_piped_and_json_parses():
 
 
 def test_formats_rows_and_json_and_verbose():
-    from cifar_edge.export import VARIANTS
+    from cifar_edge.formats import variants
     r = cli("formats")
     quiet(r)
     assert rows(r.stdout, "tflite-int8") == [["tflite-int8", "tflite", "int8=True"]]   # `| grep tflite-int8`
-    r = cli("--verbose", "formats", "--json")
-    assert NOISE.search(r.stderr), r.stderr               # --verbose brings TensorFlow's own lines back ...
-    doc = strict_json(r.stdout)                           # ... on stderr: stdout is still the document alone
-    assert [v["name"] for v in doc["variants"]] == list(VARIANTS)
+    doc = strict_json(cli("formats", "--json").stdout)
+    assert [v["name"] for v in doc["variants"]] == list(variants())
     assert {f["name"] for f in doc["formats"]} >= {"tflite", "onnx", "keras"}
+    r = cli("--verbose", "models", "cnn-tiny", "--json")   # builds a model: TensorFlow is imported
+    assert NOISE.search(r.stderr), r.stderr               # --verbose brings TensorFlow's own lines back ...
+    assert strict_json(r.stdout)["models"][0]["name"] == "cnn-tiny"   # ... on stderr: stdout is the document alone
 
 
 def test_export_bench_evaluate_json_and_quiet(tiny_run, capsys):
@@ -148,7 +149,7 @@ def test_saving_an_uncompiled_model_as_h5_says_nothing(tmp_path, monkeypatch):
     import logging
     import warnings
     from cifar_edge._tf import keras
-    from cifar_edge.train.runfolder import load_model, save_model
+    from cifar_edge.runs import load_model, save_model
     inp = keras.Input((4,))
     model = keras.Model(inp, keras.layers.Dense(2)(inp))
     tf_logger = logging.getLogger("tensorflow")

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 from cifar_edge._tf import keras, tf
-from cifar_edge.compress.qat_scheme import DepthwisePerChannelQuantizer, PerChannelQuantizeScheme
+from cifar_edge.models.qat_scheme import DepthwisePerChannelQuantizer, PerChannelQuantizeScheme
 from cifar_edge.compress.quantize import init_activation_ranges, quantize
-from cifar_edge.compress.tfmot_compat import reloadable, tfmot
-from cifar_edge.runtimes import open_litert
+from cifar_edge.models.tfmot_compat import reloadable, tfmot
+from cifar_edge.formats.tflite import open_litert
 
 CHANNEL_SCALES = np.array([1.0, 0.1, 0.01, 0.002], np.float32)   # per-channel magnitudes of the depthwise kernel
 

@@ -114,14 +114,14 @@ def test_a_second_writer_is_refused_naming_the_holder(workdir):
 
 
 def test_commands_find_relative_data_from_any_directory(workdir, monkeypatch):
-    from cifar_edge.inference import load_run, run_data
+    from cifar_edge.runs import load_run, run_data
     monkeypatch.chdir("/")
     data = run_data(load_run(workdir / "clean"))
     assert len(data.x_train) + len(data.x_val) == 600
 
 
 def test_a_nonsense_config_is_a_clear_error(workdir, tmp_path):
-    from cifar_edge.inference import load_run
+    from cifar_edge.runs import load_run
     run = tmp_path / "run"
     shutil.copytree(workdir / "clean", run)
     config = json.loads((run / "config.json").read_text())

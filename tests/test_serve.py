@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 import cifar_edge.images
 import cifar_edge.serve
 from cifar_edge.cli import app
-from cifar_edge.inference import load_run, predict_files
+from cifar_edge.inference import predict_files
+from cifar_edge.runs import load_run
 from cifar_edge.serve import Predictor, make_server
 
 

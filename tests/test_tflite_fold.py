@@ -10,9 +10,8 @@ from ai_edge_litert.interpreter import Interpreter
 
 from cifar_edge._tf import keras
 from cifar_edge.data import Normalization
-from cifar_edge.export.context import ExportContext
-from cifar_edge.export.formats import ExportOptions
-from cifar_edge.export.tflite import convert, fold_normalization
+from cifar_edge.formats import ExportContext, ExportOptions
+from cifar_edge.formats._tflite_convert import convert, fold_normalization
 
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs:UserWarning")
 

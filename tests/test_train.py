@@ -163,7 +163,7 @@ def test_bf16_run_trains_and_saves_a_float32_model(tmp_path, real10_npz):
     from cifar_edge._tf import keras
     from cifar_edge.data import load_path, prepare_images
     from cifar_edge.models import get_model_spec
-    from cifar_edge.train.runfolder import load_model
+    from cifar_edge.runs import load_model
     run = tmp_path / "bf16"
     metrics = train(TrainConfig(data=real10_npz, epochs=3, precision="bf16", **TINY), run)
     assert metrics["top1"] > 0.30, metrics["top1"]                # chance is 0.10

@@ -162,7 +162,7 @@ TWO_STAGE = dict(model="mobilenetv2", data="synthetic", limit=300, batch_size=64
 def test_two_stage_fine_tuning_trains_the_head_then_the_top_blocks_with_bn_frozen(tmp_path, unfreeze):
     import csv
     from cifar_edge.train import TrainConfig, train
-    from cifar_edge.train.runfolder import load_model
+    from cifar_edge.runs import load_model
     start, base = _backbone_file(tmp_path)
     run = tmp_path / "run"
     train(TrainConfig(**TWO_STAGE, unfreeze=unfreeze, model_options={"alpha": 0.35, "weights": str(start)}), run)
@@ -324,7 +324,7 @@ def test_mobilenetv2_batchnorm_statistics_track_a_short_run(tmp_path):
     from cifar_edge.data.synthetic import render
     from cifar_edge.models.mobilenet import IMAGENET_PM1
     from cifar_edge.train import TrainConfig, train
-    from cifar_edge.train.runfolder import load_model
+    from cifar_edge.runs import load_model
     run = tmp_path / "run"
     train(TrainConfig(model="mobilenetv2", data="synthetic", limit=600, batch_size=32, input_size=32,
                       synthetic_classes=4, epochs=3, lr=2e-3, val_split=0.0,

@@ -7,9 +7,8 @@ from dataclasses import dataclass, field
 
 from ..errors import CifarEdgeError
 from ..export import ExportConfig, get_format, resolve_variants
-from ..runtimes import default_threads
+from ..formats import check_runtime_names, default_threads
 from .android import parse_device
-from .backends import check_runtime_names
 
 
 @dataclass

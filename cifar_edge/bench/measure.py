@@ -15,10 +15,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..errors import CifarEdgeError
-from ..evaluate.metrics import classification_metrics, to_probabilities
-from ..export.parity import per_class_accuracy
 from . import android, reference
-from .backends import Backend, Unavailable, backends_for, open_backend
+from ..formats import Backend, Unavailable, backends_for, open_backend
 from .config import BenchConfig
 from .memory import peak_rss
 from .peak import peak_for
@@ -38,7 +36,10 @@ class Context:
     flops: int                    # per image, of the run's Keras model
     float_ref: dict               # top1/top5/per_class_top1 of the float model drops are measured against
     phone: object = None          # android.Phone when --device is given
-    accuracy: dict = field(default_factory=dict)     # (file, backend) -> accuracy fields
+    keras_outputs: np.ndarray | None = None         # the run's Keras model on ``images``
+    accuracy: dict = field(default_factory=dict)     # file -> its accuracy on this split (export.json's, one figure)
+    outputs: dict = field(default_factory=dict)      # file -> its outputs on its format's own runtime
+    agreement: dict = field(default_factory=dict)    # (file, backend) -> agreement fields
     references: dict = field(default_factory=dict)   # (file, threads) -> the reference CLI's runs
     remote: dict = field(default_factory=dict)       # file -> its path on the phone
 
@@ -52,15 +53,9 @@ def peak_kind(opts) -> str:
     return "int8" if opts.int8 or opts.dynamic or opts.int16x8 else "float32"
 
 
-def accuracy_of(outputs: np.ndarray, labels, class_names) -> dict:
-    m = classification_metrics(to_probabilities(outputs), labels, class_names)
-    return {"top1": m["top1"], "top5": m["top5"], "images": m["n"],
-            "per_class_top1": [float(v) for v in per_class_accuracy(outputs, labels, len(class_names))]}
-
-
 def target_rows(ref: RunRef, t: Target, ctx: Context, advance=lambda n=1, **kw: None) -> list[dict]:
     cfg, rows = ctx.cfg, []
-    for backend in backends_for(t.fmt, cfg.runtimes, android=ctx.phone is not None):
+    for backend in backends_for(t.fmt, cfg.runtimes, _devices(ctx)):
         if t.status != "ok":
             rows.append(base_row(ref, t, backend, None))
             continue
@@ -76,7 +71,11 @@ def target_rows(ref: RunRef, t: Target, ctx: Context, advance=lambda n=1, **kw: 
 
 
 def row_count(t: Target, ctx: Context) -> int:
-    return sum(len(_thread_counts(b, ctx.cfg)) for b in backends_for(t.fmt, ctx.cfg.runtimes, ctx.phone is not None))
+    return sum(len(_thread_counts(b, ctx.cfg)) for b in backends_for(t.fmt, ctx.cfg.runtimes, _devices(ctx)))
+
+
+def _devices(ctx: Context) -> tuple:
+    return ("cpu", "gpu", "browser", "android") if ctx.phone is not None else ("cpu", "gpu", "browser")
 
 
 def _thread_counts(backend: Backend, cfg: BenchConfig) -> tuple:
@@ -124,13 +123,15 @@ def _on_host(t: Target, backend: Backend, threads, ctx: Context) -> dict:
         runner = open_backend(backend, t.path, threads)
         load_ms = (time.perf_counter() - t0) * 1e3
         first_ms = timed(runner.run, x1)
-        if key not in ctx.accuracy:
-            ctx.accuracy[key] = accuracy_of(runner.predict(ctx.images), ctx.labels, ctx.class_names)
+        if key not in ctx.agreement:
+            ctx.agreement[key] = _agreement(t, backend, runner.predict(ctx.images), ctx)
         lat = latency(runner.run, x1, cfg.runs, cfg.warmup)
         tput = [throughput(runner.run, ctx.images, b, reps=max(3, cfg.runs // 20)) for b in cfg.batches]
     out = {"engine": runner.runtime, "threads": runner.threads, "load_ms": load_ms, "first_inference_ms": first_ms,
-           "latency": lat, "throughput": tput, **mem, **ctx.accuracy[key], "split": ctx.split,
-           "notes": list(runner.notes)}
+           "latency": lat, "throughput": tput, **mem, **ctx.accuracy[str(t.path)], **ctx.agreement[key],
+           "split": ctx.split, "notes": list(runner.notes)}
+    if runner.placement is not None:
+        out["placement"] = runner.placement
     if cfg.reference and t.fmt.name == "tflite" and backend.device == "cpu":
         threads_used = out["threads"]
         out["reference"] = reference.agreement(
@@ -143,13 +144,52 @@ def _on_host(t: Target, backend: Backend, threads, ctx: Context) -> dict:
     return out
 
 
+def _agreement(t: Target, backend: Backend, outputs: np.ndarray, ctx: Context) -> dict:
+    """How this backend's outputs agree with the Keras model and with the file on its format's own
+    runtime; settles the file's one top-1 on this split first (:func:`file_accuracy`)."""
+    own = backend.name == t.fmt.runtime
+    reference = outputs if own else _reference_outputs(t, ctx)
+    file_accuracy(t, reference, ctx)
+    fields = {"agreement_keras": float(np.mean(outputs.argmax(1) == ctx.keras_outputs.argmax(1)))}
+    fields["agreement_file"] = None if own else float(np.mean(outputs.argmax(1) == reference.argmax(1)))
+    return fields
+
+
+def _reference_outputs(t: Target, ctx: Context) -> np.ndarray:
+    key = str(t.path)
+    if key not in ctx.outputs:
+        ctx.outputs[key] = t.fmt.open(t.path).predict(ctx.images)
+    return ctx.outputs[key]
+
+
+def file_accuracy(t: Target, outputs: np.ndarray, ctx: Context) -> dict:
+    """The file's top-1/top-5 on the bench split: export.json's figure when it covers at least
+    as many images of this split, else measured here (on the format's own runtime) and kept in
+    export.json, so each file has one top-1 per split."""
+    key = str(t.path)
+    ctx.outputs.setdefault(key, outputs)
+    if key in ctx.accuracy:
+        return ctx.accuracy[key]
+    from ..export import file_accuracy as measured, record_accuracy, split_accuracy
+    recorded = split_accuracy(t.entry, ctx.split)
+    if recorded is not None and recorded["images"] >= len(ctx.labels):
+        figures = {**recorded, "top1_source": "export.json"}
+    else:
+        figures = measured(outputs, ctx.labels, ctx.class_names, t.fmt.runtime)
+        if t.entry is not None:
+            record_accuracy(t.path.parent, t.path.name, ctx.split, figures)
+        figures = {**figures, "top1_source": "bench"}
+    ctx.accuracy[key] = figures
+    return figures
+
+
 def _on_phone(t: Target, backend: Backend, threads, ctx: Context) -> dict:
     phone = ctx.phone
     if str(t.path) not in ctx.remote:
         ctx.remote[str(t.path)] = phone.push(t.path)
     out = phone.benchmark(ctx.remote[str(t.path)], backend.name, threads, ctx.cfg.runs, ctx.cfg.warmup)
     out.update(engine="benchmark_model", split=ctx.split)
-    host = ctx.accuracy.get((str(t.path), "litert"))
+    host = ctx.accuracy.get(str(t.path))
     if host:
         out.update(host)
         out["notes"].append("benchmark_model feeds random inputs: top-1/top-5 are the host LiteRT run of this file")

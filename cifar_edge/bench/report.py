@@ -9,10 +9,9 @@ from pathlib import Path
 
 from ..export import read_manifest
 from ..fileio import read_json, write_text
-from ..train.runfolder import RunFolder
+from ..runs import RunFolder
 from .outputs import JSON, cell, columns, summary_lines
 from .plots import ACCURACY_LATENCY, DRIFT, SIZES
-from .run import BENCH_DIR
 
 REPORT = "report.html"
 _CSS = """
@@ -69,20 +68,21 @@ def _training(run: RunFolder) -> list[str]:
 
 def _exports(run: RunFolder) -> list[str]:
     out = ["<h2>Exports</h2>"]
-    entries = list(read_manifest(run.root / "export").values())
+    entries = list(read_manifest(run.export_dir).values())
     if not entries:
         return out + [f'<p class="muted">no export.json: run <code>cifar-edge export {html.escape(str(run.root))} '
                       "--all</code> (or the bench, which exports).</p>"]
     rows = [(e["variant"], e["file"], f"{e['size_bytes'] / 1e6:.3f}", f"{e['gzip_bytes'] / 1e6:.3f}",
              f"{e['parity']['top1_agreement']:.2%}", f"{e['parity']['max_abs_diff']:.3g}",
-             f"{e['parity']['export_top1']:.2%}", e["sha256"][:12]) for e in entries]
-    return out + [_table(["variant", "file", "MB", "gzip MB", "agreement", "max |diff|", "top-1 (check)", "sha256"],
+             "; ".join(f"{a['top1']:.2%} ({split}, {a['images']})" for split, a in (e.get("accuracy") or {}).items()),
+             e["sha256"][:12]) for e in entries]
+    return out + [_table(["variant", "file", "MB", "gzip MB", "agreement", "max |diff|", "top-1 (split, images)", "sha256"],
                          rows)]
 
 
 def _bench(run: RunFolder) -> list[str]:
     out = ["<h2>Bench</h2>"]
-    folder = run.root / BENCH_DIR
+    folder = run.bench_dir
     if not (folder / JSON).is_file():
         return out + [f'<p class="muted">no bench.json: run <code>cifar-edge bench {html.escape(str(run.root))}'
                       "</code>.</p>"]

@@ -12,18 +12,16 @@ from .. import console
 from ..compress.config import QUANTIZED
 from ..data import limit_images, prepare_images
 from ..errors import CifarEdgeError
+from ..export import file_accuracy
 from ..versions import versions
-from ..inference import load_run, run_data
 from ..models import count_flops
-from ..runtimes import default_threads, keras_runner
-from .backends import gpu_missing
+from ..formats import default_threads, gpu_missing
+from ..formats.keras import keras_runner
+from ..runs import RunFolder, load_run, run_data
 from .config import BenchConfig
-from .measure import Context, accuracy_of, row_count, target_rows
+from .measure import Context, row_count, target_rows
 from .peak import measure_peak
 from .targets import RunRef, Target, collect_runs, prepare_targets
-
-BENCH_DIR = "bench"
-
 
 def bench_run(run_dir, cfg: BenchConfig = BenchConfig(), out_dir=None, command: str = "") -> dict:
     """Bench ``run_dir``; returns the bench.json content (also written, with the other outputs,
@@ -54,7 +52,7 @@ def bench_run(run_dir, cfg: BenchConfig = BenchConfig(), out_dir=None, command: 
     }
     result["machine"]["load_after"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     result["seconds"] = round(time.perf_counter() - started, 1)
-    write_outputs(result, Path(out_dir) if out_dir else refs[0].root / BENCH_DIR)
+    write_outputs(result, Path(out_dir) if out_dir else RunFolder(refs[0].root).bench_dir)
     return result
 
 
@@ -86,12 +84,13 @@ def _bench_one(ref: RunRef, cfg: BenchConfig, peak: dict, phone, parent_float: d
         return _unusable(ref, cfg, str(e)), None, None
     images, labels, split = _test_images(loaded, cfg.limit)
     console.info(f"benching {ref.root} ({ref.label}): {len(labels)} {split} images, {len(targets)} variants")
-    own = {**accuracy_of(keras_runner(loaded.model).predict(images), labels, loaded.class_names),
-           "source": f"{ref.label} Keras model"}
+    keras_outputs = keras_runner(loaded.model).predict(images)
+    own = {**file_accuracy(keras_outputs, labels, loaded.class_names, "keras"), "source": f"{ref.label} Keras model"}
     # config.json's FLOPs: count_flops cannot see through a QAT model's quantize wrappers.
     # A QAT model is already fake-quantized: its int8 loss shows only against the float parent.
     float_ref = parent_float if ref.method in QUANTIZED and parent_float else own
-    ctx = Context(cfg, peak, images, labels, split, loaded.class_names, loaded.config.get("flops") or count_flops(loaded.model), float_ref, phone)
+    ctx = Context(cfg, peak, images, labels, split, loaded.class_names, loaded.config.get("flops") or count_flops(loaded.model), float_ref, phone,
+                  keras_outputs=keras_outputs)
     rows = []
     total = sum(row_count(t, ctx) for t in targets if t.status == "ok")
     with console.progress(f"bench {ref.root.name}", total) as advance:
@@ -101,7 +100,7 @@ def _bench_one(ref: RunRef, cfg: BenchConfig, peak: dict, phone, parent_float: d
 
 
 def _unusable(ref: RunRef, cfg: BenchConfig, reason: str) -> list[dict]:
-    from ..export.formats import variant_name
+    from ..formats import variant_name
     from .measure import base_row
     console.warn(f"{ref.root}: {reason}")
     rows = []

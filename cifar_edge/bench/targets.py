@@ -13,10 +13,10 @@ from pathlib import Path
 from ..compress.config import QUANTIZED
 from ..errors import CifarEdgeError
 from ..export import ExportOptions, Format, export_run, read_manifest
-from ..export.formats import QAT_INT8_ONLY, file_name, qat_allows, variant_name
-from ..export.parity import file_facts, sha256
+from ..formats import QAT_INT8_ONLY, file_name, qat_allows, variant_name
+from ..export.parity import file_facts
 from ..fileio import read_json
-from ..train.runfolder import RunFolder
+from ..runs import RunFolder
 
 
 @dataclass
@@ -45,6 +45,7 @@ class Target:
     reason: str = ""
     source: str = ""                              # reused, exported or re-exported (why)
     notes: list = field(default_factory=list)
+    entry: dict | None = None                     # its export.json entry, when export vouches for the file
 
 
 def _method(root: Path) -> str | None:
@@ -88,11 +89,15 @@ def collect_runs(run_dir, with_runs=(), siblings: bool = True) -> list[RunRef]:
     return refs
 
 
-def _state(path: Path, entry: dict | None, model: Path) -> str:
+def _facts(fmt, path: Path) -> dict:
+    return file_facts(fmt.files(path), root=path)
+
+
+def _state(fmt, path: Path, entry: dict | None, model: Path) -> str:
     """ok, missing, changed (bytes differ from export.json) or stale (older than the model)."""
-    if not path.is_file() or entry is None:
+    if not path.exists() or entry is None:
         return "missing"
-    if sha256(path) != entry.get("sha256"):
+    if _facts(fmt, path)["sha256"] != entry.get("sha256"):
         return "changed"
     if path.stat().st_mtime < model.stat().st_mtime:
         return "stale"
@@ -108,7 +113,7 @@ def prepare_targets(ref: RunRef, variants, export: bool = True, export_cfg=None,
     exporting what is missing or stale."""
     run = RunFolder(ref.root)
     model = run.require_model()
-    out = run.root / "export"
+    out = run.export_dir
     manifest = read_manifest(out)
     targets, pending = [], []
     for fmt, opts in variants:
@@ -118,10 +123,10 @@ def prepare_targets(ref: RunRef, variants, export: bool = True, export_cfg=None,
         if ref.method in QUANTIZED and not qat_allows(fmt, opts):
             t.status, t.path, t.reason = "skipped", None, f"{ref.method} run: {QAT_INT8_ONLY}"
             continue
-        state = _state(path, manifest.get(path.name), model)
+        state = _state(fmt, path, manifest.get(path.name), model)
         if state == "ok":
             t.facts = {k: manifest[path.name][k] for k in ("size_bytes", "gzip_bytes", "sha256")}
-            t.source = "reused"
+            t.source, t.entry = "reused", manifest[path.name]
         elif export:
             t.source = "exported" if state == "missing" else f"re-exported: {_WHY[state]}"
             pending.append(t)
@@ -129,7 +134,7 @@ def prepare_targets(ref: RunRef, variants, export: bool = True, export_cfg=None,
             t.status, t.path = "skipped", None
             t.reason = f"not exported; run `cifar-edge export {run.root} --variant {name}` or drop --no-export"
         else:
-            t.facts, t.source = file_facts(path), "as found"
+            t.facts, t.source = _facts(fmt, path), "as found"
             t.notes.append(f"measured as found (--no-export): {_WHY[state]}")
     _export(run.root, pending, export_cfg, command)
     return targets
@@ -151,6 +156,7 @@ def _export(root: Path, pending: list[Target], export_cfg, command: str):
     for t in pending:
         if t.variant in done:
             t.facts = {k: done[t.variant][k] for k in ("size_bytes", "gzip_bytes", "sha256")}
+            t.entry = done[t.variant]
         else:
             t.status, t.path = "failed", None
             t.reason = f"export failed: {failures.get(t.variant, 'no file written')}"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .._tf import keras
 from ..errors import CifarEdgeError
 from .measure import KERNEL_LAYERS
-from .tfmot_compat import tfmot
+from ..models.tfmot_compat import tfmot
 
 
 def cluster(model, clusters: int):

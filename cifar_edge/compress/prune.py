@@ -8,7 +8,7 @@ fixed mask.
 from __future__ import annotations
 
 from ..errors import CifarEdgeError
-from .tfmot_compat import tfmot
+from ..models.tfmot_compat import tfmot
 
 RAMP = 0.75          # fraction of the run over which sparsity ramps from 0 to the target
 UPDATES = 20         # mask updates over the run, when --frequency is not given

@@ -15,8 +15,8 @@ from .. import console
 from .._tf import keras
 from ..errors import CifarEdgeError
 from .measure import KERNEL_LAYERS
-from .qat_scheme import PerChannelQuantizeScheme
-from .tfmot_compat import quantize_scope, tfmot
+from ..models.qat_scheme import PerChannelQuantizeScheme
+from ..models.tfmot_compat import quantize_scope, tfmot
 
 
 def quantize(model, scheme=None, custom_objects: dict | None = None):

@@ -18,20 +18,19 @@ from ..data.pipeline import batches_per_epoch, resize_target
 from ..errors import CifarEdgeError
 from .._tf import keras
 from ..fileio import atomic_path, read_json, write_json, write_text
-from ..inference import load_run, run_data
 from ..models import get_model_spec
 from ..train.callbacks import EpochStats, HistoryCSV, NonFiniteLoss, Progress
 from ..train.config import TrainConfig
-from ..train.loop import _compile, _evaluate, _throughput, seed_everything
-from ..train.runfolder import RunFolder, save_model
+from ..train.loop import compile_model, evaluate_model, seed_everything, training_throughput
+from ..runs import RunFolder, load_run, run_data, save_model
 from ..train.whitening import frozen_stem
 from ..versions import versions
 from . import cluster, measure, prune
 from .config import QUANTIZED, OptimizeConfig
 from .parent import check_parent, parent_method
-from .qat_scheme import PerChannelQuantizeScheme
+from ..models.qat_scheme import PerChannelQuantizeScheme
 from .quantize import RANGE_IMAGES, init_activation_ranges, quantize
-from .tfmot_compat import reloadable, tfmot
+from ..models.tfmot_compat import reloadable, tfmot
 
 
 def optimize_run(parent_dir, out_dir, cfg: OptimizeConfig) -> dict:
@@ -84,7 +83,7 @@ def _prepare_and_optimize(parent_dir, run: RunFolder, cfg: OptimizeConfig) -> di
                                                             prepare_images(x_cal, loaded.norm, loaded.input_size))
     # A whitened stem stays as whitened: sgd-l2 froze it by step in the parent's run, not by layer.
     frozen = frozen_stem(0) if ft.optimizer == "sgd-l2" and ft.whiten else None
-    _compile(model, ft, steps, ds.num_classes, xla=False, frozen=frozen)
+    compile_model(model, ft, steps, ds.num_classes, xla=False, frozen=frozen)
     return _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, callbacks, facts, before)
 
 
@@ -110,8 +109,8 @@ def _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, cal
             save_model(model, tmp)
 
     spec = dataclasses.replace(get_model_spec(ft.model), normalization=loaded.norm)  # as the parent was trained
-    metrics = _evaluate(model, ds, spec, ft, run, data.x_val, data.y_val)
-    metrics.update(_throughput(run, seconds, len(x_tr)))
+    metrics = evaluate_model(model, ds, spec, ft, run, data.x_val, data.y_val)
+    metrics.update(training_throughput(run, seconds, len(x_tr)))
     parent_metrics = read_json(parent.metrics) if parent.metrics.is_file() else {}
     _check_against_parent(cfg, metrics, parent_metrics)
     metrics.update(method=cfg.method, parent=str(parent.root.resolve()), parent_top1=parent_metrics.get("top1"),

@@ -15,13 +15,12 @@ import numpy as np
 from .. import console
 from ..errors import CifarEdgeError
 from ..fileio import write_json
-from ..inference import load_run
-from ..runtimes import open_litert
+from ..formats import get_variant
+from ..formats._quant_error import plot_layers, rank_layers
+from ..formats.tflite import calibrated_model, convert, open_litert
+from ..runs import load_run
 from .exporter import ExportConfig, prepare
-from .formats import get_variant
 from .parity import class_drift, overall_drift, top1
-from .quant_error import plot_layers, rank_layers
-from .tflite import calibrated_model, convert
 
 DIAGNOSE_DIR = "diagnose"
 
@@ -39,7 +38,7 @@ def diagnose_run(run_dir, variant: str = "tflite-int8", cfg: ExportConfig = Expo
     cfg.validate()
     loaded = load_run(run_dir)
     ctx, check = prepare(loaded, cfg, calibrate=True)
-    out = Path(out_dir) if out_dir else loaded.run.root / "export" / DIAGNOSE_DIR
+    out = Path(out_dir) if out_dir else loaded.run.export_dir / DIAGNOSE_DIR
     console.info(f"diagnosing {variant} of {loaded.run.root}: calibrating on {len(ctx.calibration)} images ...")
     calibrated = calibrated_model(ctx)
     pick = lambda x: x[np.linspace(0, len(x) - 1, min(images, len(x))).astype(int)]  # noqa: E731 - spread, stable

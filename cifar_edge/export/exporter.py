@@ -19,12 +19,12 @@ from ..compress.config import QUANTIZED
 from ..data import limit_images, prepare_images
 from ..errors import CifarEdgeError
 from ..fileio import atomic_path, read_json, write_json, write_text, remove_stale_temps
-from ..inference import load_run, run_data
-from ..runtimes import check_litert_loads, keras_runner, open_model
+from ..formats import QAT_INT8_ONLY, ExportOptions, Format, file_name, get_variant, qat_allows, validate, variant_name
+from ..formats.keras import keras_runner
+from ..runs import RunFolder, load_model, load_run, run_data
 from ..versions import versions
-from .context import ExportContext
-from .formats import QAT_INT8_ONLY, ExportOptions, Format, file_name, get_variant, qat_allows, validate, variant_name
-from .parity import agreement, class_drift, file_facts, overall_drift, top1
+from ..formats import ExportContext
+from .parity import agreement, class_drift, file_facts, overall_drift, per_class_accuracy, top1
 
 MANIFEST = "export.json"
 
@@ -63,7 +63,7 @@ class _Check:
 def resolve_variants(names=None, fmt: str | None = None, opts: ExportOptions | None = None,
                      all_variants: bool = False) -> list[tuple[Format, ExportOptions]]:
     """Variants by name, one format + options, or every variant of the table; validated up front."""
-    from .formats import VARIANTS, get_format
+    from ..formats import get_format, variants
     if (all_variants or names) and opts is not None and opts.set_options():
         flags = ", ".join("--" + o.replace("_", "-") for o in sorted(opts.set_options()))
         raise CifarEdgeError(f"{'--all' if all_variants else '--variant'} names its own options; drop {flags}")
@@ -72,7 +72,7 @@ def resolve_variants(names=None, fmt: str | None = None, opts: ExportOptions | N
     if all_variants:
         if fmt is not None and fmt != "all":
             raise CifarEdgeError("--all exports every format; drop --format (or drop --all)")
-        chosen = [get_variant(n) for n in VARIANTS]
+        chosen = list(variants().values())
     elif names:
         chosen = [get_variant(n) for n in names]
     else:
@@ -94,7 +94,6 @@ def _calibration(data, n: int, norm, size) -> np.ndarray:
 
 def _parent_outputs(config, images):
     """The float parent's outputs, for drift of a pruned/QAT/clustered run, if it is still there."""
-    from ..train.runfolder import RunFolder, load_model
     parent = config.get("parent")
     if not parent:
         return None
@@ -134,7 +133,7 @@ def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=No
     and the others go on (problems of the whole run still raise)."""
     cfg.validate()
     loaded = load_run(run_dir)
-    out = Path(out_dir) if out_dir else loaded.run.root / "export"
+    out = Path(out_dir) if out_dir else loaded.run.export_dir
     remove_stale_temps(out)          # half-written files of an export that was killed
     optimize = loaded.config.get("optimize") or {}
     qat = optimize.get("method") in QUANTIZED
@@ -210,27 +209,27 @@ def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check,
     console.info(f"exporting {name} ...")
     t0 = time.perf_counter()
     with atomic_path(target) as tmp:
-        fmt.export_fn()(ctx, tmp, opts)
+        fmt.export(ctx, tmp, opts)
         seconds = time.perf_counter() - t0
-        if fmt.runtimes[0] == "litert":
-            check_litert_loads(tmp, name)
-        runner = open_model(tmp, fmt.runtimes[0])
+        if fmt.probe is not None:
+            fmt.probe(tmp, name)
+        runner = fmt.open(tmp)
         try:
             outputs = runner.predict(check.images)
         except (RuntimeError, ValueError) as e:   # LiteRT invoke / onnxruntime failures
             raise CifarEdgeError(f"{name} was written but fails to run ({str(e).splitlines()[0][:120]}); "
                                  "nothing was kept: export it again or choose other options") from None
         parity = {**agreement(check.keras, outputs), "split": check.split, "threshold": threshold,
-                  "runtime": fmt.runtimes[0], "keras_top1": top1(check.keras, check.labels),
-                  "export_top1": top1(outputs, check.labels)}
+                  "runtime": fmt.runtime, "keras_top1": top1(check.keras, check.labels)}
+        accuracy = {check.split: file_accuracy(outputs, check.labels, ctx.class_names, fmt.runtime)}
         if parity["top1_agreement"] < threshold:
             raise ExportCheckFailed(parity,
                 f"{name} agrees with Keras on only {parity['top1_agreement']:.1%} of {parity['images']} "
                 f"{check.split} images (needs {threshold:.0%}); nothing was written. Use more "
                 "--calibration-images, QAT (`cifar-edge optimize RUN --qat`), or lower --min-agreement-int8")
-        facts = file_facts(tmp)
+        facts = file_facts(fmt.files(tmp), root=tmp)
     entry = {"variant": name, "format": fmt.name, "file": target.name, "options": opts.to_dict(), **facts,
-             "export_seconds": round(seconds, 2), "parity": parity,
+             "export_seconds": round(seconds, 2), "parity": parity, "accuracy": accuracy,
              "calibration_images": 0 if ctx.calibration is None else len(ctx.calibration),
              "notes": runner.notes, "run": str(loaded.run.root),
              "optimize": loaded.config.get("optimize"), "command": command, "versions": versions()}
@@ -248,6 +247,30 @@ def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check,
                  f"agreement {parity['top1_agreement']:.2%}, max |diff| {parity['max_abs_diff']:.3g}, "
                  f"{seconds:.1f} s")
     return entry
+
+
+def file_accuracy(outputs, labels, class_names, runtime: str) -> dict:
+    """A file's accuracy on one split, as export.json keeps it: the one top-1 of that file and
+    split, which bench reuses (or replaces with a figure over more images)."""
+    from ..evaluate.metrics import classification_metrics, to_probabilities
+    m = classification_metrics(to_probabilities(outputs), labels, class_names)
+    return {"top1": m["top1"], "top5": m["top5"], "images": m["n"], "runtime": runtime,
+            "per_class_top1": [float(v) for v in per_class_accuracy(outputs, labels, len(class_names))]}
+
+
+def split_accuracy(entry: dict | None, split: str) -> dict | None:
+    """The accuracy export.json holds for ``entry``'s file on ``split`` (None: not measured)."""
+    return ((entry or {}).get("accuracy") or {}).get(split)
+
+
+def record_accuracy(out_dir, file: str, split: str, figures: dict):
+    """Keep ``figures`` as ``file``'s accuracy on ``split`` in export.json (bench measured it on
+    more images than the export check did)."""
+    manifest = Path(out_dir) / MANIFEST
+    exports, failed = _read(manifest.parent)
+    if file in exports:
+        exports[file].setdefault("accuracy", {})[split] = figures
+        write_json(manifest, {"exports": exports, "failures": failed})
 
 
 class ExportCheckFailed(CifarEdgeError):

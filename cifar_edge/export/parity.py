@@ -13,11 +13,19 @@ def sha256(path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
 
 
-def file_facts(path) -> dict:
-    """Size, gzip size (what an app store download costs) and SHA-256 of a file."""
-    data = Path(path).read_bytes()
-    return {"size_bytes": len(data), "gzip_bytes": len(gzip.compress(data, compresslevel=9)),
-            "sha256": hashlib.sha256(data).hexdigest()}
+def file_facts(paths, root=None) -> dict:
+    """Size, gzip size (what an app store download costs) and SHA-256 of an exported file, or of
+    the files of a folder export together (``root``: the folder; names enter the hash)."""
+    paths = [Path(paths)] if isinstance(paths, (str, Path)) else [Path(p) for p in paths]
+    digest, size, packed = hashlib.sha256(), 0, 0
+    for p in paths:
+        data = p.read_bytes()
+        if root is not None and len(paths) > 1:
+            digest.update(str(p.relative_to(root)).encode() + b"\0")
+        digest.update(data)
+        size += len(data)
+        packed += len(gzip.compress(data, compresslevel=9))
+    return {"size_bytes": size, "gzip_bytes": packed, "sha256": digest.hexdigest()}
 
 
 def agreement(reference: np.ndarray, exported: np.ndarray) -> dict:

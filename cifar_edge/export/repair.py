@@ -25,9 +25,10 @@ import numpy as np
 
 from .. import console
 from ..errors import CifarEdgeError
-from ..runtimes import check_litert_loads, open_litert, open_onnxruntime
+from ..formats import ExportOptions, get_format, variant_name
+from ..formats.onnx import open_onnxruntime
+from ..formats.tflite import check_litert_loads, open_litert
 from ..timing import latency
-from .formats import ExportOptions, get_format, variant_name
 from .parity import agreement, top1
 
 MAX_FLOAT_LAYERS = 12        # selective candidates tried before int16x8
@@ -47,11 +48,11 @@ class _Backend:
 
 def _backend(ctx, base: ExportOptions, fmt: str) -> _Backend:
     if fmt == "onnx":
-        from .onnx import quantized_onnx, rank_nodes
+        from ..formats.onnx import quantized_onnx, rank_nodes
         return _Backend(lambda opts: quantized_onnx(ctx, opts), lambda data: open_onnxruntime(data, threads=1),
                         lambda sample: rank_nodes(ctx, base, sample), [])
-    from .quant_error import rank_layers
-    from .tflite import calibrated_model, convert
+    from ..formats._quant_error import rank_layers
+    from ..formats.tflite import calibrated_model, convert
 
     def open_checked(data):
         check_litert_loads(data)

@@ -1,6 +1,6 @@
 """Training: config, schedules, callbacks, the resumable loop."""
 from .config import TrainConfig
 from .loop import train
-from .runfolder import RunFolder, load_model
+from ..runs import RunFolder, load_model
 
 __all__ = ["TrainConfig", "train", "RunFolder", "load_model"]

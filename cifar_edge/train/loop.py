@@ -23,7 +23,7 @@ from ..models import count_flops, get_model_spec
 from .callbacks import BestCheckpoint, EpochStats, HistoryCSV, NonFiniteLoss, Progress
 from .config import TrainConfig
 from .distribute import accelerate, compute_policy, float32_copy, make_strategy
-from .runfolder import RunFolder, load_model, save_model
+from ..runs import RunFolder, load_model, save_model
 from ..versions import versions
 from .optim import ScaledSGD
 from .schedules import make_schedule
@@ -65,7 +65,7 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, model=None, frozen: d
     return opt
 
 
-def _compile(model, cfg: TrainConfig, steps_per_epoch: int, num_classes: int, xla: bool, frozen: dict | None = None):
+def compile_model(model, cfg: TrainConfig, steps_per_epoch: int, num_classes: int, xla: bool, frozen: dict | None = None):
     model.compile(
         optimizer=make_optimizer(cfg, steps_per_epoch, model, frozen),
         loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing),
@@ -136,7 +136,7 @@ class _Stage:
         """Compile ``model`` with ``cfg`` (its optimizer and schedule span ``cfg.epochs``) and fit."""
         run, val_ds = self.run, self.val_ds
         with self.strategy.scope():
-            _compile(model, cfg, self.steps, self.num_classes, self.xla, self.frozen)
+            compile_model(model, cfg, self.steps, self.num_classes, self.xla, self.frozen)
         monitor = "val_accuracy" if val_ds is not None else "accuracy"
         callbacks = [NonFiniteLoss(cfg.lr), EpochStats(self.n_train, stage=label), HistoryCSV(run.history),
                      keras.callbacks.TensorBoard(str(run.tensorboard), update_freq="epoch", profile_batch=0,
@@ -325,8 +325,8 @@ def _train(cfg: TrainConfig, run: RunFolder, resume: bool, dataset, requested: T
             for path in (run.model_h5, run.model_keras):
                 with atomic_path(path) as tmp:
                     save_model(model, tmp)
-        metrics = _evaluate(model, ds, spec, cfg, run, x_va, y_va)
-        metrics.update(_throughput(run, seconds, len(x_tr)))
+        metrics = evaluate_model(model, ds, spec, cfg, run, x_va, y_va)
+        metrics.update(training_throughput(run, seconds, len(x_tr)))
     metrics["model"] = cfg.model
     write_json(run.metrics, metrics)
     shutil.rmtree(run.backup, ignore_errors=True)   # finished: the crash backup has done its job
@@ -370,7 +370,7 @@ def _absolute_data_path(data):
     return None
 
 
-def _throughput(run: RunFolder, seconds: float, n_train: int) -> dict:
+def training_throughput(run: RunFolder, seconds: float, n_train: int) -> dict:
     import csv
     with open(run.history, newline="") as f:
         rows = list(csv.DictReader(f))
@@ -379,7 +379,7 @@ def _throughput(run: RunFolder, seconds: float, n_train: int) -> dict:
             "images_per_second": round(n_train * len(rows) / train_s, 1) if train_s else None}
 
 
-def _evaluate(model, ds, spec, cfg, run: RunFolder, x_va, y_va) -> dict:
+def evaluate_model(model, ds, spec, cfg, run: RunFolder, x_va, y_va) -> dict:
     from ..evaluate import evaluate_model
     size = resize_target(ds.x_train, cfg.input_size)
     common = dict(class_names=ds.class_names, norm=spec.normalization, image_size=size,
@@ -425,7 +425,7 @@ def _train_kfold(cfg: TrainConfig, run: RunFolder, x, y, class_names, strategy, 
                            norm=spec.normalization, image_size=size, out_dir=sub.root,
                            history_csv=sub.history, split=f"fold {k} validation")
         m = {key: m[key] for key in ("top1", "top5", "loss", "n")}
-        m.update(_throughput(sub, seconds, len(tr)))
+        m.update(training_throughput(sub, seconds, len(tr)))
         write_json(sub.metrics, m)
         shutil.rmtree(sub.backup, ignore_errors=True)
         folds.append(m)

@@ -1,5 +1,7 @@
-"""The run folder: one place that knows its file names, so training, evaluation, predict
-and the CLI agree on them."""
+"""The run spine: a run folder's paths (export/ and bench/ included), loading its model with
+every custom object registered, and replaying its data split.  train, compress, export,
+bench, serve and the CLI all go through here, so they agree on names and on what a run holds;
+it sits low in the stack and imports nothing of theirs."""
 from __future__ import annotations
 
 import contextlib
@@ -7,8 +9,10 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import CifarEdgeError
-from ..fileio import folder_lock, read_json, remove_stale_temps
+import numpy as np
+
+from .errors import CifarEdgeError
+from .fileio import folder_lock, read_json, remove_stale_temps
 
 
 @dataclass(frozen=True)
@@ -28,6 +32,8 @@ class RunFolder:
     tensorboard = property(lambda self: self.root / "tensorboard")
     labels = property(lambda self: self.root / "labels.txt")
     best_record = property(lambda self: self.root / "best.json")   # which epoch best.keras holds
+    export_dir = property(lambda self: self.root / "export")        # exported files and export.json
+    bench_dir = property(lambda self: self.root / "bench")          # bench.json, tables and plots
 
     @contextlib.contextmanager
     def writing(self, command: str):
@@ -135,7 +141,7 @@ def save_model(model, path):
     UserWarning is dropped for exactly that call; and a model with nothing to compile (loaded
     with compile=False, or stripped by tfmot) has no metrics, so the HDF5 writer's "compiled
     metrics have yet to be built" note says nothing about it and is dropped too."""
-    from .. import console
+    from . import console
     with console.without_notes("tensorflow", "compiled metrics have yet to be built",
                                "You are saving your model as an HDF5 file"):
         model.save(path)
@@ -151,14 +157,13 @@ def load_model(path):
     for those, so plain loads stay fast."""
     import contextlib
 
-    from .._tf import keras
-    from ..models import register_custom_objects
-    from . import optim, schedules  # noqa: F401 - registers our optimizer and schedule classes for deserialisation
+    from ._tf import keras
+    from .models import register_custom_objects
     register_custom_objects()
     text = _model_config_text(path)
     scope = contextlib.nullcontext()
     if text and any(f'"class_name":"{name}' in text for name in _QUANTIZE_CLASSES):
-        from ..compress.tfmot_compat import quantize_scope
+        from .models.tfmot_compat import quantize_scope
         scope = quantize_scope()
     try:
         with scope:
@@ -213,3 +218,65 @@ def _unregistered_classes(text: str, keras) -> list[str]:
     return [name for name in sorted(names)
             if not (name in _BUILTIN_CLASSES or hasattr(keras.layers, name) or name.startswith(("Quantize", "Prune"))
                     or keras.utils.get_registered_object(name) is not None)]
+
+
+# --------------------------------------------------------------------------- a finished run
+@dataclass
+class LoadedRun:
+    run: RunFolder
+    model: object
+    config: dict
+    class_names: list
+    norm: object                      # cifar_edge.data.Normalization
+    input_size: int
+
+
+def load_run(run_dir) -> LoadedRun:
+    run = RunFolder(run_dir)
+    path = run.require_model()
+    config = run.read_config()
+    from .data.pipeline import Normalization
+    return LoadedRun(run, load_model(path), config, config["class_names"],
+                     Normalization.from_dict(config["normalization"]), int(config["input_size"]))
+
+
+@dataclass
+class RunData:
+    """The images a run was trained and checked on, split exactly as training split them."""
+    dataset: object
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_val: np.ndarray | None
+    y_val: np.ndarray | None
+
+    @property
+    def x_test(self):
+        return self.dataset.x_test
+
+    @property
+    def y_test(self):
+        return self.dataset.y_test
+
+    def held_out(self):
+        """(images, labels, split name) never trained on: validation, else test."""
+        if self.x_val is not None and len(self.x_val):
+            return self.x_val, self.y_val, "val"
+        if self.x_test is not None:
+            return self.x_test, self.y_test, "test"
+        raise CifarEdgeError(f"{self.dataset.name} has neither a validation nor a test split to check against")
+
+
+def run_data(loaded: LoadedRun, data: str | None = None) -> RunData:
+    """Reload the run's dataset (or ``data``) and redo its seeded limit and train/val split."""
+    from .data import limit_images, load_dataset, train_val
+    cfg = loaded.config["train"]
+    ds = load_dataset(data or data_source(loaded.config), labels=cfg.get("labels", "fine"), verify=cfg.get("verify", True),
+                      synthetic_classes=cfg.get("synthetic_classes"), synthetic_size=cfg.get("synthetic_size"),
+                      seed=cfg.get("seed", 0))
+    if ds.num_classes != len(loaded.class_names):
+        raise CifarEdgeError(f"{ds.name} has {ds.num_classes} classes but the model was trained on "
+                             f"{len(loaded.class_names)}; pass the data it was trained on")
+    seed = cfg.get("seed", 0)
+    x, y = limit_images(ds.x_train, ds.y_train, cfg.get("limit") if data is None else None, seed)
+    val_split = cfg.get("val_split", 0.0) if not cfg.get("kfold") else 0.0
+    return RunData(ds, *train_val(x, y, val_split, seed))

@@ -13,7 +13,7 @@ import numpy as np
 from .. import __version__
 from .._tf import tf
 from ..errors import CifarEdgeError
-from .formats import ExportOptions
+from ._base import ExportOptions
 
 _IO_DTYPES = {"int8": tf.int8, "uint8": tf.uint8}
 
@@ -102,7 +102,7 @@ def convert(ctx, opts) -> bytes:
 def export_tflite(ctx, path: Path, opts):
     """The converted graph with the training normalization folded in front (the file takes
     raw pixels) and the metadata an app or task library reads."""
-    from .metadata import embed_metadata
+    from ._tflite_metadata import embed_metadata
     data = fold_normalization(convert(ctx, opts), ctx.norm.mean, ctx.norm.std)
     facts = ctx.model_facts(opts, folded=True)
     graph_facts = {k: facts.pop(k) for k in ("input_size", "mean", "std", "labels", "input_dtype", "output_is_logits")}
@@ -134,7 +134,7 @@ def fold_normalization(tflite_bytes: bytes, mean, std) -> bytes:
     from ai_edge_litert import schema_py_generated as tfl
     from ai_edge_litert.tools import flatbuffer_utils
 
-    from .metadata import pack_model
+    from ._tflite_metadata import pack_model
     model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
     graph = model.subgraphs[0]
     weight = 1.0 / np.asarray(std, np.float64)

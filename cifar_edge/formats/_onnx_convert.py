@@ -11,7 +11,7 @@ import numpy as np
 
 from .._tf import tf
 from ..errors import CifarEdgeError
-from .formats import ExportOptions
+from ._base import ExportOptions
 
 
 def _first_line(e: Exception) -> str:
@@ -123,7 +123,7 @@ def rank_nodes(ctx, opts: ExportOptions, images: np.ndarray) -> list[dict]:
     from onnxruntime.quantization.qdq_loss_debug import (collect_activations, create_activation_matching,
                                                          modify_model_output_intermediate_tensors)
 
-    from .quant_error import channel_nsr, keras_layer_of
+    from ._quant_error import channel_nsr, keras_layer_of
     with tempfile.TemporaryDirectory(prefix="cifar-edge-onnx-rank-") as work:
         work = Path(work)
         prep = _prepared_float(ctx, opts.opset, work)
@@ -195,7 +195,7 @@ def _feeders(graph) -> dict[str, list[str]]:
 def int8_onnx_from_tflite(ctx, path: Path, opts: ExportOptions, work: Path):
     """tf2onnx turns a full-int8 .tflite with float I/O into a QDQ ONNX model."""
     import tf2onnx
-    from .tflite import convert
+    from ._tflite_convert import convert
     tflite_path = work / "int8.tflite"
     tflite_path.write_bytes(convert(ctx, ExportOptions(int8=True, per_channel=opts.per_channel)))
     try:

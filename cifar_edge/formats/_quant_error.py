@@ -78,7 +78,7 @@ def _interpreter(content: bytes, preserve: bool = False):
 
 
 def _feed(interp, image: np.ndarray):
-    from ..runtimes import to_input
+    from ._litert import to_input
     detail = interp.get_input_details()[0]
     interp.set_tensor(detail["index"], to_input(image[None], detail))
     interp.invoke()

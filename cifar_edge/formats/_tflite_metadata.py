@@ -43,7 +43,7 @@ _DTYPES = {_tfl.TensorType.FLOAT32: "float32", _tfl.TensorType.INT8: "int8", _tf
 # In the JSON entry of a file that takes raw pixels: the training normalization its graph
 # applies itself (export folds it in, see tflite.fold_normalization); the entry's mean/std
 # are then the identity an app applies.
-FOLDED_NORMALIZATION = "normalization_in_graph"
+from ._base import FOLDED_NORMALIZATION  # noqa: E402 - beside its explanation
 _JSON_KEYS = ("input_size", "mean", "std", "input_dtype", "output_is_logits", "labels")
 _NOT_TFLITE = "pass the .tflite file written by `cifar-edge export --format tflite`"
 

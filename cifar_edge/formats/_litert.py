@@ -1,43 +1,18 @@
-"""Runtimes: load an exported file (or a Keras model) and run it on normalized float images.
-
-Every runner takes the same input (the training pipeline's normalized float32 NHWC batch)
-and returns float32 outputs, quantizing inputs and dequantizing outputs itself when the
-file has integer I/O, and turning the images back into pixels for a .tflite whose graph
-normalizes (every exported one: apps feed it raw pixels).  Export's parity check, evaluation of exported files and the bench
-all go through here, so a model file is always run the same way.
-"""
+"""LiteRT as :class:`Runner`s: the Interpreter (XNNPACK or builtin kernels) and the CompiledModel
+API, timed and checked like every other runtime: normalized float32 in, float32 out.  Plus the
+child-process probe for files that abort LiteRT instead of raising."""
 from __future__ import annotations
 
+import contextlib
 import os
-from dataclasses import dataclass, field
+import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from .errors import CifarEdgeError, unknown_choice
-
-
-@dataclass
-class Runner:
-    """A loaded model: ``run(x)`` maps normalized float32 (N, H, W, 3) to float32 outputs."""
-    runtime: str
-    path: str
-    input_size: int
-    input_dtype: str
-    threads: int | None
-    notes: list = field(default_factory=list)   # e.g. "XNNPACK refused the model: builtin kernels"
-    _call: object = None
-
-    def run(self, x: np.ndarray) -> np.ndarray:
-        return self._call(np.ascontiguousarray(x, dtype=np.float32))
-
-    def predict(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
-        """Outputs for a whole array, in batches."""
-        return np.concatenate([self.run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
-
-
-def default_threads() -> int:
-    return os.cpu_count() or 1
+from ..errors import CifarEdgeError
+from ._base import Runner, default_threads
+from ._tflite_metadata import folded_normalization
 
 
 # --------------------------------------------------------------------------- LiteRT interpreter
@@ -75,7 +50,6 @@ def open_litert(path, threads: int | None = None, xnnpack: bool = True) -> Runne
     bytes (a candidate being measured before it is written)."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
 
-    from .export.metadata import folded_normalization
     threads = threads or default_threads()
     notes = []
     source = {"model_content": path} if isinstance(path, bytes) else {"model_path": str(path)}
@@ -175,65 +149,85 @@ def dead_activation_tensors(path) -> list[str]:
     return dead
 
 
-# --------------------------------------------------------------------------- onnxruntime
-class ProviderMissing(CifarEdgeError):
-    """onnxruntime did not start the execution provider asked for first (no CUDA or TensorRT
-    libraries, say): it drops or falls back from such a provider with only a printed warning,
-    and its figures would be another device's."""
+
+# --------------------------------------------------------------------------- CompiledModel
+@contextlib.contextmanager
+def native_stderr():
+    """Capture what native code writes to fd 2 (LiteRT logs its accelerator set-up there and
+    its Python exceptions carry only a source location); yields a list filled with the text."""
+    captured = []
+    with tempfile.TemporaryFile(mode="w+b") as tmp:
+        saved = os.dup(2)
+        os.dup2(tmp.fileno(), 2)
+        try:
+            yield captured
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            tmp.seek(0)
+            captured.append(tmp.read().decode(errors="replace"))
 
 
-def open_onnxruntime(path, threads: int | None = None, providers=("CPUExecutionProvider",)) -> Runner:
-    """onnxruntime on ``path`` (an .onnx file or its bytes: a candidate measured before it is written).
-    Raises :class:`ProviderMissing` when the first of ``providers`` is not among the session's."""
-    import onnxruntime as ort
-    label = "<in memory>" if isinstance(path, bytes) else str(path)
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or default_threads()
-    opts.inter_op_num_threads = 1
-    opts.log_severity_level = 3
-    try:
-        sess = ort.InferenceSession(path if isinstance(path, bytes) else str(path), opts, providers=list(providers))
-    except Exception as e:  # noqa: BLE001 - onnxruntime raises its own exception types
-        raise CifarEdgeError(f"onnxruntime cannot load {label} ({str(e).splitlines()[0][:120]}); the file is "
-                             "corrupt or truncated: export it again") from None
-    if providers[0] not in sess.get_providers():
-        raise ProviderMissing(f"onnxruntime could not start {providers[0]} (the session has "
-                              f"{', '.join(sess.get_providers())}; check its CUDA/TensorRT libraries)")
-    inp = sess.get_inputs()[0]
-    name = inp.name
+def last_error(log: str) -> str:
+    """The most telling line of a native log: its last ERROR line, else its last line."""
+    lines = [ln.strip() for ln in log.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "ERROR" in ln or "Failed" in ln]
+    return (errors or lines or [""])[-1][:160]
+
+
+def open_compiled(path, threads: int | None = None, gpu: bool = False) -> Runner:
+    """``CompiledModel.from_file`` on the CPU accelerator (XNNPACK), or the GPU accelerator with
+    CPU fallback.  Integer I/O is quantized here with the scales the file declares."""
+    from ai_edge_litert.compiled_model import CompiledModel
+    from ai_edge_litert.hardware_accelerator import HardwareAccelerator
+    from ai_edge_litert.interpreter import Interpreter
+    from ai_edge_litert.options import CpuOptions, Options
+
+    threads = threads or default_threads()
+    accel = HardwareAccelerator.GPU | HardwareAccelerator.CPU if gpu else HardwareAccelerator.CPU
+    with native_stderr() as log:
+        try:
+            model = CompiledModel.from_file(str(path), options=Options(
+                hardware_accelerators=accel, cpu_options=CpuOptions(num_threads=threads)))
+            details = Interpreter(model_path=str(path))   # only for the I/O quantization scales
+            inp, out = details.get_input_details()[0], details.get_output_details()[0]
+        except (RuntimeError, ValueError) as e:
+            err = e
+        else:
+            err = None
+    if err is not None:
+        reason = last_error(log[0]) or str(err).splitlines()[0]
+        raise CifarEdgeError(f"LiteRT CompiledModel cannot load {path} ({reason}); the file is corrupt, "
+                             "truncated or not a .tflite: export it again")
+    notes = [] if model.is_fully_accelerated() else ["not fully accelerated: some ops ran on the CPU fallback"]
+    classes = int(out["shape"][-1])
+    folded = folded_normalization(path)
+    state = {"batch": 0}
+
+    def buffers(batch):
+        if batch != state["batch"]:
+            model.resize_input_tensor(0, [batch, *map(int, inp["shape"][1:])])
+            state.update(batch=batch, ins=model.create_input_buffers(0), outs=model.create_output_buffers(0))
+        return state["ins"], state["outs"]
+
+    def run(x):
+        ins, outs = buffers(len(x))
+        ins[0].write(np.ascontiguousarray(to_input(x, inp, folded)))
+        model.run_by_index(0, ins, outs)
+        y = outs[0].read(len(x) * classes, out["dtype"]).reshape(len(x), classes)
+        return from_output(y, out)
 
     def call(x):
-        return np.asarray(sess.run(None, {name: x})[0], np.float32)
+        if len(x) > 1 and "batched" not in state:
+            # CompiledModel resizes the input but leaves some graphs' output at batch 1 (seen on
+            # ConvNeXt's); running such a batch writes past the output buffer and corrupts the heap.
+            _, outs = buffers(len(x))
+            state["batched"] = int(outs[0].get_tensor_details()["shape"][0]) == len(x)
+            if not state["batched"]:
+                notes.append("CompiledModel does not resize this file's output past batch 1: batches ran image by image")
+        if len(x) > 1 and not state["batched"]:
+            return np.concatenate([run(x[i:i + 1]) for i in range(len(x))])
+        return run(x)
 
-    size = inp.shape[1] if isinstance(inp.shape[1], int) else 0
-    return Runner("onnxruntime", label, size, "float32", opts.intra_op_num_threads, [], call)
-
-
-# --------------------------------------------------------------------------- Keras
-def keras_runner(model, path: str = "") -> Runner:
-    """A Keras model called directly (``model(x)``, not ``predict``: faster on small batches)."""
-    def call(x):
-        return np.asarray(model(x, training=False), np.float32)
-    return Runner("keras", str(path), int(model.input_shape[1]), "float32", None, [], call)
-
-
-def open_keras(path) -> Runner:
-    from .train.runfolder import load_model
-    return keras_runner(load_model(path), path)
-
-
-RUNTIMES = {"litert": open_litert, "onnxruntime": open_onnxruntime, "keras": open_keras}
-
-
-def open_model(path, runtime: str | None = None, **kwargs) -> Runner:
-    """Open ``path`` with ``runtime`` (default: the one its suffix calls for)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CifarEdgeError(f"model file {path} does not exist; export it first with `cifar-edge export`")
-    if runtime is None:
-        runtime = {".tflite": "litert", ".onnx": "onnxruntime", ".keras": "keras", ".h5": "keras"}.get(path.suffix)
-        if runtime is None:
-            raise CifarEdgeError(f"{path}: unknown model suffix '{path.suffix}'; use .tflite, .onnx, .keras or .h5")
-    if runtime not in RUNTIMES:
-        raise unknown_choice("runtime", runtime, RUNTIMES)
-    return RUNTIMES[runtime](path, **kwargs)
+    name = "litert-compiled-gpu" if gpu else "litert-compiled"
+    return Runner(name, str(path), int(inp["shape"][1]), np.dtype(inp["dtype"]).name, threads, notes, call)

@@ -1,0 +1,31 @@
+"""The export formats, one module each, and the runtimes that load them.
+
+Each public module of this package defines one format and registers it with its variants,
+exporter, opener and bench backends (``_base.register``); modules whose names start with
+``_`` are their helpers.  The format table, ``open_model``, bench's backends and the CLI's
+choices are all read from these registries, so adding a format is adding a module here.
+Format modules import their heavy packages (TensorFlow, onnxruntime, OpenVINO) only when used.
+"""
+from __future__ import annotations
+
+import importlib
+import pkgutil
+
+from ._base import (BACKENDS, FOLDED_NORMALIZATION, FORMATS, IO_TYPES, QAT_INT8_ONLY, Backend, ExportContext,
+                    ExportOptions, Format, Runner, Unavailable, backends_for, check_runtime_names, default_threads,
+                    file_name, format_of, get_format, get_variant, gpu_missing, open_backend, open_model, qat_allows,
+                    register, validate, variant_name, variants)
+
+
+def _discover():
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            importlib.import_module(f"{__name__}.{info.name}")
+
+
+_discover()
+
+__all__ = ["BACKENDS", "FOLDED_NORMALIZATION", "FORMATS", "IO_TYPES", "QAT_INT8_ONLY", "Backend", "ExportContext",
+           "ExportOptions", "Format", "Runner", "Unavailable", "backends_for", "check_runtime_names",
+           "default_threads", "file_name", "format_of", "get_format", "get_variant", "gpu_missing", "open_backend",
+           "open_model", "qat_allows", "register", "validate", "variant_name", "variants"]

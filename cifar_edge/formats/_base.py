@@ -1,0 +1,316 @@
+"""What every format module builds on: export options, the Format and Backend records and their
+registries, the Runner every runtime returns, and the export context.
+
+A *format* is a file type with the options it accepts; a *variant* is one named combination
+of options (``int8``, ``fp16``, ``int8-io-uint8`` ...) that ``--all`` and the bench export.
+Unknown names and conflicting options fail here, before any work starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from ..errors import CifarEdgeError, unknown_choice
+
+IO_TYPES = ("float", "int8", "uint8")
+
+
+@dataclass(frozen=True)
+class ExportOptions:
+    """How to export: quantization, I/O type and converter settings."""
+    int8: bool = False          # full-integer quantization (calibrated activations)
+    fp16: bool = False          # float16 weights
+    dynamic: bool = False       # dynamic-range: int8 weights, float activations
+    io: str = "float"           # int8 models only: float, int8 or uint8 input/output
+    opset: int = 17             # ONNX opset
+    per_channel: bool = True    # int8 weights per output channel (else per tensor)
+    from_tflite: bool = False   # ONNX int8: convert the int8 .tflite (QDQ) instead of quantizing in onnxruntime
+    int16x8: bool = False       # TFLite: 16-bit activations, 8-bit weights (calibrated)
+    float_layers: tuple = ()    # int8: nodes kept in float (selective quantization, `export --max-drop`): TFLite
+                                # converter denylist or onnxruntime nodes_to_exclude
+
+    @property
+    def quantized(self) -> bool:
+        """Quantized activations or weights: parity is judged against the int8 threshold."""
+        return self.int8 or self.dynamic or self.int16x8
+
+    @property
+    def calibrated(self) -> bool:
+        """Activations quantized with ranges calibrated on training images."""
+        return self.int8 or self.int16x8
+
+    @property
+    def quantization(self) -> str:
+        return ("int8" if self.int8 else "int16x8" if self.int16x8 else "fp16" if self.fp16
+                else "dynamic" if self.dynamic else "none")
+
+    @property
+    def input_dtype(self) -> str:
+        """The exported file's input tensor type."""
+        return self.io if self.int8 and self.io != "float" else "float32"
+
+    def set_options(self) -> set:
+        """The option names that differ from the defaults."""
+        default = ExportOptions()
+        return {f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(default, f.name)}
+
+    def to_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "float_layers": list(self.float_layers)}   # as JSON holds it
+
+
+@dataclass
+class Runner:
+    """A loaded model: ``run(x)`` maps normalized float32 (N, H, W, 3) to float32 outputs."""
+    runtime: str
+    path: str
+    input_size: int
+    input_dtype: str
+    threads: int | None
+    notes: list = field(default_factory=list)   # e.g. "XNNPACK refused the model: builtin kernels"
+    _call: object = None
+    placement: dict | None = None              # which engine ran how many of the graph's nodes (op placement)
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        return self._call(np.ascontiguousarray(x, dtype=np.float32))
+
+    def predict(self, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Outputs for a whole array, in batches."""
+        return np.concatenate([self.run(x[i:i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+def default_threads() -> int:
+    return os.cpu_count() or 1
+
+
+class Unavailable(Exception):
+    """This backend cannot run on this machine (no GPU, no provider, a package not installed):
+    its bench row is kept as skipped, with this reason."""
+
+
+def gpu_missing() -> str | None:
+    """Why there is no GPU to run on, or None when a GPU device node exists."""
+    nodes = [p for pattern in ("/dev/nvidia[0-9]*", "/dev/dri/renderD*", "/dev/kgsl-3d0", "/dev/mali*")
+             for p in glob.glob(pattern)]
+    return None if nodes else "no GPU"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """A runtime on one device with one set of options: what a bench row runs a file on."""
+    name: str
+    formats: tuple       # the formats whose files it loads
+    device: str          # cpu, gpu, android or browser
+    threaded: bool       # one row per --threads count (else one row at the runtime's own setting)
+    description: str
+    opener: Callable | None = None   # opener(path, threads) -> Runner; None: run by the android module
+
+
+@dataclass(frozen=True)
+class Format:
+    """One file type: everything export, bench, serve and the CLI need to know about it.
+    Each lives in its own module of this package and registers itself (:func:`register`)."""
+    name: str
+    suffix: str                 # the file's suffix (a folder's, when ``folder``)
+    options: frozenset          # ExportOptions fields this format accepts
+    description: str
+    export: Callable            # export(ctx: ExportContext, path, opts) writes the file (or folder) at path
+    open: Callable              # open(path, threads=None) -> Runner on the format's own runtime
+    runtime: str                # that runtime's backend name: parity and a file's top-1 are measured on it
+    variants: dict              # variant name -> ExportOptions, in table order
+    order: int                  # where its rows sit in tables
+    check: Callable | None = None   # check(opts): raise on option combinations only this format refuses
+    probe: Callable | None = None   # probe(path, name): refuse, in a child process, a file that would crash this one
+    folder: bool = False        # the export is a folder of files (OpenVINO IR: model.xml + model.bin)
+    other_suffixes: tuple = ()  # more suffixes its opener reads (Keras: a run's model.keras)
+
+    @property
+    def runtimes(self) -> tuple:
+        """Names of the backends that load this format's files."""
+        return tuple(b.name for b in BACKENDS.values() if self.name in b.formats)
+
+    def files(self, path) -> list[Path]:
+        """The files an export consists of (sizes and hashes cover all of them)."""
+        path = Path(path)
+        return sorted(p for p in path.rglob("*") if p.is_file()) if self.folder else [path]
+
+
+# The registries, filled by the format modules as cifar_edge.formats imports them.
+FORMATS: dict[str, Format] = {}
+BACKENDS: dict[str, Backend] = {}
+
+
+def register(fmt: Format | None = None, backends=()):
+    """Add a format and/or backends (a module may add rows for other formats' files too)."""
+    if fmt is not None:
+        FORMATS[fmt.name] = fmt
+        ordered = sorted(FORMATS.values(), key=lambda f: f.order)
+        FORMATS.clear()
+        FORMATS.update((f.name, f) for f in ordered)
+    for b in backends:
+        BACKENDS[b.name] = b
+
+
+def variants() -> dict[str, tuple[Format, ExportOptions]]:
+    """Every named variant of every format: what `export --all` and the bench produce, in table order."""
+    return {name: (fmt, opts) for fmt in FORMATS.values() for name, opts in fmt.variants.items()}
+
+
+def get_format(name: str) -> Format:
+    if name not in FORMATS:
+        raise unknown_choice("format", name, FORMATS)
+    return FORMATS[name]
+
+
+def get_variant(name: str) -> tuple[Format, ExportOptions]:
+    table = variants()
+    if name not in table:
+        raise unknown_choice("variant", name, table)
+    return table[name]
+
+
+def validate(fmt: Format, opts: ExportOptions) -> ExportOptions:
+    """Reject options the format does not take and combinations that contradict each other."""
+    unsupported = sorted(opts.set_options() - fmt.options)
+    if unsupported:
+        flags = ", ".join("--" + o.replace("_", "-") for o in unsupported)
+        raise CifarEdgeError(f"{fmt.name} export does not take {flags}; it accepts "
+                             f"{', '.join(sorted(fmt.options)) or 'no options'}")
+    modes = [m for m in ("int8", "fp16", "dynamic", "int16x8") if getattr(opts, m)]
+    if len(modes) > 1:
+        raise CifarEdgeError(f"--{' and --'.join(modes)} conflict: choose one quantization mode")
+    if opts.io not in IO_TYPES:
+        raise unknown_choice("I/O type", opts.io, IO_TYPES)
+    if opts.io != "float" and not opts.int8:
+        raise CifarEdgeError(f"--io {opts.io} needs a full-integer model; add --int8")
+    if opts.float_layers and not opts.calibrated:
+        raise CifarEdgeError("--float-layers keeps layers of a calibrated model in float; add --int8 (or --int16x8)")
+    if opts.float_layers and opts.io != "float":
+        raise CifarEdgeError("--float-layers takes float input/output; drop --io")
+    if opts.float_layers and opts.int16x8:
+        raise CifarEdgeError("TensorFlow quantizes int16x8 whole (its int16 quantizer takes no per-layer "
+                             "denylist); use --float-layers with --int8")
+    if fmt.check is not None:
+        fmt.check(opts)
+    return opts
+
+
+QAT_INT8_ONLY = "a quantization-aware run exports int8 files only (float ones belong to its parent run)"
+
+
+def qat_allows(fmt: Format, opts: ExportOptions) -> bool:
+    """A quantization-aware model is trained to ship as integers: only its int8 variants exist
+    (int8 with float layers too, when a repair keeps some)."""
+    return opts.int8
+
+
+def variant_name(fmt: Format, opts: ExportOptions) -> str:
+    """A stable name (and file stem) for a format + options: ``tflite-int8-io-uint8``."""
+    for name, o in fmt.variants.items():
+        if o == opts:
+            return name
+    parts = [fmt.name]
+    parts += [m for m in ("int8", "int16x8", "fp16", "dynamic") if getattr(opts, m)] or (["float32"] if fmt.name != "keras" else [])
+    if opts.float_layers:
+        parts.append("selective")
+    if opts.io != "float":
+        parts.append(f"io-{opts.io}")
+    if not opts.per_channel:
+        parts.append("per-tensor")
+    if opts.from_tflite:
+        parts.append("from-tflite")
+    if opts.opset != ExportOptions().opset and "opset" in fmt.options:
+        parts.append(f"opset{opts.opset}")
+    return "-".join(parts)
+
+
+def file_name(fmt: Format, opts: ExportOptions) -> str:
+    return variant_name(fmt, opts) + fmt.suffix
+
+
+def format_of(path) -> Format:
+    """The format a file (or an export folder) belongs to, by its suffix."""
+    path = Path(path)
+    for fmt in FORMATS.values():
+        if path.name.endswith((fmt.suffix, *fmt.other_suffixes)) and path.is_dir() == fmt.folder:
+            return fmt
+    suffixes = ", ".join(f.suffix for f in FORMATS.values())
+    raise CifarEdgeError(f"{path}: not a model file this tool knows (its suffix is '{path.suffix}'); "
+                         f"pass a {suffixes} written by `cifar-edge export`")
+
+
+def check_runtime_names(names):
+    for name in names:
+        if name not in BACKENDS:
+            raise unknown_choice("runtime", name, BACKENDS)
+
+
+def backends_for(fmt: Format, names=(), devices=("cpu", "gpu", "browser")) -> list[Backend]:
+    """The backends that load ``fmt``'s files on ``devices``, limited to ``names`` when given."""
+    return [b for b in BACKENDS.values() if fmt.name in b.formats and (not names or b.name in names)
+            and b.device in devices]
+
+
+def open_backend(backend: Backend, path, threads: int | None) -> Runner:
+    """Load ``path`` on ``backend``; raises Unavailable (skip) or CifarEdgeError (fail)."""
+    if backend.opener is None:
+        raise CifarEdgeError(f"backend {backend.name} runs on a phone: pass --device android[:SERIAL]")
+    return backend.opener(path, threads)
+
+
+def open_model(path, runtime: str | None = None, threads: int | None = None) -> Runner:
+    """Open an exported file with ``runtime`` (a backend name; default: its format's own runtime)."""
+    path = Path(path)
+    if not path.exists():
+        raise CifarEdgeError(f"model file {path} does not exist; export it first with `cifar-edge export`")
+    fmt = format_of(path)
+    if runtime is None or runtime == fmt.runtime:
+        return fmt.open(path, threads=threads)
+    check_runtime_names([runtime])
+    backend = BACKENDS[runtime]
+    if fmt.name not in backend.formats:
+        raise CifarEdgeError(f"runtime {runtime} does not load {fmt.name} files; use one of {', '.join(fmt.runtimes)}")
+    try:
+        return open_backend(backend, path, threads)
+    except Unavailable as e:
+        raise CifarEdgeError(f"runtime {runtime} cannot run here: {e}") from None
+
+
+@dataclass
+class ExportContext:
+    """What every exporter gets: the model, the run it came from, and calibration images;
+    plus what one exporter makes that another reuses (the SavedModel, converted bytes)."""
+    model: object                     # the Keras model (plain, stripped, or QAT-wrapped)
+    class_names: list
+    norm: object                      # cifar_edge.data.Normalization
+    input_size: int
+    calibration: np.ndarray           # normalized float32 training images, (N, H, W, 3)
+    qat: bool = False                 # the model was trained quantization-aware
+    name: str = "cifar-edge model"
+    description: str = ""
+    repair: dict | None = None        # the --max-drop search behind this export, for its manifest entry
+    saved_model: str | None = None    # the model as a SavedModel folder, once saved ("": cannot be); tflite converts from it
+    calibrated: bytes | None = None   # the calibrated float flatbuffer, once made (selective int8 reuses it)
+    flatbuffers: dict = field(default_factory=dict)   # ExportOptions -> converted .tflite bytes (no metadata)
+    onnx_prepared: dict = field(default_factory=dict)  # opset -> the pre-processed float .onnx bytes
+    onnx_models: dict = field(default_factory=dict)    # ExportOptions -> QDQ int8 .onnx bytes (no metadata)
+
+    def model_facts(self, opts, folded: bool = False) -> dict:
+        """What an app needs to run the exported file without cifar-edge (input size and type,
+        normalization, labels); embedded in every exported file.  A file with the
+        normalization ``folded`` into its graph takes raw pixels: mean 0, std 1 for the app."""
+        norm = {"mean": [float(v) for v in self.norm.mean], "std": [float(v) for v in self.norm.std]}
+        if folded:
+            norm = {"mean": [0.0] * 3, "std": [1.0] * 3, FOLDED_NORMALIZATION: norm}
+        return {"input_size": int(self.input_size), **norm, "input_dtype": opts.input_dtype,
+                "output_is_logits": True, "labels": list(self.class_names),
+                "quantization": opts.quantization, "qat": bool(self.qat),
+                **({"float_layers": list(opts.float_layers)} if opts.float_layers else {})}
+
+
+FOLDED_NORMALIZATION = "normalization_in_graph"   # metadata key: the graph normalizes; the file takes raw pixels
