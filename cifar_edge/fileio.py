@@ -32,7 +32,14 @@ def atomic_path(path, suffix=None):
     os.unlink(tmp)
     try:
         yield Path(tmp)
-        os.replace(tmp, path)
+        if os.path.isdir(tmp) and path.is_dir():     # a folder export replacing an older one
+            old = Path(tempfile.mkdtemp(prefix=f".{path.stem}.~{os.getpid()}~old", dir=path.parent))
+            os.replace(path, old / path.name)
+            os.replace(tmp, path)
+            import shutil
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
     finally:
         if os.path.isdir(tmp):
             import shutil

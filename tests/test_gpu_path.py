@@ -30,12 +30,12 @@ def op_determinism_restored():
 def compiled(monkeypatch):
     """What each model.compile of a training run was given: the model and its XLA flag."""
     seen = []
-    real = loop._compile
+    real = loop.compile_model
 
     def spy(model, cfg, steps, num_classes, xla, frozen=None):
         real(model, cfg, steps, num_classes, xla, frozen)
         seen.append({"model": model, "xla": xla})
-    monkeypatch.setattr(loop, "_compile", spy)
+    monkeypatch.setattr(loop, "compile_model", spy)
     return seen
 
 

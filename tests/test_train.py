@@ -69,16 +69,16 @@ def _cli(*args, env=None, **kw):
 
 def test_resume_after_crash_in_evaluation_only_evaluates(tmp_path, monkeypatch):
     import cifar_edge.train.loop as loop
-    real_evaluate = loop._evaluate
+    real_evaluate = loop.evaluate_model
 
     def crash(*args, **kwargs):
         raise RuntimeError("power cut during evaluation")
     run = tmp_path / "run"
-    monkeypatch.setattr(loop, "_evaluate", crash)
+    monkeypatch.setattr(loop, "evaluate_model", crash)
     with pytest.raises(RuntimeError):
         train(TrainConfig(data="synthetic", epochs=2, limit=300, **TINY), run)
     assert (run / "model.keras").is_file() and not (run / "metrics.json").exists()
-    monkeypatch.setattr(loop, "_evaluate", real_evaluate)
+    monkeypatch.setattr(loop, "evaluate_model", real_evaluate)
     metrics = train(TrainConfig(**TINY), run, resume=True)
     assert metrics["fit_seconds_this_session"] == 0 and metrics["epochs_run"] == 2   # nothing retrained
     assert not (run / "backup").exists()

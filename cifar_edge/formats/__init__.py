@@ -4,7 +4,7 @@ Each public module of this package defines one format and registers it with its 
 exporter, opener and bench backends (``_base.register``); modules whose names start with
 ``_`` are their helpers.  The format table, ``open_model``, bench's backends and the CLI's
 choices are all read from these registries, so adding a format is adding a module here.
-Format modules import their heavy packages (TensorFlow, onnxruntime, OpenVINO) only when used.
+Format modules import their heavy packages (TensorFlow, onnxruntime ...) only when used.
 """
 from __future__ import annotations
 

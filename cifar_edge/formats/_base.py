@@ -126,7 +126,7 @@ class Format:
     order: int                  # where its rows sit in tables
     check: Callable | None = None   # check(opts): raise on option combinations only this format refuses
     probe: Callable | None = None   # probe(path, name): refuse, in a child process, a file that would crash this one
-    folder: bool = False        # the export is a folder of files (OpenVINO IR: model.xml + model.bin)
+    folder: bool = False        # the export is a folder of files (an IR as .xml + .bin, say)
     other_suffixes: tuple = ()  # more suffixes its opener reads (Keras: a run's model.keras)
 
     @property
