@@ -15,6 +15,7 @@ from rich.table import Table
 
 from .errors import CifarEdgeError
 from .fileio import to_json
+from .formats import BACKENDS, FORMATS
 
 app = typer.Typer(add_completion=False, pretty_exceptions_enable=False, no_args_is_help=True, rich_markup_mode=None,
                   help="Train a CIFAR classifier and take it all the way to a file a phone can run.")
@@ -334,7 +335,7 @@ def _export_table(title: str, entries: list) -> Table:
 @friendly
 def export(
     run: Annotated[Path, typer.Argument(help="Run folder (from train or optimize).")],
-    format: Annotated[Optional[str], typer.Option("--format", "-f", help="tflite, onnx or keras (see `cifar-edge formats`).")] = None,
+    format: Annotated[Optional[str], typer.Option("--format", "-f", help=f"{', '.join(FORMATS)} (see `cifar-edge formats`).")] = None,
     int8: Annotated[bool, typer.Option(help="Full-integer int8 (calibrated on training images).")] = False,
     fp16: Annotated[bool, typer.Option(help="TFLite float16 weights.")] = False,
     dynamic: Annotated[bool, typer.Option(help="TFLite dynamic-range (int8 weights, float activations).")] = False,
@@ -428,12 +429,13 @@ def bench(
     threads: Annotated[Optional[str], typer.Option(help="CPU thread counts, e.g. 1,2; default: 1 and every core.")] = None,
     batch: Annotated[str, typer.Option(help="Batch sizes for throughput.")] = "32,64",
     variant: Annotated[Optional[List[str]], typer.Option(help="Only this variant (repeatable); default: every variant of `cifar-edge formats`.")] = None,
-    format: Annotated[Optional[List[str]], typer.Option("--format", "-f", help="Only variants of this format: keras, tflite or onnx (repeatable).")] = None,
-    runtime: Annotated[Optional[List[str]], typer.Option(help="Only this runtime (repeatable), e.g. litert, litert-compiled, onnxruntime, keras.")] = None,
+    format: Annotated[Optional[List[str]], typer.Option("--format", "-f", help=f"Only variants of this format: {', '.join(FORMATS)} (repeatable).")] = None,
+    runtime: Annotated[Optional[List[str]], typer.Option(help=f"Only this runtime (repeatable): {', '.join(BACKENDS)}.")] = None,
     with_runs: Annotated[Optional[List[Path]], typer.Option("--with", help="Also bench this optimize run (repeatable).")] = None,
     siblings: Annotated[bool, typer.Option("--siblings/--no-siblings", help="Also bench optimize runs beside RUN whose parent is RUN.")] = True,
     export: Annotated[bool, typer.Option("--export/--no-export", help="Export missing or stale variants (--no-export: measure the files as they are).")] = True,
     reference: Annotated[bool, typer.Option("--reference/--no-reference", help="Also time each .tflite with LiteRT's own benchmark CLI.")] = True,
+    profile_ops: Annotated[bool, typer.Option("--profile-ops", help="Also profile each op's latency (onnxruntime's profiler, OpenVINO's counters, which read the .tflite too) into bench.json and bench.md.")] = False,
     device: Annotated[Optional[str], typer.Option(help="Also run on a phone: android or android:SERIAL (needs adb).")] = None,
     benchmark_binary: Annotated[Optional[Path], typer.Option(help="benchmark_model binary to push when the phone has none.")] = None,
     fail_under: Annotated[Optional[float], typer.Option(help="Exit 1 when a variant's top-1 is under this percent (CI gate).")] = None,
@@ -448,7 +450,7 @@ def bench(
     cfg = BenchConfig(runs=runs, warmup=warmup, limit=limit, threads=parse_ints(threads, "threads"),
                       batches=parse_ints(batch, "batch"), variants=tuple(variant or ()), formats=tuple(format or ()),
                       runtimes=tuple(runtime or ()), with_runs=tuple(map(str, with_runs or ())), siblings=siblings,
-                      export=export, reference=reference, device=device,
+                      export=export, reference=reference, profile_ops=profile_ops, device=device,
                       benchmark_binary=str(benchmark_binary) if benchmark_binary else None)
     with _results_only(as_json):
         result = bench_run(run, cfg, out, command=" ".join(["cifar-edge", *sys.argv[1:]]))

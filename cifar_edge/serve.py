@@ -4,6 +4,8 @@ One real HTTP server (the standard library's ThreadingHTTPServer): GET / is the 
 GET /api/models lists what is loaded, POST /api/predict takes the raw bytes of one image and
 answers, for every exported format and the Keras model, the top-5 and the latency.  Bad
 uploads (not an image, too large, empty) get a JSON error the page shows; nothing crashes.
+Where onnxruntime-web is installed, the page also runs the run's .onnx in the browser itself
+(GET /ort/* and /model/*), beside the server's answers.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ from dataclasses import dataclass
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from importlib import resources
+from pathlib import Path
 from urllib.parse import unquote
 
 import numpy as np
@@ -22,8 +25,9 @@ from .errors import CifarEdgeError
 from .export import read_manifest
 from .fileio import to_json
 from .images import read_image
-from .formats import Runner, open_model
+from .formats import Runner, Unavailable, open_model
 from .formats.keras import keras_runner
+from .formats.onnx_web import ort_web_dist
 from .runs import RunFolder, load_run
 
 MAX_UPLOAD_BYTES = 20_000_000
@@ -68,15 +72,22 @@ class Predictor:
         if not manifest:
             console.warn(f"{self.run / 'export'} has no exported files; serving the Keras model only "
                          "(`cifar-edge export RUN --all` adds every format)")
+        self.browser_file = _browser_file(manifest, variants)
         self._lock = threading.Lock()     # interpreters are not thread-safe
         blank = self.norm.apply_numpy(np.zeros((1, self.input_size, self.input_size, 3), np.uint8))
         for m in self.models:
             m.runner.run(blank)
 
     def describe(self) -> dict:
+        browser = None
+        if self.browser_file is not None:
+            browser = {"model": f"/model/{self.browser_file['file']}", "variant": self.browser_file["variant"],
+                       "size_bytes": self.browser_file["size_bytes"], "labels": self.class_names,
+                       "mean": [float(v) for v in self.norm.mean], "std": [float(v) for v in self.norm.std]}
         return {"run": str(self.run), "input_size": self.input_size, "classes": len(self.class_names),
                 "models": [{"variant": m.variant, "file": m.file, "runtime": m.runner.runtime,
-                            "size_bytes": m.size_bytes, "notes": m.runner.notes} for m in self.models]}
+                            "size_bytes": m.size_bytes, "notes": m.runner.notes} for m in self.models],
+                "browser": browser}
 
     def predict(self, data: bytes, name: str = "the upload", top: int = 5) -> dict:
         """Top-k and median latency of every loaded model on one encoded image."""
@@ -101,8 +112,30 @@ class Predictor:
         return {"image": name, "input_size": self.input_size, "results": results}
 
 
+def _browser_file(manifest: dict, variants) -> dict | None:
+    """The .onnx the page runs in the browser (float32 first), when onnxruntime-web is installed."""
+    try:
+        ort_web_dist()
+    except Unavailable:
+        return None
+    for name in ("onnx-float32", "onnx-int8"):
+        entry = next((e for e in manifest.values() if e["variant"] == name), None)
+        if entry is not None and (not variants or name in variants):
+            return entry
+    return None
+
+
+_ORT_TYPES = {".mjs": "text/javascript", ".wasm": "application/wasm"}
+
+
+def _ort_file(dist, name: str) -> bool:
+    """A file of onnxruntime-web's dist folder the page may load (no paths, only its scripts and wasm)."""
+    return dist is not None and "/" not in name and Path(name).suffix in _ORT_TYPES and (dist / name).is_file()
+
+
 def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
     page = resources.files("cifar_edge.web").joinpath("index.html").read_bytes()
+    ort_dist = ort_web_dist() if predictor.browser_file is not None else None
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "cifar-edge"
@@ -123,6 +156,9 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000)
             self.send_header("Content-Type", content_type)
             self.send_header("Content-Length", str(len(body)))
             self.send_header("Cache-Control", "no-store")
+            # cross-origin isolated, so that onnxruntime-web may use threads (SharedArrayBuffer)
+            self.send_header("Cross-Origin-Opener-Policy", "same-origin")
+            self.send_header("Cross-Origin-Embedder-Policy", "require-corp")
             self.end_headers()
             self.wfile.write(body)
 
@@ -164,6 +200,12 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000)
                 self._send(HTTPStatus.OK, page, "text/html; charset=utf-8")
             elif self.path == "/api/models":
                 self._json(HTTPStatus.OK, predictor.describe())
+            elif self.path.startswith("/ort/") and _ort_file(ort_dist, self.path[len("/ort/"):]):
+                name = self.path[len("/ort/"):]
+                self._send(HTTPStatus.OK, (ort_dist / name).read_bytes(), _ORT_TYPES[Path(name).suffix])
+            elif predictor.browser_file is not None and self.path == f"/model/{predictor.browser_file['file']}":
+                data = (RunFolder(predictor.run).export_dir / predictor.browser_file["file"]).read_bytes()
+                self._send(HTTPStatus.OK, data, "application/octet-stream")
             else:
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no page {self.path}; open / instead"})
 

@@ -25,18 +25,24 @@ def timed(fn, *args) -> float:
     return (time.perf_counter_ns() - t0) / 1e6
 
 
-def latency(run, x1: np.ndarray, runs: int, warmup: int) -> dict:
-    """Single-image latency of ``run(x1)``: ``warmup`` untimed calls, then ``runs`` timed ones."""
+def latency(run, x1: np.ndarray, runs: int, warmup: int, timer=None) -> dict:
+    """Single-image latency of ``run(x1)``: ``warmup`` untimed calls, then ``runs`` timed ones
+    (by ``timer(x, runs, warmup)`` when the runtime times itself, e.g. inside a browser page)."""
+    if timer is not None:
+        return {**summarize(list(timer(x1, runs, warmup))), "warmup": warmup}
     for _ in range(warmup):
         run(x1)
     return {**summarize([timed(run, x1) for _ in range(runs)]), "warmup": warmup}
 
 
-def throughput(run, images: np.ndarray, batch: int, reps: int = 10, budget_s: float = 1.5) -> dict:
+def throughput(run, images: np.ndarray, batch: int, reps: int = 10, budget_s: float = 1.5, timer=None) -> dict:
     """Images per second at one batch size: the median of ``reps`` timed batches (at least 3
     when ``budget_s`` runs out first).  One untimed batch first, since a runtime may re-plan
     its buffers for a new batch size."""
     x = np.ascontiguousarray(images[np.resize(np.arange(len(images)), batch)])   # repeats when fewer
+    if timer is not None:
+        med = float(np.median(timer(x, max(3, reps // 2), 1)))
+        return {"batch": batch, "images_per_s": batch / (med / 1e3), "batch_ms": med, "reps": max(3, reps // 2)}
     run(x)
     times, start = [], time.perf_counter()
     while len(times) < reps and (len(times) < 3 or time.perf_counter() - start < budget_s):

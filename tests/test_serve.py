@@ -136,6 +136,15 @@ def test_cli_serve_rejects_a_bad_run_and_variant(exported_run, tmp_path):
     assert r.exit_code == 2 and "tflite-int9 not exported" in r.output
 
 
+def _ort_web_here() -> bool:
+    from cifar_edge.formats import Unavailable
+    from cifar_edge.formats.onnx_web import ort_web_dist
+    try:
+        return bool(ort_web_dist())
+    except Unavailable:
+        return False
+
+
 def _chromium():
     path = shutil.which("chromium") or shutil.which("chromium-browser")
     if path is None:
@@ -161,10 +170,19 @@ def test_the_page_in_headless_chromium(server, exported_run, photo_files, tmp_pa
             page.set_input_files("#file", str(photo_files["photo.jpg"]))
             page.wait_for_selector("#results tbody tr", timeout=60_000)
             rows = page.locator("#results tbody tr")
-            assert rows.count() == len(exported)                 # keras and every exported file
+            browser_row = _ort_web_here()       # the .onnx also runs in the page (onnxruntime-web)
+            assert rows.count() == len(exported) + browser_row    # keras and every exported file
             _, api = post(server, photo_files["photo.jpg"].read_bytes())
             keras_top1 = api["results"][0]["top"][0]["label"]
             assert page.locator("tr[data-variant='keras'] .label").first.text_content() == keras_top1
+            if browser_row:        # a 32x32 image: no resizing, so the page's .onnx run matches the server's
+                page.set_input_files("#file", str(photo_files["rgb.png"]))
+                page.wait_for_function("document.getElementById('status').textContent.startsWith('rgb.png')")
+                _, api = post(server, photo_files["rgb.png"].read_bytes())
+                server_onnx = next(r for r in api["results"] if r["variant"] == "onnx-float32")
+                cells = page.locator("tr[data-variant='onnx-float32 in browser'] .label").all_text_contents()
+                assert cells == [t["label"] for t in server_onnx["top"]]
+                assert "onnxruntime-web" in page.locator("tr[data-variant='onnx-float32 in browser']").text_content()
             assert all(t.endswith(" ms") for t in page.locator("td.latency").all_text_contents())
             assert page.locator("#error").text_content() == ""
             page.screenshot(path=str(tmp_path / "results.png"))

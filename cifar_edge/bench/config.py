@@ -25,6 +25,7 @@ class BenchConfig:
     siblings: bool = True                # also bench optimize runs whose config names this run as parent
     export: bool = True                  # export missing/stale variants (False: measure what is there)
     reference: bool = True               # also run LiteRT's own benchmark CLI on each .tflite
+    profile_ops: bool = False            # per-op latency profile on the runtimes that have a profiler
     device: str | None = None            # "android" or "android:SERIAL": also run on a phone via adb
     benchmark_binary: str | None = None  # local benchmark_model to push when the phone has none
     export_cfg: ExportConfig = field(default_factory=ExportConfig)

@@ -16,12 +16,15 @@ import numpy as np
 
 from ..errors import CifarEdgeError
 from . import android, reference
-from ..formats import Backend, Unavailable, backends_for, open_backend
+from ..formats import HOST_DEVICES, Backend, Unavailable, backends_for, open_backend
 from .config import BenchConfig
 from .memory import peak_rss
 from .peak import peak_for
 from .targets import RunRef, Target
 from ..timing import latency, throughput, timed
+
+
+PROFILE_RUNS = 50       # single-image inferences a per-op profile averages
 
 
 @dataclass
@@ -75,7 +78,7 @@ def row_count(t: Target, ctx: Context) -> int:
 
 
 def _devices(ctx: Context) -> tuple:
-    return ("cpu", "gpu", "browser", "android") if ctx.phone is not None else ("cpu", "gpu", "browser")
+    return (*HOST_DEVICES, "android") if ctx.phone is not None else HOST_DEVICES
 
 
 def _thread_counts(backend: Backend, cfg: BenchConfig) -> tuple:
@@ -122,26 +125,43 @@ def _on_host(t: Target, backend: Backend, threads, ctx: Context) -> dict:
         t0 = time.perf_counter()
         runner = open_backend(backend, t.path, threads)
         load_ms = (time.perf_counter() - t0) * 1e3
-        first_ms = timed(runner.run, x1)
-        if key not in ctx.agreement:
-            ctx.agreement[key] = _agreement(t, backend, runner.predict(ctx.images), ctx)
-        lat = latency(runner.run, x1, cfg.runs, cfg.warmup)
-        tput = [throughput(runner.run, ctx.images, b, reps=max(3, cfg.runs // 20)) for b in cfg.batches]
-    out = {"engine": runner.runtime, "threads": runner.threads, "load_ms": load_ms, "first_inference_ms": first_ms,
-           "latency": lat, "throughput": tput, **mem, **ctx.accuracy[str(t.path)], **ctx.agreement[key],
-           "split": ctx.split, "notes": list(runner.notes)}
+        try:
+            out = _measure(runner, t, backend, ctx, key)
+        finally:
+            if runner.close is not None:
+                runner.close()
+    out.update(load_ms=load_ms, **mem)
     if runner.placement is not None:
         out["placement"] = runner.placement
+    if runner.footprint is not None:
+        out["footprint"] = runner.footprint
+    if cfg.profile_ops and backend.profiler is not None:
+        out["op_profile"] = backend.profiler(t.path, out["threads"], x1, min(cfg.runs, PROFILE_RUNS))
     if cfg.reference and t.fmt.name == "tflite" and backend.device == "cpu":
         threads_used = out["threads"]
         out["reference"] = reference.agreement(
-            lat["p50_ms"], lambda: latency(runner.run, x1, cfg.runs, cfg.warmup)["p50_ms"],
+            out["latency"]["p50_ms"], lambda: latency(runner.run, x1, cfg.runs, cfg.warmup)["p50_ms"],
             ctx.references.setdefault((str(t.path), threads_used), []),
             lambda: reference.run_reference(t.path, threads_used, cfg.runs, cfg.warmup),
             same_engine=backend.name != "litert-no-xnnpack" and out["engine"] != "litert-builtin")
-    del runner
+    runner = None           # the model's memory goes before the next row loads its own
     gc.collect()
     return out
+
+
+def _measure(runner, t: Target, backend: Backend, ctx: Context, key) -> dict:
+    """First inference, agreement (once per file and backend), latency and throughput of a loaded runner."""
+    cfg, x1 = ctx.cfg, ctx.images[:1]
+    first_ms = timed(runner.run, x1)
+    if key not in ctx.agreement:
+        ctx.agreement[key] = _agreement(t, backend, runner.predict(ctx.images[:backend.max_images]), ctx)
+    runs = cfg.runs if backend.max_images is None else min(cfg.runs, 20)
+    lat = latency(runner.run, x1, runs, min(cfg.warmup, runs), timer=runner.timer)
+    tput = [throughput(runner.run, ctx.images, b, reps=max(3, cfg.runs // 20), timer=runner.timer)
+            for b in cfg.batches] if backend.batched else []
+    return {"engine": runner.runtime, "threads": runner.threads, "first_inference_ms": first_ms,
+            "latency": lat, "throughput": tput, **ctx.accuracy[str(t.path)], **ctx.agreement[key],
+            "split": ctx.split, "notes": list(runner.notes)}
 
 
 def _agreement(t: Target, backend: Backend, outputs: np.ndarray, ctx: Context) -> dict:
@@ -150,8 +170,10 @@ def _agreement(t: Target, backend: Backend, outputs: np.ndarray, ctx: Context) -
     own = backend.name == t.fmt.runtime
     reference = outputs if own else _reference_outputs(t, ctx)
     file_accuracy(t, reference, ctx)
-    fields = {"agreement_keras": float(np.mean(outputs.argmax(1) == ctx.keras_outputs.argmax(1)))}
-    fields["agreement_file"] = None if own else float(np.mean(outputs.argmax(1) == reference.argmax(1)))
+    n = len(outputs)       # fewer than the split's images on a runtime with max_images
+    fields = {"agreement_keras": float(np.mean(outputs.argmax(1) == ctx.keras_outputs[:n].argmax(1))),
+              "agreement_images": n}
+    fields["agreement_file"] = None if own else float(np.mean(outputs.argmax(1) == reference[:n].argmax(1)))
     return fields
 
 

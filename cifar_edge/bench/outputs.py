@@ -45,6 +45,31 @@ def _mb(key):
     return lambda r: None if r.get(key) is None else r[key] / 1e6
 
 
+def _placement(r):
+    """``XNNPACK 21/21``: the engine and how many of the graph's nodes it took; the ops that fell
+    back to builtin kernels after it (``+ CUMSUM x1 builtin``)."""
+    p = r.get("placement")
+    if not p:
+        return None
+    if "nodes" not in p:
+        return p["engine"]
+    text = f"{p['engine']} {p['delegated']}/{p['nodes']}"
+    if p.get("fallback") and p["delegated"]:
+        text += " + " + ", ".join(f"{op} x{n}" for op, n in p["fallback_ops"].items()) + " builtin"
+    return text
+
+
+def _footprint(key, scale=1024):
+    return lambda r: None if not r.get("footprint") else r["footprint"][key] / scale
+
+
+def _fits(r):
+    f = (r.get("footprint") or {}).get("fits")
+    if not f:
+        return None
+    return f"RAM {f['ram'] or '> 1 MB'}, flash {f['flash'] or '> 2 MB'}"
+
+
 def columns(batches=(32, 64)) -> list[Column]:
     return [
         Column("variant", lambda r: r["name"]),
@@ -54,6 +79,8 @@ def columns(batches=(32, 64)) -> list[Column]:
         Column("top-1 %", _pct("top1"), "{:.2f}"),
         Column("top-5 %", _pct("top5"), "{:.2f}", show="m"),
         Column("drop pts", lambda r: r.get("top1_drop_points"), "{:+.2f}"),
+        Column("agree Keras %", _pct("agreement_keras"), "{:.2f}"),
+        Column("agree file %", _pct("agreement_file"), "{:.2f}", show="m"),
         Column("MB", _mb("size_bytes"), "{:.3f}"),
         Column("gzip MB", _mb("gzip_bytes"), "{:.3f}", show="m"),
         Column("p50 ms", _lat("p50_ms"), "{:.3f}"),
@@ -69,6 +96,10 @@ def columns(batches=(32, 64)) -> list[Column]:
         Column("peak GOPS", lambda r: r.get("peak_gops"), "{:.0f}", show="m"),
         Column("ref ms", _ref("median_ms"), "{:.3f}", show="m"),
         Column("ours/ref", _ref("ratio", same_engine_only=True), "{:.2f}"),
+        Column("placement", _placement, show="m"),
+        Column("arena KB", _footprint("arena_bytes"), "{:.1f}", show="m"),
+        Column("flash KB", _footprint("flash_bytes"), "{:.1f}", show="m"),
+        Column("MCU fits", _fits, show="m"),
         Column("notes", lambda r: "; ".join(filter(None, [r.get("reason"), *r.get("notes", [])]))),
         # CSV only
         Column("run", lambda r: r["run"], show=""),
@@ -81,6 +112,7 @@ def columns(batches=(32, 64)) -> list[Column]:
         Column("export", lambda r: r.get("export"), show=""),
         Column("device", lambda r: r["device"], show=""),
         Column("images", lambda r: r.get("images"), show=""),
+        Column("agreement images", lambda r: r.get("agreement_images"), show=""),
         Column("split", lambda r: r.get("split"), show=""),
         Column("mean ms", _lat("mean_ms"), show=""),
         Column("min ms", _lat("min_ms"), show=""),
@@ -154,8 +186,27 @@ def markdown(result: dict, plots: dict) -> str:
                     f"(ours/theirs {min(x['ratio'] for x in refs):.2f}..{max(x['ratio'] for x in refs):.2f}; "
                     f"{sum(x.get('rounds', 1) > 1 for x in refs)} disagreed at first and were measured again, "
                     f"both sides, up to {ROUNDS} rounds: medians compared)."]
+    out += op_profiles(rows)
     out += ["", *[f"![{name}]({file})" for name, file in plots.items()], ""]
     return "\n".join(out)
+
+
+def op_profiles(rows: list, top: int = 5) -> list[str]:
+    """bench --profile-ops: per row, where the time goes by op type and the slowest nodes."""
+    profiled = [r for r in rows if r.get("op_profile")]
+    if not profiled:
+        return []
+    out = ["", "## Per-op profile", "",
+           "Mean time per single-image inference, from each runtime's own profiler (their sum omits "
+           "the runtime's overhead between ops, so it is below the row's p50).", "",
+           "| variant | runtime | threads | ops total ms | by op type | slowest nodes (kernel) |", "|---|---|---|---|---|---|"]
+    for r in profiled:
+        p = r["op_profile"]
+        kinds = ", ".join(f"{op} {ms:.3f} ({ms / p['total_ms']:.0%})" for op, ms in list(p["by_op"].items())[:top])
+        slow = ", ".join(f"{n['node']} {n['ms']:.3f} ({n['kernel']})" for n in p["slowest"][:3])
+        out.append(f"| {r['name']} | {r['backend']} | {r['threads']} | {p['total_ms']:.3f} | {kinds} | "
+                   f"{slow.replace('|', '/')} |")
+    return out
 
 
 def rich_table(result: dict):

@@ -12,7 +12,7 @@ import importlib
 import pkgutil
 
 from ._base import (BACKENDS, FOLDED_NORMALIZATION, FORMATS, IO_TYPES, QAT_INT8_ONLY, Backend, ExportContext,
-                    ExportOptions, Format, Runner, Unavailable, backends_for, check_runtime_names, default_threads,
+                    HOST_DEVICES, ExportOptions, Format, Runner, Unavailable, backends_for, check_runtime_names, default_threads,
                     file_name, format_of, get_format, get_variant, gpu_missing, open_backend, open_model, qat_allows,
                     register, validate, variant_name, variants)
 
@@ -26,6 +26,6 @@ def _discover():
 _discover()
 
 __all__ = ["BACKENDS", "FOLDED_NORMALIZATION", "FORMATS", "IO_TYPES", "QAT_INT8_ONLY", "Backend", "ExportContext",
-           "ExportOptions", "Format", "Runner", "Unavailable", "backends_for", "check_runtime_names",
+           "HOST_DEVICES", "ExportOptions", "Format", "Runner", "Unavailable", "backends_for", "check_runtime_names",
            "default_threads", "file_name", "format_of", "get_format", "get_variant", "gpu_missing", "open_backend",
            "open_model", "qat_allows", "register", "validate", "variant_name", "variants"]

@@ -75,6 +75,10 @@ class Runner:
     notes: list = field(default_factory=list)   # e.g. "XNNPACK refused the model: builtin kernels"
     _call: object = None
     placement: dict | None = None              # which engine ran how many of the graph's nodes (op placement)
+    footprint: dict | None = None              # a microcontroller's needs: arena and flash bytes, budgets met
+    timer: Callable | None = None              # timer(x, runs, warmup) -> ms per run, timed inside the runtime
+                                               # (a browser page): what latency and throughput then use
+    close: Callable | None = None              # releases what the runner holds open (a browser)
 
     def run(self, x: np.ndarray) -> np.ndarray:
         return self._call(np.ascontiguousarray(x, dtype=np.float32))
@@ -105,10 +109,13 @@ class Backend:
     """A runtime on one device with one set of options: what a bench row runs a file on."""
     name: str
     formats: tuple       # the formats whose files it loads
-    device: str          # cpu, gpu, android or browser
+    device: str          # cpu, gpu, mcu (a microcontroller runtime on this host), browser or android
     threaded: bool       # one row per --threads count (else one row at the runtime's own setting)
     description: str
     opener: Callable | None = None   # opener(path, threads) -> Runner; None: run by the android module
+    max_images: int | None = None    # a slow runtime (reference kernels) checks agreement on this many images
+    profiler: Callable | None = None   # profiler(path, threads, x, runs) -> per-node times (``bench --profile-ops``)
+    batched: bool = True             # runs batches natively (else no batch-throughput figures: one image at a time)
 
 
 @dataclass(frozen=True)
@@ -250,7 +257,26 @@ def check_runtime_names(names):
             raise unknown_choice("runtime", name, BACKENDS)
 
 
-def backends_for(fmt: Format, names=(), devices=("cpu", "gpu", "browser")) -> list[Backend]:
+def op_profile(engine: str, nodes: list, runs: int, top: int = 12) -> dict:
+    """One runtime's per-op profile in one shape: ``nodes`` holds ``{"node", "op", "ms", "kernel"}``
+    with ``ms`` summed over ``runs`` single-image inferences; kept as the mean per inference,
+    totalled by op type, and the slowest nodes by name."""
+    per_node: dict = {}
+    for n in nodes:
+        entry = per_node.setdefault(n["node"], {"node": n["node"], "op": n["op"], "kernel": n.get("kernel"), "ms": 0.0})
+        entry["ms"] += n["ms"] / runs
+    by_op: dict = {}
+    for n in per_node.values():
+        by_op[n["op"]] = by_op.get(n["op"], 0.0) + n["ms"]
+    slowest = sorted(per_node.values(), key=lambda n: -n["ms"])
+    return {"engine": engine, "runs": runs, "nodes": len(per_node), "total_ms": sum(by_op.values()),
+            "by_op": dict(sorted(by_op.items(), key=lambda kv: -kv[1])), "slowest": slowest[:top]}
+
+
+HOST_DEVICES = ("cpu", "gpu", "mcu", "browser")    # what runs on this machine (android: on a phone)
+
+
+def backends_for(fmt: Format, names=(), devices=HOST_DEVICES) -> list[Backend]:
     """The backends that load ``fmt``'s files on ``devices``, limited to ``names`` when given."""
     return [b for b in BACKENDS.values() if fmt.name in b.formats and (not names or b.name in names)
             and b.device in devices]

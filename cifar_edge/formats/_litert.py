@@ -88,7 +88,37 @@ def open_litert(path, threads: int | None = None, xnnpack: bool = True) -> Runne
         return from_output(interp.get_tensor(out["index"]), out)
 
     runtime = "litert" if xnnpack and not notes else "litert-builtin"
-    return Runner(runtime, str(path), int(inp["shape"][1]), np.dtype(inp["dtype"]).name, threads, notes, call)
+    return Runner(runtime, str(path), int(inp["shape"][1]), np.dtype(inp["dtype"]).name, threads, notes, call,
+                  placement=placement(interp, "XNNPACK" if runtime == "litert" else None))
+
+
+def placement(interp, delegate: str | None) -> dict:
+    """Which of the graph's nodes the delegate took and which fell back to LiteRT's builtin
+    kernels.  A delegate replaces a convex part of the graph with one DELEGATE node whose inputs
+    and outputs are that part's boundary, so its nodes are those found walking back from its
+    outputs to its inputs; every other node runs on a builtin kernel."""
+    ops = interp._get_ops_details()      # LiteRT's Python API lists nodes, delegate nodes last, but no placement
+    own = [op for op in ops if op["op_name"] != "DELEGATE"]
+    producer = {int(t): op["index"] for op in own for t in op["outputs"]}
+    taken: set = set()
+    partitions = 0
+    for node in (op for op in ops if op["op_name"] == "DELEGATE"):
+        partitions += 1
+        boundary = {int(t) for t in node["inputs"]}
+        todo = [int(t) for t in node["outputs"]]
+        while todo:
+            tensor = todo.pop()
+            index = producer.get(tensor)
+            if index is None or index in taken or tensor in boundary:
+                continue
+            taken.add(index)
+            todo.extend(int(t) for t in own[index]["inputs"] if t >= 0)
+    fallback: dict = {}
+    for op in own:
+        if op["index"] not in taken:
+            fallback[op["op_name"]] = fallback.get(op["op_name"], 0) + 1
+    return {"engine": delegate or "LiteRT builtin kernels", "nodes": len(own), "delegated": len(taken),
+            "fallback": len(own) - len(taken), "partitions": partitions, "fallback_ops": fallback}
 
 
 _PROBE = """
@@ -199,7 +229,13 @@ def open_compiled(path, threads: int | None = None, gpu: bool = False) -> Runner
         reason = last_error(log[0]) or str(err).splitlines()[0]
         raise CifarEdgeError(f"LiteRT CompiledModel cannot load {path} ({reason}); the file is corrupt, "
                              "truncated or not a .tflite: export it again")
-    notes = [] if model.is_fully_accelerated() else ["not fully accelerated: some ops ran on the CPU fallback"]
+    full = model.is_fully_accelerated()
+    notes = [] if full else ["not fully accelerated: some ops ran on the CPU fallback"]
+    # CompiledModel reports only whether the accelerator took every op; the node counts are the
+    # interpreter's XNNPACK partition of the same file (the CPU accelerator is XNNPACK).
+    where = {**placement(_delegated(path), "XNNPACK (CompiledModel CPU accelerator)"), "fully_accelerated": full}
+    if gpu:
+        where = {"engine": "CompiledModel GPU accelerator, CPU fallback", "fully_accelerated": full}
     classes = int(out["shape"][-1])
     folded = folded_normalization(path)
     state = {"batch": 0}
@@ -230,4 +266,12 @@ def open_compiled(path, threads: int | None = None, gpu: bool = False) -> Runner
         return run(x)
 
     name = "litert-compiled-gpu" if gpu else "litert-compiled"
-    return Runner(name, str(path), int(inp["shape"][1]), np.dtype(inp["dtype"]).name, threads, notes, call)
+    return Runner(name, str(path), int(inp["shape"][1]), np.dtype(inp["dtype"]).name, threads, notes, call,
+                  placement=where)
+
+
+def _delegated(path):
+    from ai_edge_litert.interpreter import Interpreter
+    interp = Interpreter(model_path=str(path), num_threads=1)
+    interp.allocate_tensors()
+    return interp

@@ -3,11 +3,13 @@ quantization or converted from the int8 .tflite.  Runs on onnxruntime (CPU, CUDA
 from __future__ import annotations
 
 import dataclasses
+from pathlib import Path
 
 import numpy as np
 
 from ..errors import CifarEdgeError
-from ._base import Backend, ExportOptions, Format, Runner, Unavailable, default_threads, gpu_missing, register
+from ._base import (Backend, ExportOptions, Format, Runner, Unavailable, default_threads, gpu_missing, op_profile,
+                    register)
 
 
 class ProviderMissing(CifarEdgeError):
@@ -41,6 +43,34 @@ def open_onnxruntime(path, threads: int | None = None, providers=("CPUExecutionP
 
     size = inp.shape[1] if isinstance(inp.shape[1], int) else 0
     return Runner("onnxruntime", label, size, "float32", opts.intra_op_num_threads, [], call)
+
+
+def profile_onnxruntime(path, threads, x, runs) -> dict:
+    """onnxruntime's own profiler (``enable_profiling``): each node's kernel time per inference."""
+    import json
+    import os
+    import tempfile
+
+    import onnxruntime as ort
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or default_threads()
+    opts.inter_op_num_threads = 1
+    opts.log_severity_level = 3
+    with tempfile.TemporaryDirectory(prefix="cifar-edge-ort-profile-") as work:
+        opts.enable_profiling = True
+        opts.profile_file_prefix = os.path.join(work, "profile")
+        sess = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
+        feed = {sess.get_inputs()[0].name: np.ascontiguousarray(x, np.float32)}
+        sess.run(None, feed)                       # warm-up, dropped below with the session's set-up
+        for _ in range(runs):
+            sess.run(None, feed)
+        events = json.loads(Path(sess.end_profiling()).read_text())
+    nodes = [{"node": e["name"][:-len("_kernel_time")], "op": e["args"].get("op_name", "?"), "ms": e["dur"] / 1e3,
+              "kernel": e["args"].get("provider")}
+             for e in events if e.get("cat") == "Node" and e["name"].endswith("_kernel_time")]
+    # the first run (warm-up) is the first 1/(runs + 1) of each node's events
+    per_run = len(nodes) // (runs + 1)
+    return op_profile("onnxruntime CPU (its profiler)", nodes[per_run:], runs)
 
 
 def _on_gpu(path, provider: str) -> Runner:
@@ -102,7 +132,7 @@ register(
            }),
     backends=(
         Backend("onnxruntime", ("onnx",), "cpu", True, "onnxruntime, CPUExecutionProvider",
-                lambda p, t: open_onnxruntime(p, t)),
+                lambda p, t: open_onnxruntime(p, t), profiler=profile_onnxruntime),
         Backend("onnxruntime-cuda", ("onnx",), "gpu", False, "onnxruntime, CUDAExecutionProvider",
                 lambda p, t: _on_gpu(p, "CUDAExecutionProvider")),
         Backend("onnxruntime-tensorrt", ("onnx",), "gpu", False, "onnxruntime, TensorrtExecutionProvider",

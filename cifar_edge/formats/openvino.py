@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CifarEdgeError
-from ._base import Backend, ExportOptions, Format, Runner, Unavailable, default_threads, register
+from ._base import Backend, ExportOptions, Format, Runner, Unavailable, default_threads, op_profile, register
 
 XML, BIN = "model.xml", "model.bin"
 METADATA_KEY = "cifar_edge"      # the model facts as JSON in the IR's rt_info, as the .tflite and .onnx carry them
@@ -90,6 +90,28 @@ def open_openvino(path, threads: int | None = None) -> Runner:
                   [], call, placement=_placement(compiled))
 
 
+def profile_openvino(path, threads, x, runs) -> dict:
+    """OpenVINO's performance counters (``PERF_COUNT``): each executed node's real time and the
+    kernel that ran it, per inference."""
+    ov = _ov()
+    path = Path(path)
+    core = ov.Core()
+    model = core.read_model(str(path / XML if path.is_dir() else path))
+    to_input = _tflite_io(path)[0] if path.suffix == ".tflite" else (lambda v: v)
+    compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": threads or default_threads(),
+                                                 "INFERENCE_PRECISION_HINT": "f32", "PERF_COUNT": True})
+    request = compiled.create_infer_request()
+    fed = to_input(np.ascontiguousarray(x, np.float32))
+    request.infer({0: fed})                     # warm-up
+    nodes = []
+    for _ in range(runs):
+        request.infer({0: fed})
+        nodes += [{"node": p.node_name, "op": p.node_type, "ms": p.real_time.total_seconds() * 1e3,
+                   "kernel": p.exec_type} for p in request.profiling_info
+                  if p.status == p.Status.EXECUTED]
+    return op_profile("OpenVINO CPU (PERF_COUNT)", nodes, runs)
+
+
 def _tflite_io(path):
     """A .tflite takes raw pixels (normalization folded in) and may have integer I/O: the same
     conversion LiteRT's runner does, with the scales the file declares."""
@@ -129,5 +151,6 @@ register(
            variants={"openvino-float32": ExportOptions(), "openvino-int8": ExportOptions(int8=True)}),
     backends=(
         Backend("openvino", ("openvino", "onnx", "tflite"), "cpu", True,
-                "OpenVINO CPU plugin (f32 inference precision); reads the IR, .onnx and .tflite", open_openvino),
+                "OpenVINO CPU plugin (f32 inference precision); reads the IR, .onnx and .tflite", open_openvino,
+                profiler=profile_openvino),
     ))

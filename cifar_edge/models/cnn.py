@@ -30,6 +30,9 @@ layers = keras.layers
 DEFAULT_WIDTHS = (24, 64, 256, 256)
 # The narrower net (the default until then), kept for cnn-tiny: tests want seconds per epoch.
 NARROW_WIDTHS = (24, 48, 192, 192)
+# cnn-micro: under 1 MB of int8 weights (0.84 M params) for microcontroller flash; its largest
+# activations (31x31x64 int8) keep TFLite Micro's arena far under 256 KB.
+MICRO_WIDTHS = (24, 64, 160, 160)
 
 
 LAYOUTS = ("airbench", "residual")

@@ -1,5 +1,5 @@
 """Built-in models, registered by name."""
-from .cnn import NARROW_WIDTHS, build_cnn
+from .cnn import MICRO_WIDTHS, NARROW_WIDTHS, build_cnn
 from .convnext import IMAGENET_NORM, build_convnext, weights_here
 from .convnext import backbone_blocks as convnext_blocks
 from .mobilenet import IMAGENET_PM1, build_mobilenet_v2, imagenet_weights_here
@@ -34,6 +34,13 @@ def cnn(num_classes, input_shape, **options):
                 description="half-width, shallower residual CNN: seconds per epoch, for tests and smoke runs")
 def cnn_tiny(num_classes, input_shape, **options):
     options = {"base_widths": NARROW_WIDTHS, "width": 0.5, "depth": (0, 1, 0), **options}
+    return build_cnn(num_classes=num_classes, input_shape=input_shape, **options)
+
+
+@register_model("cnn-micro", input_size=32, normalization=CIFAR_NORM, recipe=AIRBENCH_RECIPE,
+                description="airbench's CNN at 64/160/160 for microcontrollers: 0.84 MB int8, small arena")
+def cnn_micro(num_classes, input_shape, **options):
+    options = {"layout": "airbench", "base_widths": MICRO_WIDTHS, **options}
     return build_cnn(num_classes=num_classes, input_shape=input_shape, **options)
 
 
