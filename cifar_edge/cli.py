@@ -435,7 +435,8 @@ def bench(
     siblings: Annotated[bool, typer.Option("--siblings/--no-siblings", help="Also bench optimize runs beside RUN whose parent is RUN.")] = True,
     export: Annotated[bool, typer.Option("--export/--no-export", help="Export missing or stale variants (--no-export: measure the files as they are).")] = True,
     reference: Annotated[bool, typer.Option("--reference/--no-reference", help="Also time each .tflite with LiteRT's own benchmark CLI.")] = True,
-    profile_ops: Annotated[bool, typer.Option("--profile-ops", help="Also profile each op's latency (onnxruntime's profiler, OpenVINO's counters, which read the .tflite too) into bench.json and bench.md.")] = False,
+    profile_ops: Annotated[bool, typer.Option("--profile-ops", help="Also profile each op's latency on the runtimes with a profiler ("
+                                   f"{', '.join(b.name for b in BACKENDS.values() if b.profiler)}) into bench.json and bench.md.")] = False,
     device: Annotated[Optional[str], typer.Option(help="Also run on a phone: android or android:SERIAL (needs adb).")] = None,
     benchmark_binary: Annotated[Optional[Path], typer.Option(help="benchmark_model binary to push when the phone has none.")] = None,
     fail_under: Annotated[Optional[float], typer.Option(help="Exit 1 when a variant's top-1 is under this percent (CI gate).")] = None,

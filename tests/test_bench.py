@@ -94,7 +94,9 @@ def test_rows_carry_the_measurements(benched):
         assert 0 <= r["top1"] <= r["top5"] <= 1 and r["images"] == 200 and r["split"] == "test"
         assert r["size_bytes"] > r["gzip_bytes"] > 0 and len(r["sha256"]) == 64
         assert r["load_ms"] > 0 and r["first_inference_ms"] > 0
-        assert r["flops"] > 0 and r["gops"] > 0 and r["peak_gops"] > 0 and r["peak_fraction"] > 0
+        assert r["flops"] > 0 and r["gops"] > 0
+        if r["device"] == "cpu":       # (the machine's peak is not a browser's or an MCU interpreter's)
+            assert r["peak_gops"] > 0 and r["peak_fraction"] > 0
         assert r["peak_kind"] == ("int8" if r["precision"] in ("int8", "int16x8", "dynamic") else "float32")
         assert r["peak_rss_delta_mb"] is None or r["peak_rss_delta_mb"] >= 0
         assert r["top1_drop_points"] == pytest.approx(100 * (benched["runs"][0]["float"]["top1"] - r["top1"]))
