@@ -25,25 +25,35 @@ def timed(fn, *args) -> float:
     return (time.perf_counter_ns() - t0) / 1e6
 
 
-def latency(run, x1: np.ndarray, runs: int, warmup: int, timer=None) -> dict:
+def latency(run, x1: np.ndarray, runs: int, warmup: int, timer=None, budget_s: float | None = None,
+            min_runs: int = 30) -> dict:
     """Single-image latency of ``run(x1)``: ``warmup`` untimed calls, then ``runs`` timed ones
-    (by ``timer(x, runs, warmup)`` when the runtime times itself, e.g. inside a browser page)."""
+    (by ``timer(x, runs, warmup)`` when the runtime times itself, e.g. inside a browser page).
+    With ``budget_s``, timing stops once that much time has passed and ``min_runs`` are in."""
     if timer is not None:
+        if budget_s is not None:          # size the page's loop from one timed call
+            one = float(np.median(timer(x1, 3, min(warmup, 3))))
+            runs = max(min(runs, min_runs), min(runs, int(budget_s * 1e3 / max(one, 1e-3))))
         return {**summarize(list(timer(x1, runs, warmup))), "warmup": warmup}
     for _ in range(warmup):
         run(x1)
-    return {**summarize([timed(run, x1) for _ in range(runs)]), "warmup": warmup}
+    times, start = [], time.perf_counter()
+    while len(times) < runs and (budget_s is None or len(times) < min_runs or time.perf_counter() - start < budget_s):
+        times.append(timed(run, x1))
+    return {**summarize(times), "warmup": warmup}
 
 
 def throughput(run, images: np.ndarray, batch: int, reps: int = 10, budget_s: float = 1.5, timer=None) -> dict:
     """Images per second at one batch size: the median of ``reps`` timed batches (at least 3
-    when ``budget_s`` runs out first).  One untimed batch first, since a runtime may re-plan
-    its buffers for a new batch size."""
+    when ``budget_s`` runs out first).  One untimed batch first, since a runtime may re-plan its
+    buffers for a new batch size; when that batch alone outlasts the budget, it is the figure."""
     x = np.ascontiguousarray(images[np.resize(np.arange(len(images)), batch)])   # repeats when fewer
     if timer is not None:
         med = float(np.median(timer(x, max(3, reps // 2), 1)))
         return {"batch": batch, "images_per_s": batch / (med / 1e3), "batch_ms": med, "reps": max(3, reps // 2)}
-    run(x)
+    first = timed(run, x)
+    if first > budget_s * 1e3:       # a batch slower than the budget: re-planning is noise beside it
+        return {"batch": batch, "images_per_s": batch / (first / 1e3), "batch_ms": first, "reps": 1}
     times, start = [], time.perf_counter()
     while len(times) < reps and (len(times) < 3 or time.perf_counter() - start < budget_s):
         times.append(timed(run, x))

@@ -25,6 +25,13 @@ from ..timing import latency, throughput, timed
 
 
 PROFILE_RUNS = 50       # single-image inferences a per-op profile averages
+# Time budgets of one row, so that a slow file or runtime (int16x8 on LiteRT runs ~50 ms an image,
+# 20x float) does not hold the whole bench: latency stops after LATENCY_BUDGET_S once it has
+# MIN_RUNS runs; a runtime other than the file's own checks agreement on as many images as fit
+# AGREEMENT_BUDGET_S (at least MIN_AGREEMENT_IMAGES); the file's own runtime always runs them all,
+# since its outputs give the file's one top-1.
+LATENCY_BUDGET_S, MIN_RUNS = 3.0, 30
+AGREEMENT_BUDGET_S, MIN_AGREEMENT_IMAGES = 5.0, 200
 
 
 @dataclass
@@ -131,21 +138,25 @@ def _on_host(t: Target, backend: Backend, threads, ctx: Context) -> dict:
             if runner.close is not None:
                 runner.close()
     out.update(load_ms=load_ms, **mem)
+    started = t0
     if runner.placement is not None:
         out["placement"] = runner.placement
     if runner.footprint is not None:
         out["footprint"] = runner.footprint
     if cfg.profile_ops and backend.profiler is not None:
         out["op_profile"] = backend.profiler(t.path, out["threads"], x1, min(cfg.runs, PROFILE_RUNS))
-    if cfg.reference and t.fmt.name == "tflite" and backend.device == "cpu":
+    # LiteRT's CLI is a second opinion on LiteRT's rows only (another runtime's latency is not its to judge)
+    if cfg.reference and t.fmt.name == "tflite" and backend.device == "cpu" and backend.name.startswith("litert"):
         threads_used = out["threads"]
+        runs = out["latency"]["runs"]        # as many as ours, within the row's latency budget
         out["reference"] = reference.agreement(
-            out["latency"]["p50_ms"], lambda: latency(runner.run, x1, cfg.runs, cfg.warmup)["p50_ms"],
+            out["latency"]["p50_ms"], lambda: latency(runner.run, x1, runs, cfg.warmup)["p50_ms"],
             ctx.references.setdefault((str(t.path), threads_used), []),
-            lambda: reference.run_reference(t.path, threads_used, cfg.runs, cfg.warmup),
+            lambda: reference.run_reference(t.path, threads_used, runs, cfg.warmup),
             same_engine=backend.name != "litert-no-xnnpack" and out["engine"] != "litert-builtin")
     runner = None           # the model's memory goes before the next row loads its own
     gc.collect()
+    out["row_seconds"] = time.perf_counter() - started      # what this row cost the bench
     return out
 
 
@@ -154,14 +165,31 @@ def _measure(runner, t: Target, backend: Backend, ctx: Context, key) -> dict:
     cfg, x1 = ctx.cfg, ctx.images[:1]
     first_ms = timed(runner.run, x1)
     if key not in ctx.agreement:
-        ctx.agreement[key] = _agreement(t, backend, runner.predict(ctx.images[:backend.max_images]), ctx)
+        ctx.agreement[key] = _agreement(t, backend, _predict(runner, t, backend, ctx), ctx)
     runs = cfg.runs if backend.max_images is None else min(cfg.runs, 20)
-    lat = latency(runner.run, x1, runs, min(cfg.warmup, runs), timer=runner.timer)
-    tput = [throughput(runner.run, ctx.images, b, reps=max(3, cfg.runs // 20), timer=runner.timer)
+    lat = latency(runner.run, x1, runs, min(cfg.warmup, runs), timer=runner.timer,
+                  budget_s=LATENCY_BUDGET_S, min_runs=MIN_RUNS)
+    tput = [throughput(runner.run, ctx.images, b, reps=max(3, cfg.runs // 40), budget_s=1.0, timer=runner.timer)
             for b in cfg.batches] if backend.batched else []
     return {"engine": runner.runtime, "threads": runner.threads, "first_inference_ms": first_ms,
             "latency": lat, "throughput": tput, **ctx.accuracy[str(t.path)], **ctx.agreement[key],
             "split": ctx.split, "notes": list(runner.notes)}
+
+
+def _predict(runner, t: Target, backend: Backend, ctx: Context) -> np.ndarray:
+    """Outputs on the split's images: all of them on the file's own runtime, else as many as
+    :data:`AGREEMENT_BUDGET_S` allows, judged by the first batch."""
+    images = ctx.images[:backend.max_images]
+    own = backend.name == t.fmt.runtime
+    if own and str(t.path) in ctx.outputs:       # another row already ran the file on its own runtime
+        return ctx.outputs[str(t.path)]
+    if own or len(images) <= MIN_AGREEMENT_IMAGES:
+        return runner.predict(images)
+    t0 = time.perf_counter()
+    first = runner.predict(images[:64])
+    per_image = (time.perf_counter() - t0) / len(first)
+    n = max(MIN_AGREEMENT_IMAGES, int(AGREEMENT_BUDGET_S / max(per_image, 1e-9)))
+    return np.concatenate([first, runner.predict(images[64:n])]) if n > 64 else first
 
 
 def _agreement(t: Target, backend: Backend, outputs: np.ndarray, ctx: Context) -> dict:
