@@ -32,6 +32,7 @@ PROFILE_RUNS = 50       # single-image inferences a per-op profile averages
 # since its outputs give the file's one top-1.
 LATENCY_BUDGET_S, MIN_RUNS = 3.0, 30
 AGREEMENT_BUDGET_S, MIN_AGREEMENT_IMAGES = 5.0, 200
+THROUGHPUT_BUDGET_S = 1.0          # per batch size
 
 
 @dataclass
@@ -128,17 +129,16 @@ def measure_row(ref: RunRef, t: Target, backend: Backend, threads, ctx: Context)
 def _on_host(t: Target, backend: Backend, threads, ctx: Context) -> dict:
     cfg, x1 = ctx.cfg, ctx.images[:1]
     key = (str(t.path), backend.name)
+    started = time.perf_counter()
     with peak_rss() as mem:
-        t0 = time.perf_counter()
         runner = open_backend(backend, t.path, threads)
-        load_ms = (time.perf_counter() - t0) * 1e3
+        load_ms = (time.perf_counter() - started) * 1e3
         try:
             out = _measure(runner, t, backend, ctx, key)
         finally:
             if runner.close is not None:
                 runner.close()
     out.update(load_ms=load_ms, **mem)
-    started = t0
     if runner.placement is not None:
         out["placement"] = runner.placement
     if runner.footprint is not None:
@@ -169,7 +169,8 @@ def _measure(runner, t: Target, backend: Backend, ctx: Context, key) -> dict:
     runs = cfg.runs if backend.max_images is None else min(cfg.runs, 20)
     lat = latency(runner.run, x1, runs, min(cfg.warmup, runs), timer=runner.timer,
                   budget_s=LATENCY_BUDGET_S, min_runs=MIN_RUNS)
-    tput = [throughput(runner.run, ctx.images, b, reps=max(3, cfg.runs // 40), budget_s=1.0, timer=runner.timer)
+    tput = [throughput(runner.run, ctx.images, b, reps=max(3, cfg.runs // 40), budget_s=THROUGHPUT_BUDGET_S,
+                       timer=runner.timer)
             for b in cfg.batches] if backend.batched else []
     return {"engine": runner.runtime, "threads": runner.threads, "first_inference_ms": first_ms,
             "latency": lat, "throughput": tput, **ctx.accuracy[str(t.path)], **ctx.agreement[key],
