@@ -30,8 +30,8 @@ PROFILE_RUNS = 50       # single-image inferences a per-op profile averages
 # MIN_RUNS runs; a runtime other than the file's own checks agreement on as many images as fit
 # AGREEMENT_BUDGET_S (at least MIN_AGREEMENT_IMAGES); the file's own runtime always runs them all,
 # since its outputs give the file's one top-1.
-LATENCY_BUDGET_S, MIN_RUNS = 3.0, 30
-AGREEMENT_BUDGET_S, MIN_AGREEMENT_IMAGES = 5.0, 200
+LATENCY_BUDGET_S, MIN_RUNS = 2.0, 30
+AGREEMENT_BUDGET_S, MIN_AGREEMENT_IMAGES = 4.0, 200
 THROUGHPUT_BUDGET_S = 1.0          # per batch size
 
 
