@@ -233,9 +233,11 @@ def open_compiled(path, threads: int | None = None, gpu: bool = False) -> Runner
     notes = [] if full else ["not fully accelerated: some ops ran on the CPU fallback"]
     # CompiledModel reports only whether the accelerator took every op; the node counts are the
     # interpreter's XNNPACK partition of the same file (the CPU accelerator is XNNPACK).
-    where = {**placement(_delegated(path), "XNNPACK (CompiledModel CPU accelerator)"), "fully_accelerated": full}
     if gpu:
         where = {"engine": "CompiledModel GPU accelerator, CPU fallback", "fully_accelerated": full}
+    else:
+        details.allocate_tensors()          # the interpreter read for the I/O scales, now XNNPACK-delegated
+        where = {**placement(details, "XNNPACK (CompiledModel CPU accelerator)"), "fully_accelerated": full}
     classes = int(out["shape"][-1])
     folded = folded_normalization(path)
     state = {"batch": 0}
@@ -269,9 +271,3 @@ def open_compiled(path, threads: int | None = None, gpu: bool = False) -> Runner
     return Runner(name, str(path), int(inp["shape"][1]), np.dtype(inp["dtype"]).name, threads, notes, call,
                   placement=where)
 
-
-def _delegated(path):
-    from ai_edge_litert.interpreter import Interpreter
-    interp = Interpreter(model_path=str(path), num_threads=1)
-    interp.allocate_tensors()
-    return interp
