@@ -71,7 +71,8 @@ def open_micro(path, threads: int | None = None) -> Runner:
     path = Path(path)
     facts = (read_metadata(path).get("cifar_edge") or {})
     if facts.get("quantization", "int8") != "int8":
-        raise Unavailable(f"TFLite Micro runs full-integer (int8) files; this one is {facts['quantization']}")
+        kind = "float32" if facts["quantization"] == "none" else facts["quantization"]
+        raise Unavailable(f"TFLite Micro runs full-integer (int8) files; this one is {kind}")
     data = path.read_bytes()
     with native_stderr() as log:
         try:
@@ -81,6 +82,9 @@ def open_micro(path, threads: int | None = None) -> Runner:
         else:
             err = None
     if err is not None:
+        missing = re.search(r"registration from op code (\w+)", log[0])
+        if missing:       # a model TFLM cannot run (ConvNeXt's LayerNorm needs REDUCE_PROD): a row it skips
+            raise Unavailable(f"TFLite Micro has no kernel for {missing.group(1)}, an op of {path.name}")
         reason = (log[0].strip().splitlines() or [err])[-1][:160]
         raise CifarEdgeError(f"TFLite Micro cannot run {path.name} ({reason}): it lacks a kernel for one of "
                              "its ops, or the file is not a valid .tflite")
