@@ -1,7 +1,8 @@
 """The edge targets beyond the LiteRT interpreter and onnxruntime CPU: TFLite Micro (agreement
-with LiteRT, the arena it records, reproducibly, against MCU budgets), onnxruntime-web in
-headless Chromium (agreement with onnxruntime CPU, timed in the page), which nodes LiteRT's
-delegate took, per-op profiles, and all of them as rows of `cifar-edge bench` in a new process."""
+with LiteRT, the arena it records, reproducibly, against MCU budgets), onnxruntime-web and
+LiteRT.js in headless Chromium (agreement with the file's own runtime, timed in the page), which
+nodes LiteRT's delegate took, per-op profiles, and all of them as rows of `cifar-edge bench` in a
+new process."""
 from __future__ import annotations
 
 import json
@@ -75,26 +76,84 @@ def test_litert_placement_names_the_ops_its_delegate_left_to_builtin_kernels():
     assert builtin["delegated"] == 0 and builtin["fallback"] == placed["nodes"]
 
 
-def test_onnxruntime_web_in_chromium_agrees_with_onnxruntime(exported_run, images):
-    from cifar_edge.formats.onnx_web import chromium, ort_web_dist
+def test_litert_op_profile_times_each_op_cut_out_with_the_tensors_it_sees(tmp_path):
+    """LiteRT has no op profiler: each op is cut into a one-op model; that model, fed the
+    whole model's tensors, computes exactly what the op computed inside the whole model."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+    from cifar_edge._tf import keras, tf
+    from cifar_edge.formats._litert import _one_op_model, profile_litert
+    inp = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(4, 3, activation="relu")(inp)
+    x = keras.layers.MaxPooling2D()(x)
+    out = keras.layers.Dense(5)(keras.layers.Flatten()(x))
+    rng = np.random.default_rng(0)
+    images = rng.normal(size=(8, 8, 8, 3)).astype(np.float32)
+    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, out))
+    converter.optimizations = [tf.lite.Optimize.DEFAULT]
+    converter.representative_dataset = lambda: ([images[i:i + 1]] for i in range(len(images)))
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    data = converter.convert()
+    builtin = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    whole = Interpreter(model_content=data, experimental_preserve_all_tensors=True, experimental_op_resolver_type=builtin)
+    whole.allocate_tensors()
+    whole.set_tensor(whole.get_input_details()[0]["index"], images[:1])
+    whole.invoke()
+    model = fb.read_model_from_bytearray(bytearray(data))
+    ops = model.subgraphs[0].operators
+    for op in ops:
+        one, feeds = _one_op_model(model, op, {})
+        alone = Interpreter(model_content=bytes(fb.convert_object_to_bytearray(one)), experimental_op_resolver_type=builtin)
+        alone.allocate_tensors()
+        for detail, tensor in zip(alone.get_input_details(), feeds):
+            alone.set_tensor(detail["index"], whole.get_tensor(tensor))
+        alone.invoke()
+        np.testing.assert_array_equal(alone.get_tensor(alone.get_output_details()[0]["index"]),
+                                      whole.get_tensor(op.outputs[0]))
+    path = tmp_path / "tiny-int8.tflite"
+    path.write_bytes(data)
+    for xnnpack, kernel in ((True, "XNNPACK"), (False, "builtin")):
+        profile = profile_litert(path, 1, images[:1], 3, xnnpack=xnnpack)
+        assert profile["nodes"] == len(ops) and profile["total_ms"] > 0
+        assert sum(profile["by_op"].values()) == pytest.approx(profile["total_ms"])
+        assert {"CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D"} <= set(profile["by_op"])
+        assert kernel in {n["kernel"] for n in profile["slowest"]}
+
+
+@pytest.mark.parametrize("runtime, variants", [
+    ("onnxruntime-web", ("onnx-float32", "onnx-int8")),
+    ("litert-web", ("tflite-float32", "tflite-int8", "tflite-int8-io-uint8")),
+])
+def test_browser_runtimes_in_chromium_agree_with_the_files_own_runtime(exported_run, images, runtime, variants):
+    """onnxruntime-web and LiteRT.js in headless Chromium: the same answers as onnxruntime CPU
+    and the LiteRT interpreter, timed in the page."""
+    from cifar_edge.formats._browser import chromium
+    from cifar_edge.formats.litert_web import litert_js_folder
+    from cifar_edge.formats.onnx_web import ort_web_dist
     try:
-        chromium(), ort_web_dist()
+        chromium(), (ort_web_dist if runtime == "onnxruntime-web" else litert_js_folder)()
     except Unavailable as e:
         pytest.skip(f"{e} (.ci/run installs both)")
     run, by = exported_run
-    for variant in ("onnx-float32", "onnx-int8"):
+    for variant in variants:
         path = Path(run) / "export" / by[variant]["file"]
-        web = open_model(path, runtime="onnxruntime-web", threads=2)
+        web = open_model(path, runtime=runtime, threads=2)
         try:
-            ours, cpu = web.predict(images), open_model(path).predict(images)
+            ours, own = web.predict(images), open_model(path).predict(images)
             times = web.timer(images[:1], 5, 1)
         finally:
             web.close()
-        assert np.mean(ours.argmax(1) == cpu.argmax(1)) >= 0.99, variant
-        if variant == "onnx-float32":
-            assert np.max(np.abs(ours - cpu)) < 1e-3
+        assert np.mean(ours.argmax(1) == own.argmax(1)) >= 0.99, variant
+        if variant.endswith("float32"):
+            assert np.max(np.abs(ours - own)) < 1e-3
         assert len(times) == 5 and all(t > 0 for t in times)
         assert "wasm" in web.notes[0]
+        if runtime == "litert-web":      # the page says whether XNNPACK took the whole graph
+            assert web.placement["nodes"] == open_model(path).placement["nodes"]
+            assert isinstance(web.placement["fully_accelerated"], bool)
+    if runtime == "litert-web":
+        with pytest.raises(CifarEdgeError, match="LiteRT.js tensors hold"):
+            open_model(Path(run) / "export" / by["tflite-int8-io-int8"]["file"], runtime=runtime)
 
 
 def test_bench_in_a_new_process_has_the_edge_rows(exported_run, tmp_path):
@@ -104,7 +163,7 @@ def test_bench_in_a_new_process_has_the_edge_rows(exported_run, tmp_path):
     cmd = [sys.executable, "-m", "cifar_edge.cli", "bench", str(run), "--no-export", "--limit", "100", "--runs", "5",
            "--warmup", "1", "--threads", "1", "--no-reference", "--profile-ops", "--json",
            *[f"--runtime={r}" for r in ("litert", "litert-compiled", "tflite-micro", "onnxruntime",
-                                        "onnxruntime-web", "openvino")]]
+                                        "onnxruntime-web", "litert-web", "openvino")]]
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = json.loads(proc.stdout)["rows"]
@@ -126,11 +185,16 @@ def test_bench_in_a_new_process_has_the_edge_rows(exported_run, tmp_path):
             expected = {"QUANTIZE": 2} if variant.endswith("uint8") else {}
             assert placed["fallback_ops"] == expected, (variant, backend, placed)
     assert by[("tflite-float32", "tflite-micro")]["status"] == "skipped"
-    web = by[("onnx-float32", "onnxruntime-web")]
-    if web["status"] == "ok":
-        assert web["agreement_file"] >= 0.99 and web["latency"]["p50_ms"] > 0
+    for variant, runtime in (("onnx-float32", "onnxruntime-web"), ("tflite-float32", "litert-web")):
+        web = by[(variant, runtime)]
+        if web["status"] == "ok":
+            assert web["agreement_file"] >= 0.99 and web["latency"]["p50_ms"] > 0
+    assert "LiteRT.js tensors hold" in by[("tflite-int8-io-int8", "litert-web")]["reason"]
     profiled = [r for r in rows if r.get("op_profile")]
-    assert {r["backend"] for r in profiled} == {"onnxruntime", "openvino"}
+    assert {r["backend"] for r in profiled} == {"onnxruntime", "openvino", "litert"}
+    for r in profiled:
+        if r["backend"] == "litert":     # one op timed per node of the graph
+            assert r["op_profile"]["nodes"] == r["placement"]["nodes"], r["variant"]
     assert all(r["op_profile"]["total_ms"] > 0 and r["op_profile"]["by_op"] for r in profiled)
     md = (run / "bench" / "bench.md").read_text()
     assert "## Per-op profile" in md and "MCU fits" in md and "placement" in md

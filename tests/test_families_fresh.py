@@ -26,19 +26,22 @@ from conftest import CIFAR10_DIR
 from mediapipe_check import PYTHON, compare
 
 DATA = ["--data", "synthetic", "--synthetic-classes", "10", "--limit", "300", "--val-split", "0.2", "--seed", "0"]
-# name: (train flags, full command matrix in CI?).  Every family trains and loads in fresh
-# processes (train, evaluate, predict, an int8 export, serve) on every CI run.  The full matrix
-# (export --all, optimize --qat / --prune / --cluster and their exports, bench) runs in CI on
-# cnn-tiny (the CNN builder `cnn` shares) and mobilenetv2 (a keras application like resnet50,
-# depthwise QAT); with CIFAR_EDGE_ALL_FAMILIES=1 on all five.  convnext-nano's full matrix alone
-# costs ~9 CPU minutes (15 M parameters); its QAT wrapping, int8 and ONNX exports are covered in one
-# process by test_transfer, and the CompiledModel batch bug its bench found by test_bench.
+# name: (train flags, the optimize methods of its full command matrix in CI).  Every family
+# trains and loads in fresh processes (train, evaluate, predict, an int8 export, serve) on every CI
+# run.  The full matrix (export --all, the optimize methods and their exports, bench) runs in CI
+# on cnn-tiny (the CNN builder `cnn` shares) with every method, and on mobilenetv2 (a keras
+# application like resnet50, depthwise QAT) with QAT, the transfer models' hard case (pruning and
+# clustering wrap layers alike in every family); with CIFAR_EDGE_ALL_FAMILIES=1 every method on
+# all five.  convnext-nano's full matrix alone costs ~9 CPU minutes (15 M parameters); its QAT
+# wrapping, int8 and ONNX exports are covered in one process by test_transfer, and the
+# CompiledModel batch bug its bench found by test_bench.
+METHODS = (["--qat"], ["--prune", "0.5"], ["--cluster", "8"])
 FAMILIES = {
-    "cnn": (["--widths", "8,8,16,16"], False),
-    "cnn-tiny": ([], True),
-    "mobilenetv2": (["--alpha", "0.35", "--input-size", "32", "--weights", "none"], True),
-    "convnext-nano": ([], False),
-    "resnet50": (["--input-size", "32", "--weights", "none"], False),
+    "cnn": (["--widths", "8,8,16,16"], ()),
+    "cnn-tiny": ([], METHODS),
+    "mobilenetv2": (["--alpha", "0.35", "--input-size", "32", "--weights", "none"], METHODS[:1]),
+    "convnext-nano": ([], ()),
+    "resnet50": (["--input-size", "32", "--weights", "none"], ()),
 }
 FAST_EXPORT = ["--calibration-images", "100", "--check-images", "60"]
 ALL = os.environ.get("CIFAR_EDGE_ALL_FAMILIES") == "1"
@@ -65,8 +68,9 @@ def test_every_registered_family_is_covered():
 
 @pytest.mark.parametrize("family", list(FAMILIES))
 def test_family_through_every_command_in_fresh_processes(family, tmp_path):
-    flags, full = FAMILIES[family]
-    full = full or ALL
+    flags, methods = FAMILIES[family]
+    methods = METHODS if ALL else methods
+    full = bool(methods)
     run = tmp_path / "run"
     cli("train", "--model", family, *DATA, "--epochs", "1", "--batch-size", "32", "--out", run, *flags)
     assert (run / "metrics.json").is_file()
@@ -90,7 +94,7 @@ def test_family_through_every_command_in_fresh_processes(family, tmp_path):
             # A real client: MediaPipe Tasks reads every exported .tflite by its metadata alone.
             with np.load(CIFAR10_DIR / "cifar10_test.npz") as f:
                 compare(run, f["x_test"][:200], tmp_path)
-        for method in (["--qat"], ["--prune", "0.5"], ["--cluster", "8"]):
+        for method in methods:
             child = tmp_path / f"child{method[0]}"
             cli("optimize", run, *method, "--epochs", "1", "--out", child, "--max-drop", "100")
             assert json.loads((child / "metrics.json").read_text())["method"] == method[0].lstrip("-")

@@ -28,10 +28,11 @@ PROFILE_RUNS = 50       # single-image inferences a per-op profile averages
 # Time budgets of one row, so that a slow file or runtime (int16x8 on LiteRT runs ~50 ms an image,
 # 20x float) does not hold the whole bench: latency stops after LATENCY_BUDGET_S once it has
 # MIN_RUNS runs; a runtime other than the file's own checks agreement on as many images as fit
-# AGREEMENT_BUDGET_S (at least MIN_AGREEMENT_IMAGES); the file's own runtime always runs them all,
-# since its outputs give the file's one top-1.
+# AGREEMENT_BUDGET_S (at least MIN_AGREEMENT_IMAGES); the file's own runtime runs them all when its
+# outputs must give the file's one top-1, else (export.json holds it) as many as fit OWN_BUDGET_S.
 LATENCY_BUDGET_S, MIN_RUNS = 2.0, 30
 AGREEMENT_BUDGET_S, MIN_AGREEMENT_IMAGES = 4.0, 200
+OWN_BUDGET_S = 10.0
 THROUGHPUT_BUDGET_S = 1.0          # per batch size
 
 
@@ -178,28 +179,41 @@ def _measure(runner, t: Target, backend: Backend, ctx: Context, key) -> dict:
 
 
 def _predict(runner, t: Target, backend: Backend, ctx: Context) -> np.ndarray:
-    """Outputs on the split's images: all of them on the file's own runtime, else as many as
-    :data:`AGREEMENT_BUDGET_S` allows, judged by the first batch."""
+    """Outputs on the split's images: as many as the row's budget allows, judged by the first
+    batch; all of them on the file's own runtime while they must give its top-1."""
     images = ctx.images[:backend.max_images]
-    own = backend.name == t.fmt.runtime
-    if own and str(t.path) in ctx.outputs:       # another row already ran the file on its own runtime
-        return ctx.outputs[str(t.path)]
-    if own or len(images) <= MIN_AGREEMENT_IMAGES:
-        return runner.predict(images)
+    if backend.name != t.fmt.runtime:
+        return _within(runner.predict, images, AGREEMENT_BUDGET_S)
+    if str(t.path) not in ctx.outputs:       # no other row ran the file on its own runtime yet
+        ctx.outputs[str(t.path)] = _own_outputs(runner.predict, t, ctx)
+    return ctx.outputs[str(t.path)]
+
+
+def _own_outputs(predict, t: Target, ctx: Context) -> np.ndarray:
+    return _within(predict, ctx.images, OWN_BUDGET_S) if _recorded(t, ctx) else predict(ctx.images)
+
+
+def _within(predict, images: np.ndarray, budget_s: float) -> np.ndarray:
+    """``predict`` on the first images of ``images``: as many as fit ``budget_s``, at least
+    :data:`MIN_AGREEMENT_IMAGES`, judged by the first batch of 64."""
+    if len(images) <= MIN_AGREEMENT_IMAGES:
+        return predict(images)
     t0 = time.perf_counter()
-    first = runner.predict(images[:64])
+    first = predict(images[:64])
     per_image = (time.perf_counter() - t0) / len(first)
-    n = max(MIN_AGREEMENT_IMAGES, int(AGREEMENT_BUDGET_S / max(per_image, 1e-9)))
-    return np.concatenate([first, runner.predict(images[64:n])]) if n > 64 else first
+    n = max(MIN_AGREEMENT_IMAGES, int(budget_s / max(per_image, 1e-9)))
+    return np.concatenate([first, predict(images[64:n])]) if n > 64 else first
 
 
 def _agreement(t: Target, backend: Backend, outputs: np.ndarray, ctx: Context) -> dict:
     """How this backend's outputs agree with the Keras model and with the file on its format's own
-    runtime; settles the file's one top-1 on this split first (:func:`file_accuracy`)."""
+    runtime, on the images both ran; settles the file's one top-1 on this split first
+    (:func:`file_accuracy`)."""
     own = backend.name == t.fmt.runtime
     reference = outputs if own else _reference_outputs(t, ctx)
     file_accuracy(t, reference, ctx)
-    n = len(outputs)       # fewer than the split's images on a runtime with max_images
+    n = min(len(outputs), len(reference))     # fewer than the split's images within a row's budget
+    outputs = outputs[:n]
     fields = {"agreement_keras": float(np.mean(outputs.argmax(1) == ctx.keras_outputs[:n].argmax(1))),
               "agreement_images": n}
     fields["agreement_file"] = None if own else float(np.mean(outputs.argmax(1) == reference[:n].argmax(1)))
@@ -209,8 +223,15 @@ def _agreement(t: Target, backend: Backend, outputs: np.ndarray, ctx: Context) -
 def _reference_outputs(t: Target, ctx: Context) -> np.ndarray:
     key = str(t.path)
     if key not in ctx.outputs:
-        ctx.outputs[key] = t.fmt.open(t.path).predict(ctx.images)
+        ctx.outputs[key] = _own_outputs(t.fmt.open(t.path).predict, t, ctx)
     return ctx.outputs[key]
+
+
+def _recorded(t: Target, ctx: Context) -> dict | None:
+    """export.json's accuracy of the file on this split, when it covers all the bench's images."""
+    from ..export import split_accuracy
+    recorded = split_accuracy(t.entry, ctx.split)
+    return recorded if recorded is not None and recorded["images"] >= len(ctx.labels) else None
 
 
 def file_accuracy(t: Target, outputs: np.ndarray, ctx: Context) -> dict:
@@ -221,9 +242,9 @@ def file_accuracy(t: Target, outputs: np.ndarray, ctx: Context) -> dict:
     ctx.outputs.setdefault(key, outputs)
     if key in ctx.accuracy:
         return ctx.accuracy[key]
-    from ..export import file_accuracy as measured, record_accuracy, split_accuracy
-    recorded = split_accuracy(t.entry, ctx.split)
-    if recorded is not None and recorded["images"] >= len(ctx.labels):
+    from ..export import file_accuracy as measured, record_accuracy
+    recorded = _recorded(t, ctx)
+    if recorded is not None:
         figures = {**recorded, "top1_source": "export.json"}
     else:
         figures = measured(outputs, ctx.labels, ctx.class_names, t.fmt.runtime)

@@ -53,6 +53,8 @@ def _placement(r):
         return None
     if "nodes" not in p:
         return p["engine"]
+    if "delegated" not in p:      # the runtime tells only that some of its nodes fell back
+        return f"{p['engine']}: not all {p['nodes']} nodes"
     text = f"{p['engine']} {p['delegated']}/{p['nodes']}"
     if p.get("fallback") and p["delegated"]:
         text += " + " + ", ".join(f"{op} x{n}" for op, n in p["fallback_ops"].items()) + " builtin"
@@ -198,7 +200,8 @@ def op_profiles(rows: list, top: int = 5) -> list[str]:
         return []
     out = ["", "## Per-op profile", "",
            "Mean time per single-image inference, from each runtime's own profiler (their sum omits "
-           "the runtime's overhead between ops, so it is below the row's p50).", "",
+           "the runtime's overhead between ops, so it is below the row's p50); LiteRT has none in Python, so each "
+           "of its ops is cut out into a one-op model, fed the tensors it sees in the whole model and timed alone.", "",
            "| variant | runtime | threads | ops total ms | by op type | slowest nodes (kernel) |", "|---|---|---|---|---|---|"]
     for r in profiled:
         p = r["op_profile"]

@@ -119,17 +119,25 @@ def _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, cal
     return metrics
 
 
-# Default fine-tuning lr = parent's lr / this.  Clustering trains one centroid per cluster,
-# whose gradient sums those of all its weights, so it needs a far smaller step (at / 10
-# cnn-tiny's centroids collapsed to 2-3 values and accuracy to chance; / 100 kept 16 and gained).
+# Default fine-tuning lr = parent's lr / this (a model's recipe may set its own for QAT:
+# ``qat_lr_divisor``).  Clustering trains one centroid per cluster, whose gradient sums those of
+# all its weights, so it needs a far smaller step (at / 10 cnn-tiny's centroids collapsed to 2-3
+# values and accuracy to chance; / 100 kept 16 and gained).
 LR_DIVISOR = {"qat": 10, "prune": 10, "pqat": 10, "cluster": 100}
+
+
+def lr_divisor(method: str, model: str) -> float:
+    """What the parent's lr is divided by for ``method``'s fine-tune of a ``model`` run."""
+    if method == "qat":
+        return get_model_spec(model).recipe.get("qat_lr_divisor", LR_DIVISOR[method])
+    return LR_DIVISOR[method]
 
 
 def _finetune_config(config: dict, cfg: OptimizeConfig) -> TrainConfig:
     """The parent's training recipe, shortened: cfg's epochs, a fraction of the learning
     rate (unless given) on a cosine decay without warm-up."""
     parent = TrainConfig.from_dict(config["train"])
-    lr = cfg.lr or parent.lr / LR_DIVISOR[cfg.method]
+    lr = cfg.lr or parent.lr / lr_divisor(cfg.method, parent.model)
     # One stage, whatever the parent's was: a two-stage parent's head/backbone split served
     # its own run (its BatchNorm stays frozen here too, see _freeze_batchnorm).
     return dataclasses.replace(parent, epochs=cfg.epochs, lr=lr, seed=cfg.seed,

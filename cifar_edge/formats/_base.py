@@ -277,9 +277,11 @@ HOST_DEVICES = ("cpu", "gpu", "mcu", "browser")    # what runs on this machine (
 
 
 def backends_for(fmt: Format, names=(), devices=HOST_DEVICES) -> list[Backend]:
-    """The backends that load ``fmt``'s files on ``devices``, limited to ``names`` when given."""
-    return [b for b in BACKENDS.values() if fmt.name in b.formats and (not names or b.name in names)
-            and b.device in devices]
+    """The backends that load ``fmt``'s files on ``devices``, limited to ``names`` when given:
+    the format's own runtime first, then by device in the order of ``devices``."""
+    chosen = [b for b in BACKENDS.values() if fmt.name in b.formats and (not names or b.name in names)
+              and b.device in devices]
+    return sorted(chosen, key=lambda b: (b.name != fmt.runtime, devices.index(b.device)))
 
 
 def open_backend(backend: Backend, path, threads: int | None) -> Runner:

@@ -4,6 +4,7 @@ child-process probe for files that abort LiteRT instead of raising."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import os
 import tempfile
 from pathlib import Path
@@ -11,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CifarEdgeError
-from ._base import Runner, default_threads
+from ._base import Runner, default_threads, op_profile
 from ._tflite_metadata import folded_normalization
 
 
@@ -119,6 +120,96 @@ def placement(interp, delegate: str | None) -> dict:
             fallback[op["op_name"]] = fallback.get(op["op_name"], 0) + 1
     return {"engine": delegate or "LiteRT builtin kernels", "nodes": len(own), "delegated": len(taken),
             "fallback": len(own) - len(taken), "partitions": partitions, "fallback_ops": fallback}
+
+
+def profile_litert(path, threads, x, runs, xnnpack: bool = True) -> dict:
+    """Per-op latency on LiteRT, whose Python API has no op profiler: each op is cut out of the
+    graph into a one-op model, fed the very tensors it sees when the whole model runs ``x``, and
+    timed alone on the same kernels (XNNPACK, or builtin).  Each time includes one invoke's
+    overhead, and a one-op graph loses fusion across ops, so the sum is near, not equal to, p50."""
+    import time
+
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    from ai_edge_litert.tools import flatbuffer_utils as fb
+
+    threads = threads or default_threads()
+    content = Path(path).read_bytes()
+    whole = Interpreter(model_content=content, experimental_preserve_all_tensors=True,
+                        experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    whole.allocate_tensors()
+    inp = whole.get_input_details()[0]
+    whole.set_tensor(inp["index"], to_input(x[:1], inp, folded_normalization(content)))
+    whole.invoke()
+    model = fb.read_model_from_bytearray(bytearray(content))
+    resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
+    nodes, untimed = [], []
+    folded: dict = {}     # tensors computed from constants alone (fp16 weights' DEQUANTIZE) -> their bytes
+    for i, op in enumerate(model.subgraphs[0].operators):
+        output = model.subgraphs[0].tensors[op.outputs[0]]      # names the node (the converter's names repeat)
+        node = {"node": f"#{i} {output.name.decode(errors='replace').split(';')[0]}",
+                "op": fb.opcode_to_name(model, op.opcodeIndex) or "?"}
+        one, feeds = _one_op_model(model, op, folded)
+        if not feeds:      # computed once, at load (XNNPACK packs such weights; builtin kernels cache them)
+            nodes.append({**node, "ms": 0.0, "kernel": "constant, at load"})
+            folded.update({t: whole.get_tensor(t).tobytes() for t in op.outputs})
+            continue
+        try:
+            interp = Interpreter(model_content=bytes(fb.convert_object_to_bytearray(one)), num_threads=threads,
+                                 experimental_op_resolver_type=resolver)
+            interp.allocate_tensors()
+            for detail, tensor in zip(interp.get_input_details(), feeds):
+                interp.set_tensor(detail["index"], whole.get_tensor(tensor))
+            interp.invoke()
+            start = time.perf_counter()
+            for _ in range(runs):
+                interp.invoke()
+        except (RuntimeError, ValueError) as e:       # an op LiteRT will not run cut out alone
+            untimed.append({**node, "reason": str(e).splitlines()[0][:120]})
+            continue
+        delegated = any(o["op_name"] == "DELEGATE" for o in interp._get_ops_details())
+        nodes.append({**node, "ms": (time.perf_counter() - start) * 1e3, "kernel": "XNNPACK" if delegated else "builtin"})
+    kernels = "XNNPACK" if xnnpack else "builtin kernels"
+    profile = op_profile(f"LiteRT interpreter, {kernels} (each op timed alone)", nodes, runs)
+    return {**profile, "nodes": profile["nodes"] + len(untimed), "untimed": untimed}
+
+
+def _one_op_model(model, op, folded: dict):
+    """``model`` reduced to ``op`` alone: its computed inputs become the graph's inputs (in the
+    returned order, as whole-model tensor indices), but for those in ``folded`` (tensor -> bytes),
+    computed from constants at load, which stay constants; its outputs are the graph's outputs,
+    and only the tensors and weight buffers it uses are kept."""
+    from ai_edge_litert.tools.flatbuffer_utils import BufferT, ModelT, SubGraphT
+    graph = model.subgraphs[0]
+    used = [t for t in dict.fromkeys([*op.inputs, *op.outputs, *(op.intermediates or [])]) if t >= 0]
+    index = {t: i for i, t in enumerate(used)}
+    buffers, tensors, feeds = [BufferT()], [], []
+    for t in used:
+        tensor = copy.copy(graph.tensors[t])
+        data = model.buffers[tensor.buffer].data
+        if t in folded:
+            data = BufferT()
+            data.data = np.frombuffer(folded[t], np.uint8)
+            tensor.buffer = len(buffers)
+            buffers.append(data)
+        elif data is not None and len(data):
+            tensor.buffer = len(buffers)
+            buffers.append(model.buffers[graph.tensors[t].buffer])
+        else:
+            tensor.buffer = 0
+            if t not in op.outputs:
+                feeds.append(t)
+        tensors.append(tensor)
+    one_op = copy.copy(op)
+    one_op.inputs = [index.get(t, -1) for t in op.inputs]
+    one_op.outputs = [index[t] for t in op.outputs]
+    one_op.intermediates = [index[t] for t in op.intermediates] if op.intermediates else op.intermediates
+    sub = SubGraphT()
+    sub.tensors, sub.operators = tensors, [one_op]
+    sub.inputs, sub.outputs = [index[t] for t in feeds], one_op.outputs
+    one = ModelT()
+    one.version, one.operatorCodes, one.buffers, one.subgraphs = model.version, model.operatorCodes, buffers, [sub]
+    one.description = b"one op of a cifar-edge profile"
+    return one, feeds
 
 
 _PROBE = """

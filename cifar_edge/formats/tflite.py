@@ -7,7 +7,8 @@ from __future__ import annotations
 
 
 from ._base import Backend, ExportOptions, Format, Unavailable, gpu_missing, register
-from ._litert import check_litert_loads, dead_activation_tensors, from_output, open_compiled, open_litert, to_input
+from ._litert import (check_litert_loads, dead_activation_tensors, from_output, open_compiled, open_litert, profile_litert,
+                      to_input)
 from ._base import FOLDED_NORMALIZATION
 from ._tflite_metadata import embed_metadata, folded_normalization, read_metadata
 
@@ -58,9 +59,10 @@ register(
            probe=check_litert_loads),
     backends=(
         Backend("litert", ("tflite",), "cpu", True, "LiteRT interpreter with XNNPACK (its default CPU delegate)",
-                lambda p, t: open_litert(p, t, xnnpack=True)),
+                lambda p, t: open_litert(p, t, xnnpack=True), profiler=profile_litert),
         Backend("litert-no-xnnpack", ("tflite",), "cpu", True, "LiteRT interpreter on its builtin kernels",
-                lambda p, t: open_litert(p, t, xnnpack=False)),
+                lambda p, t: open_litert(p, t, xnnpack=False),
+                profiler=lambda p, t, x, runs: profile_litert(p, t, x, runs, xnnpack=False)),
         Backend("litert-compiled", ("tflite",), "cpu", True, "LiteRT CompiledModel, CPU accelerator",
                 lambda p, t: _compiled(p, t, gpu=False)),
         Backend("litert-compiled-gpu", ("tflite",), "gpu", False, "LiteRT CompiledModel, GPU accelerator (CPU fallback)",
