@@ -1,4 +1,4 @@
-"""The full bench of the real CIFAR-10 model (and its QAT / pruned runs, when
+"""The full bench of the real CIFAR-10 model (with --siblings also its QAT / pruned runs, when
 benchmarks/compress_cifar10.py has made them), with the issue's bars checked on its table.
 
 Bars (issue "bench"): >= 6 variants benched in <= 10 min (accuracy on <= 2,000 images,
@@ -11,7 +11,7 @@ LiteRT.js), op placement on every LiteRT row; float rows agree with Keras on >= 
 runtime (LiteRT for the .tflite) on >= 99%; one top-1 per file.  Writes
 benchmarks/results/bench_cifar10.{json,md}.
 
-    python benchmarks/bench_cifar10.py [--run runs/cifar10] [--existing]
+    python benchmarks/bench_cifar10.py [--run runs/cifar10] [--existing] [--siblings]
 """
 from __future__ import annotations
 
@@ -84,10 +84,12 @@ def main():
     ap.add_argument("--run", default=str(ROOT / "runs" / "cifar10"))
     ap.add_argument("--limit", type=int, default=2000)
     ap.add_argument("--existing", action="store_true", help="check the bench already in RUN/bench (run by this command)")
+    ap.add_argument("--siblings", action="store_true", help="also bench RUN's optimize runs (the bars are the default's alone)")
     args = ap.parse_args()
     need(SHARED_DATA / "cifar10")
     run = Path(args.run).resolve()
-    command = ["bench", str(run), "--limit", str(args.limit), "--runs", "200"]
+    command = ["bench", str(run), "--limit", str(args.limit), "--runs", "200",
+               *([] if args.siblings else ["--no-siblings"])]
     t0 = time.time()
     if not args.existing:
         subprocess.run([sys.executable, "-m", "cifar_edge.cli", *command], check=True, cwd=ROOT)
