@@ -73,8 +73,7 @@ def open_litert(path, threads: int | None = None, xnnpack: bool = True) -> Runne
         else:
             interp = make(OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     except (ValueError, RuntimeError) as e:
-        raise CifarEdgeError(f"LiteRT cannot load {path} ({str(e).splitlines()[0][:120]}); the file is corrupt, "
-                             "truncated or not a .tflite: export it again") from None
+        raise cannot_load(path, e) from None
     inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
     folded = folded_normalization(source.get("model_content") or source["model_path"])
     state = {"batch": int(inp["shape"][0])}
@@ -91,6 +90,21 @@ def open_litert(path, threads: int | None = None, xnnpack: bool = True) -> Runne
     runtime = "litert" if xnnpack and not notes else "litert-builtin"
     return Runner(runtime, str(path), int(inp["shape"][1]), np.dtype(inp["dtype"]).name, threads, notes, call,
                   placement=placement(interp, "XNNPACK" if runtime == "litert" else None))
+
+
+def cannot_load(path, error: Exception) -> CifarEdgeError:
+    return CifarEdgeError(f"LiteRT cannot load {path} ({str(error).splitlines()[0][:120]}); the file is corrupt, "
+                          "truncated or not a .tflite: export it again")
+
+
+def io_details(path):
+    """(interpreter, input detail, output detail) of a .tflite, read without running it."""
+    from ai_edge_litert.interpreter import Interpreter
+    try:
+        interp = Interpreter(model_path=str(path))
+    except (ValueError, RuntimeError) as e:
+        raise cannot_load(path, e) from None
+    return interp, interp.get_input_details()[0], interp.get_output_details()[0]
 
 
 def placement(interp, delegate: str | None) -> dict:

@@ -16,7 +16,7 @@ import numpy as np
 
 from ._base import Backend, Runner, Unavailable, default_threads, register
 from ._browser import CODEC_JS, npm_folder, open_in_browser
-from ._litert import from_output, to_input
+from ._litert import from_output, io_details, to_input
 from ._tflite_metadata import folded_normalization
 
 LITERT_JS_VERSION = "2.5.3"
@@ -72,10 +72,8 @@ def litert_js_folder() -> Path:
 def open_litert_web(path, threads: int | None = None) -> Runner:
     """LiteRT.js on the CPU (wasm) in headless Chromium: normalized float32 in, float32 out,
     quantized and dequantized here with the scales the file declares, as for LiteRT."""
-    from ai_edge_litert.interpreter import Interpreter
     folder = litert_js_folder()
-    details = Interpreter(model_path=str(path))
-    inp, out = details.get_input_details()[0], details.get_output_details()[0]
+    details, inp, out = io_details(path)
     for what, detail in (("input", inp), ("output", out)):
         if np.dtype(detail["dtype"]).name not in TENSOR_TYPES:
             raise Unavailable(f"LiteRT.js tensors hold {', '.join(TENSOR_TYPES)} only; this file's {what} is "
