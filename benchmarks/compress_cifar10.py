@@ -50,7 +50,7 @@ def main():
     ap.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs of QAT and pruning")
     ap.add_argument("--sparsity", type=float, default=0.5)
     ap.add_argument("--no-prune", action="store_true", help="PTQ and QAT only")
-    ap.add_argument("--qat-lr", type=float, default=None, help="QAT fine-tuning lr [default: optimize's, the run's / 10]")
+    ap.add_argument("--qat-lr", type=float, default=None, help="QAT fine-tuning lr [default: optimize's; cnn: the run's / 500]")
     ap.add_argument("--reuse", action="store_true", help="keep the outputs of steps that already ran")
     args = ap.parse_args()
     need(SHARED_DATA / "cifar10")

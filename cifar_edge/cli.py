@@ -292,7 +292,7 @@ def optimize(
     pqat: Annotated[bool, typer.Option("--pqat", help="Pruning-preserving QAT of a pruned run.")] = False,
     cluster: Annotated[Optional[int], typer.Option(help="Weight clustering to N values per kernel, e.g. 16.")] = None,
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = 2,
-    lr: Annotated[Optional[float], typer.Option(help="Fine-tuning learning rate [default: the run's / 10; / 100 to cluster; cnn's QAT / 500].")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Fine-tuning learning rate [default: the run's / 10; / 100 to cluster; QAT of an airbench-recipe run (cnn, cnn-micro) / 500].")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size [default: the run's].")] = None,
     frequency: Annotated[Optional[int], typer.Option(help="Pruning: steps between mask updates [default: fitted to the run].")] = None,
     max_drop: Annotated[float, typer.Option(help="Fail (keeping nothing) when the optimized model's top-1 ends more than this many points below its parent's.")] = 10.0,

@@ -12,6 +12,7 @@ import shutil
 import stat
 from pathlib import Path
 
+import numpy as np
 import pytest
 from PIL import Image
 from typer.testing import CliRunner
@@ -378,3 +379,29 @@ def test_a_gpu_provider_that_does_not_start_skips_its_row_instead_of_timing_the_
     monkeypatch.setattr(ort, "get_available_providers", lambda: [fake, "CPUExecutionProvider"])
     with pytest.warns(UserWarning), pytest.raises(Unavailable, match=f"could not start {fake}"):
         onnx_format._on_gpu(path, fake)
+
+
+def test_a_rows_budget_stops_predicting_when_the_first_batch_says_time_is_up(monkeypatch):
+    """Agreement on a slow runtime covers as many images as fit the budget, never fewer than
+    MIN_AGREEMENT_IMAGES, judged by the first batch (a fake clock: 10 ms an image)."""
+    from cifar_edge.bench import measure
+    clock = {"t": 0.0}
+    monkeypatch.setattr(measure.time, "perf_counter", lambda: clock["t"])
+
+    def predict(x):
+        clock["t"] += 0.01 * len(x)
+        return np.zeros((len(x), 3), np.float32)
+
+    images = np.zeros((2000, 4), np.float32)
+    assert len(measure._within(predict, images, budget_s=4.0)) == 400
+    assert len(measure._within(predict, images, budget_s=0.5)) == measure.MIN_AGREEMENT_IMAGES
+    assert len(measure._within(predict, images, budget_s=100.0)) == 2000
+
+
+def test_a_files_own_runtime_is_its_first_row_then_devices_in_order():
+    from cifar_edge.formats import HOST_DEVICES, backends_for, get_format
+    for fmt in ("tflite", "onnx"):
+        backends = backends_for(get_format(fmt))
+        assert backends[0].name == get_format(fmt).runtime
+        order = [HOST_DEVICES.index(b.device) for b in backends[1:]]
+        assert order == sorted(order), [b.name for b in backends]

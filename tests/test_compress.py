@@ -194,3 +194,16 @@ def test_onnx_repair_of_a_qat_run_is_refused_as_it_would_measure_another_file(qa
         export_run(out, resolve_variants(fmt="onnx", opts=ExportOptions(int8=True)), out_dir=tmp_path / "e",
                    cfg=ExportConfig(calibration_images=100, check_images=60, max_drop=1.0))
     assert not (tmp_path / "e").exists()
+
+
+def test_qat_lr_follows_the_recipe_it_was_measured_with():
+    """airbench's recipe fine-tunes QAT at its lr / 500 (BatchNorm biases train at 64 x the lr);
+    the same model trained with another optimizer, or another method, keeps the generic divisor."""
+    from cifar_edge.compress.run import LR_DIVISOR, lr_divisor
+    from cifar_edge.train.config import TrainConfig
+    airbench = TrainConfig(model="cnn", epochs=1).resolved()
+    assert airbench.optimizer == "sgd-l2" and lr_divisor("qat", airbench) == 500
+    assert lr_divisor("prune", airbench) == LR_DIVISOR["prune"]
+    adamw = TrainConfig(model="cnn", epochs=1, optimizer="adamw").resolved()
+    assert lr_divisor("qat", adamw) == LR_DIVISOR["qat"]
+    assert lr_divisor("qat", TrainConfig(model="cnn-tiny", epochs=1).resolved()) == LR_DIVISOR["qat"]

@@ -78,46 +78,37 @@ def test_litert_placement_names_the_ops_its_delegate_left_to_builtin_kernels():
 
 def test_litert_op_profile_times_each_op_cut_out_with_the_tensors_it_sees(tmp_path):
     """LiteRT has no op profiler: each op is cut into a one-op model; that model, fed the
-    whole model's tensors, computes exactly what the op computed inside the whole model."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    from ai_edge_litert.tools import flatbuffer_utils as fb
+    whole model's tensors, computes exactly what the op computed inside the whole model, in an
+    int8 file and in an fp16 one (whose weights' DEQUANTIZE ops are computed once, at load)."""
     from cifar_edge._tf import keras, tf
-    from cifar_edge.formats._litert import _one_op_model, profile_litert
+    from cifar_edge.formats._litert import cut_ops, profile_litert
     inp = keras.Input((8, 8, 3))
     x = keras.layers.Conv2D(4, 3, activation="relu")(inp)
     x = keras.layers.MaxPooling2D()(x)
-    out = keras.layers.Dense(5)(keras.layers.Flatten()(x))
-    rng = np.random.default_rng(0)
-    images = rng.normal(size=(8, 8, 8, 3)).astype(np.float32)
-    converter = tf.lite.TFLiteConverter.from_keras_model(keras.Model(inp, out))
-    converter.optimizations = [tf.lite.Optimize.DEFAULT]
-    converter.representative_dataset = lambda: ([images[i:i + 1]] for i in range(len(images)))
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-    data = converter.convert()
-    builtin = OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    whole = Interpreter(model_content=data, experimental_preserve_all_tensors=True, experimental_op_resolver_type=builtin)
-    whole.allocate_tensors()
-    whole.set_tensor(whole.get_input_details()[0]["index"], images[:1])
-    whole.invoke()
-    model = fb.read_model_from_bytearray(bytearray(data))
-    ops = model.subgraphs[0].operators
-    for op in ops:
-        one, feeds = _one_op_model(model, op, {})
-        alone = Interpreter(model_content=bytes(fb.convert_object_to_bytearray(one)), experimental_op_resolver_type=builtin)
-        alone.allocate_tensors()
-        for detail, tensor in zip(alone.get_input_details(), feeds):
-            alone.set_tensor(detail["index"], whole.get_tensor(tensor))
-        alone.invoke()
-        np.testing.assert_array_equal(alone.get_tensor(alone.get_output_details()[0]["index"]),
-                                      whole.get_tensor(op.outputs[0]))
-    path = tmp_path / "tiny-int8.tflite"
-    path.write_bytes(data)
-    for xnnpack, kernel in ((True, "XNNPACK"), (False, "builtin")):
-        profile = profile_litert(path, 1, images[:1], 3, xnnpack=xnnpack)
-        assert profile["nodes"] == len(ops) and profile["total_ms"] > 0
-        assert sum(profile["by_op"].values()) == pytest.approx(profile["total_ms"])
-        assert {"CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D"} <= set(profile["by_op"])
-        assert kernel in {n["kernel"] for n in profile["slowest"]}
+    model = keras.Model(inp, keras.layers.Dense(5)(keras.layers.Flatten()(x)))
+    images = np.random.default_rng(0).normal(size=(8, 8, 8, 3)).astype(np.float32)
+    int8 = tf.lite.TFLiteConverter.from_keras_model(model)
+    int8.optimizations = [tf.lite.Optimize.DEFAULT]
+    int8.representative_dataset = lambda: ([images[i:i + 1]] for i in range(len(images)))
+    int8.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    fp16 = tf.lite.TFLiteConverter.from_keras_model(model)
+    fp16.optimizations = [tf.lite.Optimize.DEFAULT]
+    fp16.target_spec.supported_types = [tf.float16]
+    for name, data in (("int8", int8.convert()), ("fp16", fp16.convert())):
+        cut = list(cut_ops(data, images[:1], 1, xnnpack=False))
+        assert not [node for node, _, _ in cut if "reason" in node], name
+        for node, alone, expected in cut:
+            if alone is not None:
+                np.testing.assert_array_equal(alone.get_tensor(alone.get_output_details()[0]["index"]), expected)
+        constants = [node for node, alone, _ in cut if alone is None]
+        assert all(n["op"] == "DEQUANTIZE" for n in constants) and (len(constants) >= 2) == (name == "fp16"), name
+        path = tmp_path / f"tiny-{name}.tflite"
+        path.write_bytes(data)
+        for xnnpack, kernel in ((True, "XNNPACK"), (False, "builtin")):
+            profile = profile_litert(path, 1, images[:1], 3, xnnpack=xnnpack)
+            assert profile["nodes"] == len(cut) and profile["total_ms"] > 0 and not profile["untimed"]
+            assert {"CONV_2D", "FULLY_CONNECTED", "MAX_POOL_2D"} <= set(profile["by_op"])
+            assert kernel in {n["kernel"] for n in profile["slowest"]}, (name, profile["slowest"])
 
 
 @pytest.mark.parametrize("runtime, variants", [
@@ -127,6 +118,7 @@ def test_litert_op_profile_times_each_op_cut_out_with_the_tensors_it_sees(tmp_pa
 def test_browser_runtimes_in_chromium_agree_with_the_files_own_runtime(exported_run, images, runtime, variants):
     """onnxruntime-web and LiteRT.js in headless Chromium: the same answers as onnxruntime CPU
     and the LiteRT interpreter, timed in the page."""
+    pytest.importorskip("playwright", reason="Playwright missing: pip install 'cifar-edge[test]'")
     from cifar_edge.formats._browser import chromium
     from cifar_edge.formats.litert_web import litert_js_folder
     from cifar_edge.formats.onnx_web import ort_web_dist
@@ -148,9 +140,10 @@ def test_browser_runtimes_in_chromium_agree_with_the_files_own_runtime(exported_
             assert np.max(np.abs(ours - own)) < 1e-3
         assert len(times) == 5 and all(t > 0 for t in times)
         assert "wasm" in web.notes[0]
-        if runtime == "litert-web":      # the page says whether XNNPACK took the whole graph
-            assert web.placement["nodes"] == open_model(path).placement["nodes"]
-            assert isinstance(web.placement["fully_accelerated"], bool)
+        if runtime == "litert-web":      # the page says whether XNNPACK took the whole graph, as LiteRT's does here
+            litert = open_model(path).placement
+            assert web.placement["nodes"] == litert["nodes"]
+            assert web.placement["fully_accelerated"] == (litert["fallback"] == 0), (variant, litert)
     if runtime == "litert-web":
         with pytest.raises(CifarEdgeError, match="LiteRT.js tensors hold"):
             open_model(Path(run) / "export" / by["tflite-int8-io-int8"]["file"], runtime=runtime)

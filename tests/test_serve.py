@@ -3,7 +3,6 @@ format; bad uploads get clear JSON errors; the page works end to end in headless
 from __future__ import annotations
 
 import json
-import shutil
 import threading
 import urllib.error
 import urllib.request
@@ -14,6 +13,7 @@ from typer.testing import CliRunner
 import cifar_edge.images
 import cifar_edge.serve
 from cifar_edge.cli import app
+from cifar_edge.formats._browser import CHROMIUM_FLAGS
 from cifar_edge.inference import predict_files
 from cifar_edge.runs import load_run
 from cifar_edge.serve import Predictor, make_server
@@ -146,13 +146,13 @@ def _ort_web_here() -> bool:
 
 
 def _chromium():
-    path = shutil.which("chromium") or shutil.which("chromium-browser")
-    if path is None:
-        pytest.skip("Chromium missing: `apt-get install chromium` (as .ci/run does)")
+    from cifar_edge.formats import Unavailable
+    from cifar_edge.formats._browser import chromium
     try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        pytest.skip("playwright missing: pip install -e '.[test]'")
+        path = chromium()
+    except Unavailable as e:
+        pytest.skip(f"{e} (as .ci/run does)")
+    sync_playwright = pytest.importorskip("playwright.sync_api", reason="playwright missing: pip install -e '.[test]'").sync_playwright
     return path, sync_playwright
 
 
@@ -160,9 +160,7 @@ def test_the_page_in_headless_chromium(server, exported_run, photo_files, tmp_pa
     path, sync_playwright = _chromium()
     _, exported = exported_run
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=path, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
-            "--disable-component-update", "--disable-sync"])
+        browser = p.chromium.launch(executable_path=path, headless=True, args=CHROMIUM_FLAGS)
         try:
             page = browser.new_page()
             page.goto(server + "/")

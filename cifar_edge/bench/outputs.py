@@ -199,13 +199,17 @@ def op_profiles(rows: list, top: int = 5) -> list[str]:
     if not profiled:
         return []
     out = ["", "## Per-op profile", "",
-           "Mean time per single-image inference, from each runtime's own profiler (their sum omits "
-           "the runtime's overhead between ops, so it is below the row's p50); LiteRT has none in Python, so each "
-           "of its ops is cut out into a one-op model, fed the tensors it sees in the whole model and timed alone.", "",
+           "Mean time per single-image inference, from each runtime's own profiler; LiteRT has none in Python, so "
+           "each of its ops is cut out into a one-op model, fed the tensors it sees in the whole model and timed "
+           "alone. The sum is near the row's p50, not equal to it: a profiler leaves out the runtime's work "
+           "between ops, an op timed alone adds one invoke's overhead and loses fusion across ops.", "",
            "| variant | runtime | threads | ops total ms | by op type | slowest nodes (kernel) |", "|---|---|---|---|---|---|"]
     for r in profiled:
         p = r["op_profile"]
-        kinds = ", ".join(f"{op} {ms:.3f} ({ms / p['total_ms']:.0%})" for op, ms in list(p["by_op"].items())[:top])
+        kinds = ", ".join(f"{op} {ms:.3f} ({ms / p['total_ms']:.0%})" if p["total_ms"] else f"{op} {ms:.3f}"
+                          for op, ms in list(p["by_op"].items())[:top])
+        if p.get("untimed"):
+            kinds += f"; {len(p['untimed'])} op(s) not timed ({p['untimed'][0]['reason']})"
         slow = ", ".join(f"{n['node']} {n['ms']:.3f} ({n['kernel']})" for n in p["slowest"][:3])
         out.append(f"| {r['name']} | {r['backend']} | {r['threads']} | {p['total_ms']:.3f} | {kinds} | "
                    f"{slow.replace('|', '/')} |")

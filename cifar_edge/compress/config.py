@@ -19,7 +19,7 @@ class OptimizeConfig:
     epochs: int = 2
     sparsity: float = 0.5              # prune: fraction of zeros reached in every prunable kernel
     clusters: int = 16                 # cluster: distinct values per kernel
-    lr: float | None = None            # None: the parent's learning rate / 10 (/ 100 to cluster)
+    lr: float | None = None            # None: the parent's learning rate / its divisor (run.lr_divisor)
     batch_size: int | None = None      # None: the parent's
     limit: int | None = None           # fine-tune on only N training images, stratified (smoke runs)
     seed: int = 0

@@ -126,10 +126,12 @@ def _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, cal
 LR_DIVISOR = {"qat": 10, "prune": 10, "pqat": 10, "cluster": 100}
 
 
-def lr_divisor(method: str, model: str) -> float:
-    """What the parent's lr is divided by for ``method``'s fine-tune of a ``model`` run."""
-    if method == "qat":
-        return get_model_spec(model).recipe.get("qat_lr_divisor", LR_DIVISOR[method])
+def lr_divisor(method: str, parent: TrainConfig) -> float:
+    """What the parent's lr is divided by for ``method``'s fine-tune: the model recipe's own QAT
+    divisor when the parent trained with the recipe's optimizer (it was measured with it)."""
+    recipe = get_model_spec(parent.model).recipe
+    if method == "qat" and "qat_lr_divisor" in recipe and parent.optimizer == recipe.get("optimizer"):
+        return recipe["qat_lr_divisor"]
     return LR_DIVISOR[method]
 
 
@@ -137,7 +139,7 @@ def _finetune_config(config: dict, cfg: OptimizeConfig) -> TrainConfig:
     """The parent's training recipe, shortened: cfg's epochs, a fraction of the learning
     rate (unless given) on a cosine decay without warm-up."""
     parent = TrainConfig.from_dict(config["train"])
-    lr = cfg.lr or parent.lr / lr_divisor(cfg.method, parent.model)
+    lr = cfg.lr or parent.lr / lr_divisor(cfg.method, parent)
     # One stage, whatever the parent's was: a two-stage parent's head/backbone split served
     # its own run (its BatchNorm stays frozen here too, see _freeze_batchnorm).
     return dataclasses.replace(parent, epochs=cfg.epochs, lr=lr, seed=cfg.seed,

@@ -2,7 +2,8 @@
 that sends the page, the model and the runtime's npm files cross-origin isolated (so wasm may
 use threads), and a :class:`Runner` whose batches and timings go through the page.
 
-A backend's page defines ``window.ready`` (``{threads, isolated, version?}`` or ``{error}``),
+A backend's page defines ``window.ready`` (``{threads, isolated, version?, kernels?}``, or
+``{error, stage}`` where stage ``model`` means the runtime loaded but not the model),
 ``window.runBatch(b64, shape, dtype)`` returning ``[b64, dtype]``, and
 ``window.timeRuns(b64, shape, dtype, runs, warmup)`` returning milliseconds timed in the page
 with ``performance.now()``; :data:`CODEC_JS` gives it the base64 <-> typed array helpers."""
@@ -102,25 +103,36 @@ def open_in_browser(name: str, page: str, path, mounts: dict, threads: int, what
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0),
                                              functools.partial(_Handler, page=page, model=path, mounts=mounts))
     threading.Thread(target=server.serve_forever, daemon=True).start()
-    playwright = sync_playwright().start()
+    held = []        # what close() releases, last opened first: the server, Playwright, the browser
 
     def close():
-        playwright.stop()
-        server.shutdown()
+        for release in reversed(held):
+            try:
+                release()
+            except Exception:  # noqa: BLE001 - a browser that crashed must not keep the rest open
+                pass
 
+    held.append(server.shutdown)
     try:
+        playwright = sync_playwright().start()
+        held.append(playwright.stop)
         browser = playwright.chromium.launch(executable_path=browser_path, args=CHROMIUM_FLAGS)
+        held.append(browser.close)
         tab = browser.new_page()
         tab.goto(f"http://127.0.0.1:{server.server_address[1]}/?threads={threads}")
         tab.wait_for_function("window.ready !== undefined", timeout=60_000)
         ready = tab.evaluate("window.ready")
+        if "error" in ready:
+            hint = ("it may use an op the browser runtime lacks: bench the file on its own runtime instead"
+                    if ready.get("stage") == "model" else "its wasm did not load: install its npm package again")
+            raise CifarEdgeError(f"{what} cannot load {path.name} ({ready['error'][:160]}); {hint}")
+        where = placement(ready) if placement else None
     except PlaywrightError as e:
         close()
         raise CifarEdgeError(f"headless Chromium could not start the {what} page: {str(e).splitlines()[0][:160]}") from None
-    if "error" in ready:
+    except BaseException:
         close()
-        raise CifarEdgeError(f"{what} cannot load {path.name} ({ready['error'][:160]}); it may use an op "
-                             "the browser runtime lacks: bench the file on its own runtime instead")
+        raise
     to_page = to_page or (lambda x: x)
     from_page = from_page or (lambda y: y)
 
@@ -135,7 +147,7 @@ def open_in_browser(name: str, page: str, path, mounts: dict, threads: int, what
     def timer(x, runs, warmup):
         return tab.evaluate("(a) => window.timeRuns(...a)", [*args(x), runs, warmup])
 
-    notes = [f"{what}{' ' + ready['version'] if ready.get('version') else ''} wasm, {ready['threads']} thread(s)"
-             + ("" if ready["isolated"] else " (page not cross-origin isolated: no threads)")]
+    notes = [f"{what}{' ' + ready['version'] if ready.get('version') else ''} {ready.get('kernels', 'wasm')}, "
+             f"{ready['threads']} thread(s)" + ("" if ready["isolated"] else " (page not cross-origin isolated: no threads)")]
     return Runner(name, str(path), input_size, input_dtype, ready["threads"], notes, call, timer=timer,
-                  close=lambda: (browser.close(), close()), placement=placement(ready) if placement else None)
+                  close=close, placement=where)

@@ -136,18 +136,41 @@ def placement(interp, delegate: str | None) -> dict:
             "fallback": len(own) - len(taken), "partitions": partitions, "fallback_ops": fallback}
 
 
+CONTROL_FLOW = ("WHILE", "IF", "CALL_ONCE", "CALL")     # ops that run other subgraphs
+
+
 def profile_litert(path, threads, x, runs, xnnpack: bool = True) -> dict:
     """Per-op latency on LiteRT, whose Python API has no op profiler: each op is cut out of the
     graph into a one-op model, fed the very tensors it sees when the whole model runs ``x``, and
     timed alone on the same kernels (XNNPACK, or builtin).  Each time includes one invoke's
     overhead, and a one-op graph loses fusion across ops, so the sum is near, not equal to, p50."""
     import time
+    nodes, untimed = [], []
+    for node, interp, _ in cut_ops(Path(path).read_bytes(), x, threads or default_threads(), xnnpack):
+        if "reason" in node:
+            untimed.append(node)
+            continue
+        if interp is None:
+            nodes.append({**node, "ms": 0.0})
+            continue
+        start = time.perf_counter()
+        for _ in range(runs):
+            interp.invoke()
+        nodes.append({**node, "ms": (time.perf_counter() - start) * 1e3})
+    kernels = "XNNPACK" if xnnpack else "builtin kernels"
+    profile = op_profile(f"LiteRT interpreter, {kernels} (each op timed alone)", nodes, runs)
+    return {**profile, "nodes": profile["nodes"] + len(untimed), "untimed": untimed}
 
+
+def cut_ops(content: bytes, x, threads: int, xnnpack: bool):
+    """Each op of a .tflite as a one-op model, loaded and invoked once on the inputs it gets when
+    the whole model runs ``x``: yields (node, interpreter, the whole model's output tensor of
+    the op).  ``node`` names the op, its kernel, and ``reason`` when it could not be cut out or
+    run alone; the interpreter is None for an op computed from constants alone (fp16 weights'
+    DEQUANTIZE: computed once, at load), whose output then stays a constant for the ops after."""
     from ai_edge_litert.interpreter import Interpreter, OpResolverType
     from ai_edge_litert.tools import flatbuffer_utils as fb
 
-    threads = threads or default_threads()
-    content = Path(path).read_bytes()
     whole = Interpreter(model_content=content, experimental_preserve_all_tensors=True,
                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
     whole.allocate_tensors()
@@ -156,16 +179,19 @@ def profile_litert(path, threads, x, runs, xnnpack: bool = True) -> dict:
     whole.invoke()
     model = fb.read_model_from_bytearray(bytearray(content))
     resolver = OpResolverType.AUTO if xnnpack else OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES
-    nodes, untimed = [], []
-    folded: dict = {}     # tensors computed from constants alone (fp16 weights' DEQUANTIZE) -> their bytes
+    folded: dict = {}     # tensors computed from constants alone -> their bytes
     for i, op in enumerate(model.subgraphs[0].operators):
         output = model.subgraphs[0].tensors[op.outputs[0]]      # names the node (the converter's names repeat)
         node = {"node": f"#{i} {output.name.decode(errors='replace').split(';')[0]}",
                 "op": fb.opcode_to_name(model, op.opcodeIndex) or "?"}
+        expected = whole.get_tensor(op.outputs[0])
+        if node["op"] in CONTROL_FLOW:
+            yield {**node, "reason": f"{node['op']} runs other subgraphs: not cut out alone"}, None, expected
+            continue
         one, feeds = _one_op_model(model, op, folded)
-        if not feeds:      # computed once, at load (XNNPACK packs such weights; builtin kernels cache them)
-            nodes.append({**node, "ms": 0.0, "kernel": "constant, at load"})
+        if not feeds:
             folded.update({t: whole.get_tensor(t).tobytes() for t in op.outputs})
+            yield {**node, "kernel": "constant, at load"}, None, expected
             continue
         try:
             interp = Interpreter(model_content=bytes(fb.convert_object_to_bytearray(one)), num_threads=threads,
@@ -174,17 +200,11 @@ def profile_litert(path, threads, x, runs, xnnpack: bool = True) -> dict:
             for detail, tensor in zip(interp.get_input_details(), feeds):
                 interp.set_tensor(detail["index"], whole.get_tensor(tensor))
             interp.invoke()
-            start = time.perf_counter()
-            for _ in range(runs):
-                interp.invoke()
         except (RuntimeError, ValueError) as e:       # an op LiteRT will not run cut out alone
-            untimed.append({**node, "reason": str(e).splitlines()[0][:120]})
+            yield {**node, "reason": str(e).splitlines()[0][:120]}, None, expected
             continue
         delegated = any(o["op_name"] == "DELEGATE" for o in interp._get_ops_details())
-        nodes.append({**node, "ms": (time.perf_counter() - start) * 1e3, "kernel": "XNNPACK" if delegated else "builtin"})
-    kernels = "XNNPACK" if xnnpack else "builtin kernels"
-    profile = op_profile(f"LiteRT interpreter, {kernels} (each op timed alone)", nodes, runs)
-    return {**profile, "nodes": profile["nodes"] + len(untimed), "untimed": untimed}
+        yield {**node, "kernel": "XNNPACK" if delegated else "builtin"}, interp, expected
 
 
 def _one_op_model(model, op, folded: dict):
@@ -210,13 +230,13 @@ def _one_op_model(model, op, folded: dict):
             buffers.append(model.buffers[graph.tensors[t].buffer])
         else:
             tensor.buffer = 0
-            if t not in op.outputs:
+            if t in op.inputs:
                 feeds.append(t)
         tensors.append(tensor)
     one_op = copy.copy(op)
     one_op.inputs = [index.get(t, -1) for t in op.inputs]
     one_op.outputs = [index[t] for t in op.outputs]
-    one_op.intermediates = [index[t] for t in op.intermediates] if op.intermediates else op.intermediates
+    one_op.intermediates = [index.get(t, -1) for t in op.intermediates] if op.intermediates else op.intermediates
     sub = SubGraphT()
     sub.tensors, sub.operators = tensors, [one_op]
     sub.inputs, sub.outputs = [index[t] for t in feeds], one_op.outputs

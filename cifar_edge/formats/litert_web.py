@@ -31,16 +31,19 @@ import {loadLiteRt, loadAndCompile, Tensor} from "/litertjs/core/dist/index.js";
 """ + CODEC_JS + """
 const params = new URLSearchParams(location.search);
 const threads = crossOriginIsolated ? Number(params.get("threads")) : 1;
+let stage = "runtime";
 try {
   await loadLiteRt("/litertjs/core/wasm/", {threads: crossOriginIsolated});
+  stage = "model";
   const model = await loadAndCompile("/model", {accelerator: "wasm", cpuOptions: {numThreads: threads}});
   const runOne = async (x, shape) => {
     const input = new Tensor(x, shape);
-    const outputs = await model.run(input);
-    input.delete();
-    const y = outputs[0].toTypedArray().slice();
-    outputs.forEach((t) => t.delete());
-    return y;
+    try {
+      const outputs = await model.run(input);
+      const y = outputs[0].toTypedArray().slice();
+      outputs.forEach((t) => t.delete());
+      return y;
+    } finally { input.delete(); }
   };
   const images = (b64, shape, dtype) => {
     const x = decode(b64, dtype), per = x.length / shape[0], one = [1, ...shape.slice(1)];
@@ -53,31 +56,39 @@ try {
     parts.reduce((at, p) => (out.set(p, at), at + p.length), 0);
     return [encode(out), {Float32Array: "float32", Int32Array: "int32", Uint8Array: "uint8", Int8Array: "int8"}[out.constructor.name]];
   };
+  // Timed like the onnxruntime-web page: the input made once, each run until its outputs exist.
   window.timeRuns = async (b64, shape, dtype, runs, warmup) => {
-    const [[x, one]] = images(b64, shape, dtype), times = [];
-    for (let i = 0; i < warmup; i++) await runOne(x, one);
-    for (let i = 0; i < runs; i++) { const t0 = performance.now(); await runOne(x, one); times.push(performance.now() - t0); }
+    const [[x, one]] = images(b64, shape, dtype), input = new Tensor(x, one), times = [];
+    const run = async () => (await model.run(input)).forEach((t) => t.delete());
+    try {
+      for (let i = 0; i < warmup; i++) await run();
+      for (let i = 0; i < runs; i++) { const t0 = performance.now(); await run(); times.push(performance.now() - t0); }
+    } finally { input.delete(); }
     return times;
   };
-  window.ready = {threads, isolated: crossOriginIsolated, fullyAccelerated: model.isFullyAccelerated};
-} catch (e) { window.ready = {error: String(e)}; }
+  window.ready = {threads, isolated: crossOriginIsolated, kernels: "wasm (XNNPACK)",
+                  fullyAccelerated: model.isFullyAccelerated};
+} catch (e) { window.ready = {error: String(e), stage}; }
 </script>"""
 
 
 def litert_js_folder() -> Path:
     """The ``@litertjs`` npm folder (``core`` and ``wasm-utils``): ``$CIFAR_EDGE_LITERT_JS``, else from ``.tools``."""
-    return npm_folder("@litertjs", "core/dist/index.js", "CIFAR_EDGE_LITERT_JS", INSTALL_LITERT_JS)
+    folder = npm_folder("@litertjs", "core/dist/index.js", "CIFAR_EDGE_LITERT_JS", INSTALL_LITERT_JS)
+    if not (folder / "wasm-utils" / "dist" / "index.js").is_file():     # core's one dependency
+        raise Unavailable(f"{folder} has no wasm-utils: {INSTALL_LITERT_JS}")
+    return folder
 
 
 def open_litert_web(path, threads: int | None = None) -> Runner:
     """LiteRT.js on the CPU (wasm) in headless Chromium: normalized float32 in, float32 out,
     quantized and dequantized here with the scales the file declares, as for LiteRT."""
-    folder = litert_js_folder()
     details, inp, out = io_details(path)
     for what, detail in (("input", inp), ("output", out)):
         if np.dtype(detail["dtype"]).name not in TENSOR_TYPES:
             raise Unavailable(f"LiteRT.js tensors hold {', '.join(TENSOR_TYPES)} only; this file's {what} is "
                               f"{np.dtype(detail['dtype']).name} (bench its float-I/O or uint8-I/O sibling)")
+    folder = litert_js_folder()
     folded = folded_normalization(path)
     version = json.loads((folder / "core" / "package.json").read_text())["version"]
     return open_in_browser("litert-web", PAGE, path, {"litertjs": folder}, threads or default_threads(),

@@ -28,6 +28,7 @@ const params = new URLSearchParams(location.search);
 ort.env.wasm.wasmPaths = "/ort/";
 ort.env.wasm.numThreads = crossOriginIsolated ? Number(params.get("threads")) : 1;
 ort.env.wasm.simd = true;
+let stage = "model";     // onnxruntime-web's wasm loads with the session
 try {
   const session = await ort.InferenceSession.create("/model", {executionProviders: ["wasm"]});
   const input = session.inputNames[0], output = session.outputNames[0];
@@ -42,8 +43,9 @@ try {
     for (let i = 0; i < runs; i++) { const t0 = performance.now(); await session.run(f); times.push(performance.now() - t0); }
     return times;
   };
-  window.ready = {threads: ort.env.wasm.numThreads, isolated: crossOriginIsolated, version: ort.env.versions.web};
-} catch (e) { window.ready = {error: String(e)}; }
+  window.ready = {threads: ort.env.wasm.numThreads, isolated: crossOriginIsolated, version: ort.env.versions.web,
+                  kernels: "wasm, SIMD"};
+} catch (e) { window.ready = {error: String(e), stage}; }
 </script>"""
 
 

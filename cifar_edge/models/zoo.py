@@ -16,7 +16,8 @@ from .resnet import weights_here as resnet_weights_here
 # override it; a smaller batch scales the lr with it (TrainConfig.resolved).  Its QAT fine-tune
 # (`optimize --qat`) takes the run's lr / 500, not / 10: with BatchNorm biases at 64 x the lr,
 # one QAT epoch of the real CIFAR-10 default lost 0.54 points at / 10, 0.35 at / 100 and 0.24
-# at / 500 (int8 file against float, 10k test images, seed 0; benchmarks/compress_cifar10.py).
+# at / 500 (int8 file against float, 10k test images, seed 0; benchmarks/compress_cifar10.py);
+# cnn-micro shares the recipe, so its divisor too (not measured on it separately).
 AIRBENCH_RECIPE = {"optimizer": "sgd-l2", "lr": 11.5 / (1 + 1 / 0.15), "momentum": 0.85, "nesterov": True,
                    "weight_decay": 0.0153 / 11.5, "schedule": "triangle", "warmup_epochs": 0.23,
                    "label_smoothing": 0.2, "batch_size": 1024, "whiten": True, "whiten_bias_epochs": 3,
