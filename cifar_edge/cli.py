@@ -411,7 +411,7 @@ def diagnose(
                   fmt(r["added_cosine"], ".4f"), r["node"][:60])
     _print_table(t)
     findings = report["drift_findings"]
-    stdout.print(f"per-class drift beyond noise (exact McNemar, Bonferroni over classes): "
+    stdout.print("per-class drift beyond noise (exact McNemar, Bonferroni over classes): "
                  + (", ".join(f"{c['class']} {c['delta']:+.0%} (p={c['p_value']:.2g})" for c in findings) or
                     f"none ({report['classes_moved']} classes moved, all within noise)"))
     stdout.print(f"written: {report['json']}, {report['plot']}")

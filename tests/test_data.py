@@ -68,7 +68,7 @@ def test_hostile_pickle_is_refused(tmp_path, official100):
 def test_official_cifar10_folder(tmp_path, small_cifar100):
     x, yf, *_ = small_cifar100
     y = yf % 10
-    folder = write_official_cifar10(tmp_path, x[:150], y[:150], x[150:], y[150:], [f"c{i}" for i in range(10)])
+    write_official_cifar10(tmp_path, x[:150], y[:150], x[150:], y[150:], [f"c{i}" for i in range(10)])
     ds = load_path(tmp_path, verify=False)                       # finds the folder inside
     assert ds.name == "cifar10" and ds.num_classes == 10 and len(ds.x_train) == 150
     np.testing.assert_array_equal(ds.x_test, x[150:])
