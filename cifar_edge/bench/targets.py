@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..compress.config import QUANTIZED
 from ..errors import CifarEdgeError
-from ..export import ExportOptions, Format, export_run, read_manifest
+from ..export import ExportOptions, Format, export_run, read_failures, read_manifest
 from ..formats import QAT_INT8_ONLY, file_name, qat_allows, variant_name
 from ..export.parity import file_facts
 from ..fileio import read_json
@@ -114,7 +114,7 @@ def prepare_targets(ref: RunRef, variants, export: bool = True, export_cfg=None,
     run = RunFolder(ref.root)
     model = run.require_model()
     out = run.export_dir
-    manifest = read_manifest(out)
+    manifest, failed = read_manifest(out), read_failures(out)
     targets, pending = [], []
     for fmt, opts in variants:
         name, path = variant_name(fmt, opts), out / file_name(fmt, opts)
@@ -132,7 +132,8 @@ def prepare_targets(ref: RunRef, variants, export: bool = True, export_cfg=None,
             pending.append(t)
         elif state == "missing":
             t.status, t.path = "skipped", None
-            t.reason = f"not exported; run `cifar-edge export {run.root} --variant {name}` or drop --no-export"
+            t.reason = (f"not exported: its last export failed ({failed[name]['reason']})" if name in failed else
+                        f"not exported; run `cifar-edge export {run.root} --variant {name}` or drop --no-export")
         else:
             t.facts, t.source = _facts(fmt, path), "as found"
             t.notes.append(f"measured as found (--no-export): {_WHY[state]}")
