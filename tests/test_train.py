@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from cifar_edge.errors import CifarEdgeError
-from cifar_edge.train import TrainConfig, train
+from cifar_edge.train import TrainConfig, load_model, train
 from cifar_edge.train.schedules import OneCycle, WarmupCosine
 
 TINY = dict(model="cnn-tiny", batch_size=64, lr=0.1, warmup_epochs=0.3)
@@ -51,6 +51,10 @@ def test_short_run_on_real_cifar10_beats_chance_and_writes_run_folder(tmp_path, 
     saved = json.loads((run / "metrics.json").read_text())
     assert 0 <= saved["top1"] <= 1 and 0 <= saved["top5"] <= 1
     assert json.loads((run / "config.json").read_text())["train"]["optimizer"] == "sgd"  # cnn recipe
+    # The saved model is the best epoch's (restored from the values best.keras was saved with).
+    final, best = load_model(run / "model.h5"), load_model(run / "best.keras")
+    for a, b in zip(final.get_weights(), best.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
 
 
 def test_same_seed_gives_same_metrics(tmp_path):

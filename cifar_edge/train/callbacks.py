@@ -72,11 +72,16 @@ class BestCheckpoint(keras.callbacks.Callback):
 
     On resume the best so far comes from that record, not from history.csv: a process killed
     while saving best.keras has the epoch's row in the history but not its model, and must save
-    it again when the epoch is re-run."""
+    it again when the epoch is re-run.
+
+    ``snapshot`` keeps the values it saved, variable by variable, so the process that saved them
+    restores the best model without reading best.keras back: tf_keras reads a .keras file's
+    weights through backward seeks in a zip member (ResNet50: over a minute)."""
 
     def __init__(self, path, record, monitor="val_accuracy"):
         super().__init__()
         self.path, self.record, self.monitor, self.best = Path(path), Path(record), monitor, -math.inf
+        self.snapshot = None
         if self.path.is_file() and self.record.is_file():
             saved = read_json(self.record)
             if saved.get("monitor") == monitor and saved.get("value") is not None:
@@ -89,6 +94,7 @@ class BestCheckpoint(keras.callbacks.Callback):
         self.best = value
         with atomic_path(self.path) as tmp:
             self.model.save(tmp)
+        self.snapshot = [(v, v.numpy()) for v in self.model.weights]
         write_json(self.record, {"epoch": epoch + 1, "monitor": self.monitor, "value": float(value)})
 
 

@@ -117,9 +117,13 @@ def _fit(cfg: TrainConfig, run: RunFolder, x_train, y_train, x_val, y_val, num_c
         seconds = stage.fit(model, cfg, 0, cfg.epochs, run.backup)
     if run.best.exists() and val_ds is not None:   # best on validation, not last
         _check_best_record(run, "val_accuracy")
-        best = load_model(run.best)
-        for layer in model.layers:   # layer by layer: a model's weight order follows its trainable flags
-            layer.set_weights(best.get_layer(layer.name).get_weights())
+        if stage.best_snapshot is not None:        # saved by this process: its values, not read back
+            for variable, value in stage.best_snapshot:
+                variable.assign(value)
+        else:                                      # saved before a crash and resume
+            best = load_model(run.best)
+            for layer in model.layers:   # layer by layer: a model's weight order follows its trainable flags
+                layer.set_weights(best.get_layer(layer.name).get_weights())
     return model, seconds
 
 
@@ -131,6 +135,7 @@ class _Stage:
         self.cfg, self.run, self.train_ds, self.val_ds, self.steps = cfg, run, train_ds, val_ds, steps
         self.n_train, self.num_classes, self.strategy, self.xla = n_train, num_classes, strategy, xla
         self.frozen = frozen
+        self.best_snapshot = None      # the best checkpoint's values when this process saved it
 
     def fit(self, model, cfg: TrainConfig, first: int, last: int, backup, label: int | None = None) -> float:
         """Compile ``model`` with ``cfg`` (its optimizer and schedule span ``cfg.epochs``) and fit."""
@@ -142,8 +147,9 @@ class _Stage:
                      keras.callbacks.TensorBoard(str(run.tensorboard), update_freq="epoch", profile_batch=0,
                                                  write_graph=False),
                      Progress(self.cfg.epochs, self.steps)]
-        if val_ds is not None:
-            callbacks.append(BestCheckpoint(run.best, run.best_record, monitor))
+        best = BestCheckpoint(run.best, run.best_record, monitor) if val_ds is not None else None
+        if best is not None:
+            callbacks.append(best)
         if cfg.early_stopping:
             callbacks.append(keras.callbacks.EarlyStopping(monitor=monitor, patience=cfg.early_stopping))
         if cfg.schedule == "plateau":
@@ -156,6 +162,8 @@ class _Stage:
         t0 = time.perf_counter()
         model.fit(self.train_ds(range(start, last)), validation_data=val_ds, initial_epoch=first, epochs=last,
                   steps_per_epoch=self.steps, verbose=0, callbacks=callbacks)
+        if best is not None and best.snapshot is not None:
+            self.best_snapshot = best.snapshot
         return time.perf_counter() - t0
 
 
