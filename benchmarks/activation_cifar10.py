@@ -32,8 +32,12 @@ def bench(run: Path) -> dict:
     rows = {r["name"]: r for r in json.loads((out / "bench.json").read_text())["rows"] if r["status"] == "ok"}
     metrics = json.loads((run / "metrics.json").read_text())
     config = json.loads((run / "config.json").read_text())
-    act = config["train"]["model_options"].get("act", "relu")
-    return {"run": str(run), "act": act, "float_top1": metrics["top1"], "float_top1_tta": metrics.get("top1_tta"),
+    train = config["train"]
+    act = train["model_options"].get("act", "relu")
+    recipe = {k: train[k] for k in ("model", "epochs", "seed", "precision", "batch_size", "lr", "augment")}
+    recipe["data"] = Path(train["data"]).name      # one dataset, however its path was spelled
+    recipe["model_options"] = {k: v for k, v in train["model_options"].items() if k != "act"}
+    return {"run": str(run), "act": act, "recipe": recipe, "float_top1": metrics["top1"], "float_top1_tta": metrics.get("top1_tta"),
             "train_minutes": round(metrics.get("train_seconds", 0) / 60, 1),
             "int8_top1": rows["tflite-int8"]["top1"], "int8_images": rows["tflite-int8"]["images"],
             "int8_agreement": rows["tflite-int8"]["agreement_keras"],
@@ -50,9 +54,16 @@ def main():
     need(SHARED_DATA / "cifar10")
     rows = [bench(Path(args.relu).resolve()), bench(Path(args.gelu).resolve())]
     relu, gelu = rows
-    if relu["act"] == gelu["act"]:
-        sys.exit(f"both runs use {relu['act']}; pass a ReLU run as --relu and a GELU run as --gelu")
-    lines = ["# ReLU against GELU in the default cnn (real CIFAR-10, 10 epochs, seed 0)", "",
+    if (relu["act"], gelu["act"]) != ("relu", "gelu"):
+        sys.exit(f"--relu trained with {relu['act']}, --gelu with {gelu['act']}: pass a ReLU run and a GELU run")
+    if relu["recipe"] != gelu["recipe"]:
+        differ = sorted(k for k in relu["recipe"] if relu["recipe"][k] != gelu["recipe"][k])
+        sys.exit(f"the two runs differ in more than the activation ({', '.join(differ)}): train them with one recipe")
+    recipe = relu["recipe"]
+    lines = [f"# ReLU against GELU in the {recipe['model']} model (real CIFAR-10, {recipe['epochs']} epochs, "
+             f"seed {recipe['seed']}, {recipe['precision']})", "",
+             "Float top-1: the Keras model on the 10k test images (metrics.json); int8: the PTQ .tflite on LiteRT on "
+             "the same images. Training minutes are each run's own (a shared machine; compare them only roughly).", "",
              "| activation | float top-1 | 6-view TTA | training | int8 top-1 | int8 − float | int8 agreement | "
              "float p50 | int8 p50 | int8 placement |", "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -2,9 +2,10 @@
 process, on a run trained by another process.
 
 A tiny run per family (scaled-down options where memory or CI time demands), then in fresh
-processes: evaluate, predict, export --all (cnn-tiny; the core variants elsewhere; every .tflite
-then read by MediaPipe Tasks, a real client, see mediapipe_check), optimize --qat / --prune / --cluster and the export of each,
-bench --limit, and serve's loading.  A model that loads only when the
+processes: evaluate, predict, export --all (cnn-tiny, and every family under
+CIFAR_EDGE_ALL_FAMILIES=1; mobilenetv2 exports the core variants; every .tflite then read by
+MediaPipe Tasks, a real client, see mediapipe_check), optimize --qat / --prune /
+--cluster and the export of each, bench --limit, and serve's loading.  A model that loads only when the
 process happened to import the module that defines its layers (ConvNeXt's) fails here.
 """
 from __future__ import annotations

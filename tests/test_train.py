@@ -51,7 +51,17 @@ def test_short_run_on_real_cifar10_beats_chance_and_writes_run_folder(tmp_path, 
     saved = json.loads((run / "metrics.json").read_text())
     assert 0 <= saved["top1"] <= 1 and 0 <= saved["top5"] <= 1
     assert json.loads((run / "config.json").read_text())["train"]["optimizer"] == "sgd"  # cnn recipe
-    # The saved model is the best epoch's (restored from the values best.keras was saved with).
+
+
+def test_the_saved_model_is_the_best_epochs_not_the_last(tmp_path, monkeypatch):
+    """Validation improving only at epoch 1 (its checkpoint is the only one saved) of 2: the
+    run's model must be epoch 1's, restored from the values best.keras was saved with."""
+    from cifar_edge.train.callbacks import BestCheckpoint
+    save = BestCheckpoint.on_epoch_end
+    monkeypatch.setattr(BestCheckpoint, "on_epoch_end",
+                        lambda self, epoch, logs=None: save(self, epoch, logs) if epoch == 0 else None)
+    run = tmp_path / "run"
+    train(TrainConfig(data="synthetic", epochs=2, limit=600, seed=0, **TINY), run)
     final, best = load_model(run / "model.h5"), load_model(run / "best.keras")
     for a, b in zip(final.get_weights(), best.get_weights(), strict=True):
         np.testing.assert_array_equal(a, b)
