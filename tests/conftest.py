@@ -15,6 +15,12 @@ CIFAR100_TEST = SHARED / "cifar100" / "cifar100_test.npz"
 CIFAR10_DIR = SHARED / "cifar10"
 
 
+# The longest modules, longest first (CI's --durations): scheduled first, so neither worker is
+# left running one of them alone at the end.
+LONGEST_MODULES = ("test_families_fresh", "test_bench", "test_transfer", "test_reliability", "test_android_contract")
+
+
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks to group the tests
 def pytest_collection_modifyitems(config, items):
     """Test groups for pytest-xdist's ``--dist loadgroup`` (pyproject's addopts): a module's tests
     stay on one worker, so its module fixtures (trained runs) are built once, while the
@@ -23,8 +29,8 @@ def pytest_collection_modifyitems(config, items):
         family = getattr(item, "callspec", None) and item.callspec.params.get("family")
         group = item.module.__name__ + (f"-{family}" if family else "")
         item.add_marker(pytest.mark.xdist_group(group))
-    # the longest groups first, so neither worker is left with one at the end
-    items.sort(key=lambda item: item.module.__name__ != "test_families_fresh")
+    rank = {name: i for i, name in enumerate(LONGEST_MODULES)}
+    items.sort(key=lambda item: rank.get(item.module.__name__, len(rank)))
 
 
 def _need(path: Path):
