@@ -79,6 +79,22 @@ class _WallClockEvent:
         return 1e3 * (end.t - self.t)
 
 
+class _Tee:
+    """Prints through and keeps the lines (the package reports its per-epoch table only on stdout)."""
+
+    def __init__(self, stream):
+        self.stream, self.lines, self._part = stream, [], ""
+
+    def write(self, text):
+        self.stream.write(text)
+        *done, self._part = (self._part + text).split("\n")
+        self.lines += [line for line in done if line.startswith("|")]
+        return len(text)
+
+    def flush(self):
+        self.stream.flush()
+
+
 @contextlib.contextmanager
 def _cpu_float(torch):
     """Make the package's `.half()` and `.cuda()` calls no-ops for the duration."""
@@ -140,7 +156,8 @@ def main():
             autocast = (torch.autocast("cpu", dtype=torch.bfloat16) if args.precision == "bf16"
                         else contextlib.nullcontext())
             start = time.perf_counter()
-            with autocast:
+            log = _Tee(sys.stdout)
+            with autocast, contextlib.redirect_stdout(log):
                 model = lib_airbench94.train94(train_loader, epochs=args.epochs, make_net=make_net, verbose=True)
             seconds = time.perf_counter() - start
             with autocast:
@@ -156,6 +173,7 @@ def main():
         "test_top1": round(100 * single, 2), "test_top1_tta": round(100 * tta, 2),
         "seconds_incl_per_epoch_eval": round(seconds, 1),
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count()},
+        "package_log": log.lines,   # its per-epoch table: train loss/acc, test acc, training seconds
         "command": "python " + " ".join([f"benchmarks/{Path(__file__).name}", *sys.argv[1:]]),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -166,7 +184,7 @@ def main():
           f"|---|---|---|---|---|---|\n"
           f"| {args.epochs} | {args.precision} | {args.threads} | {result['test_top1']}% | "
           f"{result['test_top1_tta']}% | {seconds / 60:.1f} |\n\n"
-          f"Command: `{result['command']}`\n")
+          f"Command: `{result['command']}`\n\nThe package's own log:\n\n```\n" + "\n".join(log.lines) + "\n```\n")
     _write_atomic(RESULTS / f"{name}.md", md)
     print(md)
 

@@ -16,7 +16,8 @@ CIFAR10_DIR = SHARED / "cifar10"
 
 
 # The longest modules, longest first (CI's --durations): scheduled first, so neither worker is
-# left running one of them alone at the end.
+# left running one of them alone at the end (pyproject's --no-loadscope-reorder keeps this order;
+# xdist would otherwise hand out the groups with the most tests first, the one-test families last).
 LONGEST_MODULES = ("test_families_fresh", "test_bench", "test_transfer", "test_reliability", "test_android_contract")
 
 
