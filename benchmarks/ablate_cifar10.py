@@ -5,7 +5,8 @@ row is the seed's recorded default run (train_cifar10_airbench_seed<N>.json) whe
 Each run is `benchmarks/train_cifar10.py` (so the CLI command and its figures are recorded in
 benchmarks/results/ablation_<name>.json); this script then writes the table
 benchmarks/results/ablation_cifar10.{json,md}.  A finished run is reused, so the script can
-be stopped and started again.  One run takes about 22 minutes of both cores.
+be stopped and started again; the table has every finished row.  One run takes about 22 minutes
+of both cores.
 
     python benchmarks/ablate_cifar10.py [--epochs 10] [--seed 0] [--only whiten,lookahead]
 """
@@ -53,11 +54,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--epochs", type=int, default=10)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--only", default=",".join(ABLATIONS))
+    ap.add_argument("--only", default=",".join(ABLATIONS), help="the rows to train where they have no results yet")
     args = ap.parse_args()
-    rows = []
-    for name in args.only.split(","):
-        what, flags = ABLATIONS[name]
+    only = args.only.split(",")
+    unknown = sorted(set(only) - set(ABLATIONS))
+    if unknown:
+        sys.exit(f"--only: unknown row(s) {', '.join(unknown)}; choose from {', '.join(ABLATIONS)}")
+    rows, not_run = [], []
+    for name, (what, flags) in ABLATIONS.items():   # the table has every finished row, not only those just run
         results = ROOT / "benchmarks" / "results" / f"ablation_{name}.json"
         seed_run = ROOT / "benchmarks" / "results" / f"train_cifar10_airbench_seed{args.seed}.json"
         if name == "full" and not results.is_file() and seed_run.is_file():
@@ -65,6 +69,9 @@ def main():
                     "--seed", str(args.seed), *BASE.split()]      # as train_cifar10.py records it
             if _without(json.loads(seed_run.read_text())["command"], "--out", "--data") == ours:
                 results = seed_run      # the seed's recorded run of the default is this row's command
+        if not results.is_file() and name not in only:
+            not_run.append(name)
+            continue
         if not results.is_file():
             subprocess.run([sys.executable, str(ROOT / "benchmarks" / "train_cifar10.py"), "--epochs", str(args.epochs),
                             "--seed", str(args.seed), "--out", str(ROOT / "runs" / f"ablate-{name}"),
@@ -89,9 +96,11 @@ def main():
     lines += ["", f"The full recipe's recorded seeds ({spread}; mean {mean:.2%}) spread "
                   f"{(max(seeds.values()) - min(seeds.values())) * 100:.2f} points: with one seed per row, a "
                   "difference smaller than that is not told apart from seed noise." if seeds else "",
+              f"Not run yet: {', '.join(not_run)} (`--only {','.join(not_run)}` runs them)." if not_run else "",
               "", "Machine: 2-core CPU, no GPU. Training times are each run's own, on a shared machine whose speed "
                   "varied between days: compare them across rows only roughly.", ""]
-    write_results("ablation_cifar10", {"epochs": args.epochs, "seed": args.seed, "rows": rows, "seed_runs": seeds,
+    write_results("ablation_cifar10", {"epochs": args.epochs, "seed": args.seed, "rows": rows, "not_run": not_run,
+                                       "seed_runs": seeds,
                                        "seed_mean": mean, "machine": machine()}, "\n".join(lines))
 
 
