@@ -36,6 +36,7 @@ RESULTS = ROOT / "benchmarks" / "results"
 
 
 def _write_atomic(path: Path, text: str):
+    """cifar_edge.fileio's temp-then-rename, restated: this script runs in the torch venv, without the package."""
     tmp = path.with_name(path.name + ".tmp")
     tmp.write_text(text)
     tmp.replace(path)
