@@ -30,12 +30,17 @@ stdout = Console(highlight=False, soft_wrap=True)   # paths and commands stay on
 def _global_options(
     verbose: Annotated[bool, typer.Option("--verbose", help="Also show TensorFlow's, absl's and the runtimes' own log "
                                           "lines (or set CIFAR_EDGE_VERBOSE=1).")] = False,
+    trust_model: Annotated[bool, typer.Option("--trust-model", help="Let model files run the Python code they carry "
+                                              "(Keras Lambda layers). Off: such a file is refused, never run.")] = False,
 ):
     """Train a CIFAR classifier and take it all the way to a file a phone can run."""
     from . import console
     if verbose:
         os.environ[console.VERBOSE_ENV] = "1"
     console.keep_native_stderr_away()     # before anything native loads
+    if trust_model:
+        from .runs import trust_model_code
+        trust_model_code(True)
 
 
 def friendly(fn):
@@ -204,6 +209,44 @@ def train(
                               contrast=contrast, cutout=cutout, mixup=mixup, cutmix=cutmix))
     metrics = run_training(cfg, out, resume=resume)
     _print_result(metrics["model"], out, metrics)     # a resumed run's own model, not this command's default
+
+
+def _floats(flag: str, value: Optional[str]):
+    if value is None:
+        return None
+    try:
+        return tuple(float(v) for v in value.split(","))
+    except ValueError:
+        raise CifarEdgeError(f"--{flag} {value!r} is invalid; give three numbers in pixel units, e.g. 125.3,123.0,113.9") from None
+
+
+@app.command("import")
+@friendly
+def import_(
+    model: Annotated[Path, typer.Argument(help="The model: a tf_keras .h5/.keras, a Keras SavedModel folder, a Keras 3 "
+                                               ".keras/.h5, an .onnx (external data beside it), or a PyTorch "
+                                               "ExportedProgram .pt2 (torch.export.save; needs pip install -e '.[torch]').")],
+    data: Annotated[str, typer.Option(help="The data it classifies: cifar10, cifar100, or a path (as train takes); "
+                                           "its test split is evaluated, its training images calibrate int8.")],
+    out: Annotated[Path, typer.Option(help="New run folder to create.")],
+    labels: Annotated[Optional[Path], typer.Option(help="Class names, one per line in output order [default: DATA's].")] = None,
+    input_size: Annotated[Optional[int], typer.Option(help="Input side in pixels, for a model built for any size.")] = None,
+    mean: Annotated[Optional[str], typer.Option(help="Per-channel mean, pixel units 0..255, when the model does not "
+                                                     "normalize itself: R,G,B.")] = None,
+    std: Annotated[Optional[str], typer.Option(help="Per-channel std, pixel units: R,G,B.")] = None,
+    layout: Annotated[Optional[str], typer.Option(help="nhwc or nchw [default: from the input shape].")] = None,
+    custom_objects: Annotated[Optional[str], typer.Option(help="A Python module (name or .py file) defining the "
+                                                                "model's custom layer classes; it is imported, so its code runs.")] = None,
+    trust_model: Annotated[bool, typer.Option("--trust-model", help="Let the model file run the code it carries "
+                                              "(Keras Lambda layers); only for files whose author you trust.")] = False,
+):
+    """Import a model made elsewhere into a run folder: tf_keras, Keras 3, ONNX or PyTorch."""
+    from .importer import import_model
+    metrics = import_model(model, data, out, labels=labels, input_size=input_size, mean=_floats("mean", mean),
+                           std=_floats("std", std), layout=layout, custom_objects=custom_objects, trust_model=trust_model)
+    _print_table(_metrics_table(f"{metrics['model']}: {out}", metrics))
+    stdout.print(f"run folder: {out}  (source/, config.json, metrics.json)")
+    stdout.print(f"next: cifar-edge export {out} --all")
 
 
 def _weights_option(weights: Optional[str]) -> Optional[str]:

@@ -14,6 +14,9 @@ import numpy as np
 from .errors import CifarEdgeError
 from .fileio import folder_lock, read_json, remove_stale_temps
 
+MANIFEST = "export.json"
+QUANTIZED = ("qat", "pqat")      # optimize methods whose model is quantize-wrapped: it ships as int8 only
+
 
 @dataclass(frozen=True)
 class RunFolder:
@@ -34,6 +37,25 @@ class RunFolder:
     best_record = property(lambda self: self.root / "best.json")   # which epoch best.keras holds
     export_dir = property(lambda self: self.root / "export")        # exported files and export.json
     bench_dir = property(lambda self: self.root / "bench")          # bench.json, tables and plots
+    manifest = property(lambda self: self.root / "export" / MANIFEST)  # export.json: export's own record
+    source_dir = property(lambda self: self.root / "source")        # an imported run's copy of the user's file
+
+    @contextlib.contextmanager
+    def new(self, command: str, used: str):
+        """The one protocol of a command that makes a new run (train, optimize, import): a used
+        folder is refused (``used`` says what to do instead) before and after taking the lock,
+        and whatever fails or is interrupted leaves no half-made run behind."""
+        if self.has_files():
+            raise CifarEdgeError(f"run folder {self.root} is not empty; {used}")
+        created = not self.root.exists()
+        with self.writing(command):
+            if self.has_files():              # a writer that finished between the check and the lock
+                raise CifarEdgeError(f"run folder {self.root} is not empty; {used}")
+            try:
+                yield self
+            except BaseException:
+                self.discard(created)
+                raise
 
     @contextlib.contextmanager
     def writing(self, command: str):
@@ -88,11 +110,27 @@ class RunFolder:
         for p in (self.model_h5, self.model_keras, self.best):
             if p.is_file():
                 return p
+        imported = self._imported_file()
+        if imported is not None:
+            return imported
         if (self.root / "fold_1").is_dir():
             raise CifarEdgeError(f"{self.root} is a k-fold run: each fold has its own model; pass "
                                  f"{self.root / 'fold_1'} (or another fold)")
         raise CifarEdgeError(f"{self.root} holds no trained model (model.keras); train first with "
                              f"`cifar-edge train --out {self.root}` or finish it with --resume")
+
+    def _imported_file(self) -> Path | None:
+        """An imported run's copy of the user's model (its source/ file), when config.json names one."""
+        try:
+            source = read_json(self.config).get("source") if self.config.is_file() else None
+        except (OSError, ValueError, AttributeError, CifarEdgeError):
+            return None
+        if not isinstance(source, dict) or not isinstance(source.get("file"), str):
+            return None
+        path = inside_run(self.root, source["file"])
+        return path if path.exists() else None
+
+
 
 
 def _remove_unfinished_checkpoints(backup: Path):
@@ -126,6 +164,22 @@ def _config_problem(config) -> str | None:
     return None
 
 
+def optimize_method(config: dict) -> str | None:
+    """The compression a run came from (qat, prune, pqat, cluster), or None for a trained or imported run."""
+    return (config.get("optimize") or {}).get("method")
+
+
+def is_quantization_aware(config: dict) -> bool:
+    """The run's model is quantize-wrapped (QAT, PQAT): it ships as int8 only."""
+    return optimize_method(config) in QUANTIZED
+
+
+def source_kind(config: dict) -> str:
+    """Where the run's model came from: "trained" (cifar-edge train/optimize) or the kind of
+    model file `cifar-edge import` took (see cifar_edge.source_models)."""
+    return (config.get("source") or {}).get("kind", "trained")
+
+
 def data_source(config: dict) -> str | None:
     """The data a run was trained on: the absolute path recorded at training time when it still
     exists (so commands work from any directory), else the --data as given."""
@@ -147,39 +201,107 @@ def save_model(model, path):
         model.save(path)
 
 
+_TRUSTED = {"code": False}
+
+
+def trust_model_code(trusted: bool = True):
+    """The user said --trust-model: model files may run the Python code they carry (Lambda
+    layers).  Off by default, for every command and every file, ours and imported ones."""
+    _TRUSTED["code"] = bool(trusted)
+
+
+def code_layers(path) -> list[str]:
+    """Names of the layers whose loading would run Python code stored in the file at ``path``
+    (Keras' ``Lambda``, whose config holds marshalled bytecode or a module function), in an
+    .h5, a .keras or a SavedModel's Keras metadata, nested models included."""
+    import json
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "Lambda":
+                found.append(str((node.get("config") or {}).get("name") or "Lambda"))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+    for text in architecture_texts(path):
+        try:
+            walk(json.loads(text))
+        except ValueError:
+            found.append("<unreadable architecture>")   # cannot prove it safe: refuse like a Lambda
+    return found
+
+
+def refuse_code(path):
+    """The loading rule: a file whose loading runs code loads only after --trust-model."""
+    if _TRUSTED["code"]:
+        return
+    layers = code_layers(path)
+    if layers:
+        raise CifarEdgeError(f"{path} holds {len(layers)} Lambda layer(s) ({', '.join(layers[:5])}): loading it runs "
+                             "Python code stored in the file; pass --trust-model only if you trust its author")
+
+
 def load_model(path):
     """Load a saved Keras model with every class cifar-edge defines registered first, so a
     load never depends on which modules this process happened to import.
 
-    An unreadable file and a file that names a layer class nobody registered are different
-    problems with different fixes, and get different errors.  Quantization-aware models
-    (``cifar-edge optimize --qat/--pqat``) need tfmot's layer classes; tfmot is imported only
-    for those, so plain loads stay fast."""
+    No code from the file runs unless the user said --trust-model (:func:`refuse_code`),
+    whatever the file's type.  An unreadable file and a file that names a layer class nobody
+    registered are different problems with different fixes, and get different errors.
+    Quantization-aware models (``cifar-edge optimize --qat/--pqat``) need tfmot's layer
+    classes; tfmot is imported only for those, so plain loads stay fast."""
     import contextlib
 
     from ._tf import keras
     from .models import register_custom_objects
+    refuse_code(path)
     register_custom_objects()
     text = _model_config_text(path)
     scope = contextlib.nullcontext()
     if text and any(f'"class_name":"{name}' in text for name in _QUANTIZE_CLASSES):
         from .models.tfmot_compat import quantize_scope
         scope = quantize_scope()
+    kwargs = {"safe_mode": False} if _TRUSTED["code"] and str(path).endswith(".keras") else {}
     try:
         with scope:
-            return keras.models.load_model(path, compile=False)
+            return keras.models.load_model(path, compile=False, **kwargs)
     except Exception as e:  # noqa: BLE001 - h5py/zip/json errors all mean 'unreadable'
         missing = _unregistered_classes(text, keras) if text else []
         if missing:
             raise CifarEdgeError(
                 f"cannot load model {path}: it needs the layer class(es) {', '.join(missing)}, which this "
-                "installation does not define; the file is intact. Load it with the cifar-edge version (or the "
-                "code) that saved it, or re-train with this one") from None
+                "installation does not define; the file is intact. Pass --custom-objects MODULE (a Python module "
+                "that defines them) to `cifar-edge import`, or load it with the code that saved it") from None
         raise CifarEdgeError(f"cannot load model {path} ({type(e).__name__}: {str(e)[:120]}); the file is "
                              "corrupt or truncated: re-run training or re-export it") from None
 
 
 _QUANTIZE_CLASSES = ("QuantizeLayer", "QuantizeWrapper")   # QuantizeWrapperV2 included
+
+
+def architecture_texts(path) -> list[str]:
+    """Every Keras architecture JSON a model file holds, read without building anything: the
+    config of an .h5 or a .keras, or each object's metadata in a SavedModel's keras_metadata.pb."""
+    path = Path(path)
+    if path.is_dir():
+        meta = path / "keras_metadata.pb"
+        if not meta.is_file():
+            return []
+        import importlib
+
+        from ._tf import keras            # the protobuf module ships with tf_keras
+        saved_metadata_pb2 = importlib.import_module(f"{keras.__name__}.protobuf.saved_metadata_pb2")
+        doc = saved_metadata_pb2.SavedMetadata()
+        try:
+            doc.ParseFromString(meta.read_bytes())
+        except Exception:  # noqa: BLE001 - protobuf's DecodeError: cannot prove it safe
+            return ["<unreadable>"]
+        return [node.metadata for node in doc.nodes if node.metadata]
+    text = _model_config_text(path)
+    return [text] if text else []
 
 
 def _model_config_text(path) -> str | None:
@@ -224,20 +346,61 @@ def _unregistered_classes(text: str, keras) -> list[str]:
 @dataclass
 class LoadedRun:
     run: RunFolder
-    model: object
+    model: object                     # a tf_keras model, or an imported model behind the same call (SourceModel)
     config: dict
     class_names: list
     norm: object                      # cifar_edge.data.Normalization
     input_size: int
 
+    @property
+    def source(self) -> str:
+        """"trained", or the kind of file `cifar-edge import` took (tf_keras, keras3, onnx, torch)."""
+        return source_kind(self.config)
+
+    @property
+    def keras(self):
+        """The tf_keras model, for what only tf_keras does (QAT, pruning, Grad-CAM, the .h5): None for
+        an imported Keras 3, ONNX or PyTorch model."""
+        return None if getattr(self.model, "kind", None) else self.model
+
+    def require_keras(self, what: str):
+        """The tf_keras model, or one true line saying why ``what`` does not apply to this run."""
+        if self.keras is None:
+            raise CifarEdgeError(f"{what} needs a tf_keras model, and {self.run.root} holds an imported {self.source} "
+                                 f"model ({self.config['source']['file']}); {what} does not apply to it")
+        return self.keras
+
+    @property
+    def quantization_aware(self) -> bool:
+        return is_quantization_aware(self.config)
+
 
 def load_run(run_dir) -> LoadedRun:
     run = RunFolder(run_dir)
-    path = run.require_model()
-    config = run.read_config()
+    if not run.root.is_dir():
+        run.require_model()                          # its error names the problem
+    config = run.read_config() if run.config.is_file() else None
     from .data.pipeline import Normalization
-    return LoadedRun(run, load_model(path), config, config["class_names"],
+    if config is not None and source_kind(config) not in ("trained", "tf_keras"):
+        from .source_models import open_source
+        model = open_source(run, config)
+    else:
+        path = run.require_model()
+        config = config if config is not None else run.read_config()
+        model = load_model(path)
+    return LoadedRun(run, model, config, config["class_names"],
                      Normalization.from_dict(config["normalization"]), int(config["input_size"]))
+
+
+def inside_run(root, relative) -> Path:
+    """``relative`` (a path read from one of the run's own files) resolved inside the run folder
+    ``root``, or one true line refusing it: a run folder's files never point outside it."""
+    root = Path(root).resolve()
+    path = (root / str(relative)).resolve()
+    if path != root and root not in path.parents:
+        raise CifarEdgeError(f"{relative} points outside the run folder {root}; the run's files were edited: "
+                             "restore them or import/export again")
+    return path
 
 
 @dataclass

@@ -10,7 +10,7 @@ from ..errors import CifarEdgeError, check_finite, unknown_choice
 # qat: quantization-aware training; prune: magnitude pruning; pqat: QAT that keeps a
 # pruned parent's zeros; cluster: weight clustering (weight sharing).
 METHODS = ("qat", "prune", "pqat", "cluster")
-QUANTIZED = ("qat", "pqat")          # methods whose model is quantize-wrapped (export reads this)
+from ..runs import QUANTIZED  # noqa: E402,F401 - the run spine owns it; compress and bench read it from there
 
 
 @dataclass

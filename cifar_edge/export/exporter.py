@@ -15,19 +15,15 @@ from pathlib import Path
 import numpy as np
 
 from .. import console
-from ..compress.config import QUANTIZED
 from ..data import limit_images, prepare_images
 from ..errors import CifarEdgeError
 from ..fileio import atomic_path, read_json, write_json, write_text, remove_stale_temps
 from ..formats import QAT_INT8_ONLY, ExportOptions, Format, file_name, get_variant, qat_allows, validate, variant_name
 from ..formats.keras import keras_runner
-from ..runs import RunFolder, load_model, load_run, run_data
+from ..runs import MANIFEST, RunFolder, load_model, load_run, run_data
 from ..versions import versions
 from ..formats import ExportContext
 from .parity import agreement, class_drift, file_facts, overall_drift, per_class_accuracy, top1
-
-MANIFEST = "export.json"
-
 
 @dataclass(frozen=True)
 class ExportConfig:
@@ -109,7 +105,7 @@ def prepare(loaded, cfg: ExportConfig, calibrate: bool) -> tuple[ExportContext, 
     when ``calibrate``) and the held-out images with the Keras outputs files are checked against."""
     data = run_data(loaded, cfg.data)
     size, norm = loaded.input_size, loaded.norm
-    qat = (loaded.config.get("optimize") or {}).get("method") in QUANTIZED
+    qat = loaded.quantization_aware
     ctx = ExportContext(
         model=loaded.model, class_names=loaded.class_names, norm=norm, input_size=size,
         calibration=_calibration(data, cfg.calibration_images, norm, size) if calibrate else None,
@@ -135,8 +131,8 @@ def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=No
     loaded = load_run(run_dir)
     out = Path(out_dir) if out_dir else loaded.run.export_dir
     remove_stale_temps(out)          # half-written files of an export that was killed
-    optimize = loaded.config.get("optimize") or {}
-    qat = optimize.get("method") in QUANTIZED
+    qat = loaded.quantization_aware
+    variants = _applicable(loaded, variants)
     if qat:
         refused = [variant_name(f, o) for f, o in variants if not qat_allows(f, o)]
         if refused and len(refused) == len(variants):
@@ -184,6 +180,20 @@ def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=No
     if android_dir is not None:
         _drop_into_app(out / entries[0]["file"], loaded.class_names, Path(android_dir))
     return entries
+
+
+def _applicable(loaded, variants):
+    """The variants this run's source can be made into: the others are skipped, saying why (all of
+    them refused: one error)."""
+    from ..source_models import refusal
+    refused = {variant_name(f, o): refusal(loaded.config, f.name, o) for f, o in variants}
+    refused = {name: why for name, why in refused.items() if why}
+    if refused and len(refused) == len(variants):
+        name, why = next(iter(refused.items()))
+        raise CifarEdgeError(f"{name} cannot be made from this imported {loaded.source} model: {why}")
+    for name, why in refused.items():
+        console.warn(f"skipping {name}: {why}")
+    return [(f, o) for f, o in variants if variant_name(f, o) not in refused]
 
 
 def _repaired(ctx, check: _Check, variant, out: Path, cfg: ExportConfig, command: str):

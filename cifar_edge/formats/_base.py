@@ -341,4 +341,11 @@ class ExportContext:
                 **({"float_layers": list(opts.float_layers)} if opts.float_layers else {})}
 
 
+def imported_converter(model, name: str):
+    """An imported model's own converter ``name`` (saved_model, onnx, tflite), or None: for a
+    tf_keras model, and for converters its kind does not have."""
+    from ..source_models import SourceModel
+    return getattr(model, name, None) if isinstance(model, SourceModel) else None
+
+
 FOLDED_NORMALIZATION = "normalization_in_graph"   # metadata key: the graph normalizes; the file takes raw pixels

@@ -11,7 +11,7 @@ import numpy as np
 
 from .._tf import tf
 from ..errors import CifarEdgeError
-from ._base import ExportOptions
+from ._base import ExportOptions, imported_converter
 
 
 def _first_line(e: Exception) -> str:
@@ -42,7 +42,20 @@ def _quiet_converters():
 
 
 def float_onnx(ctx, path: Path, opset: int):
+    """The float .onnx of the context's model: tf2onnx for a tf_keras model; an imported model
+    writes its own (its kind knows how: a traced Keras 3 call, the ONNX graph itself, torch)."""
     import tf2onnx
+    own = imported_converter(ctx.model, "onnx")
+    if own is not None:
+        try:
+            with _quiet_converters():
+                own(path, opset)
+        except CifarEdgeError:
+            raise
+        except Exception as e:  # noqa: BLE001 - each converter raises its own types
+            raise CifarEdgeError(f"the {ctx.model.kind} model could not be converted to ONNX: {_first_line(e)}; "
+                                 "try another --opset or export TFLite") from None
+        return
     size = ctx.input_size
     signature = (tf.TensorSpec((None, size, size, 3), tf.float32, name="image"),)
     try:

@@ -13,7 +13,7 @@ import numpy as np
 from .. import __version__
 from .._tf import tf
 from ..errors import CifarEdgeError
-from ._base import ExportOptions
+from ._base import ExportOptions, imported_converter
 
 _IO_DTYPES = {"int8": tf.int8, "uint8": tf.uint8}
 
@@ -26,6 +26,11 @@ def _saved_model(ctx) -> str | None:
     if ctx.saved_model is None:
         work = tempfile.mkdtemp(prefix="cifar-edge-savedmodel-")
         weakref.finalize(ctx, shutil.rmtree, work, True)
+        own = imported_converter(ctx.model, "saved_model")     # an imported model saves itself (Keras 3: model.export)
+        if own is not None:
+            own(work)
+            ctx.saved_model = work
+            return work
         try:
             tf.saved_model.save(ctx.model, work, options=tf.saved_model.SaveOptions(save_debug_info=True))
             ctx.saved_model = work
@@ -92,7 +97,11 @@ def quantize_calibrated(calibrated: bytes, opts) -> bytes:
 def convert(ctx, opts) -> bytes:
     """The bare flatbuffer (no metadata) for ``ctx.model`` under ``opts``, converted once per
     export context: the --max-drop search measures the file it then exports, and the ONNX
-    from-tflite variant reuses the int8 .tflite."""
+    from-tflite variant reuses the int8 .tflite.  An imported model with a converter of its
+    own (PyTorch: litert-torch) makes it itself."""
+    own = imported_converter(ctx.model, "tflite")
+    if own is not None and opts not in ctx.flatbuffers:
+        ctx.flatbuffers[opts] = _run_converter(lambda: own(opts, ctx.calibration))
     if opts not in ctx.flatbuffers:
         ctx.flatbuffers[opts] = (quantize_calibrated(calibrated_model(ctx), opts) if opts.float_layers
                                  else _run_converter(lambda: _converter(ctx, opts).convert()))
