@@ -320,7 +320,7 @@ def explain(
     from .evaluate import explain_images
     from .runs import load_run
     loaded = load_run(run)
-    results = explain_images(loaded.model, [str(p) for p in images], loaded.norm, loaded.input_size,
+    results = explain_images(loaded.require_keras("Grad-CAM (explain)"), [str(p) for p in images], loaded.norm, loaded.input_size,
                              loaded.class_names, out_dir or loaded.run.root / "explain")
     for r in results:
         stdout.print(f"{r['image']}: {r['top1']} ({r['confidence']:.1%}) -> {r['path']}")

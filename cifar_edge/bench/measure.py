@@ -45,7 +45,7 @@ class Context:
     labels: np.ndarray
     split: str
     class_names: list
-    flops: int                    # per image, of the run's Keras model
+    flops: int | None             # per image, of the run's Keras model (None: an import without one)
     float_ref: dict               # top1/top5/per_class_top1 of the float model drops are measured against
     phone: object = None          # android.Phone when --device is given
     keras_outputs: np.ndarray | None = None         # the run's Keras model on ``images``
@@ -272,8 +272,8 @@ def _derive(row: dict, ctx: Context):
     p50 = row["latency"]["p50_ms"]
     best = max((t["images_per_s"] for t in row.get("throughput") or []), default=None)
     row["flops"] = ctx.flops
-    row["gops"] = ctx.flops / (p50 / 1e3) / 1e9 if p50 else None
-    row["gops_batch"] = ctx.flops * best / 1e9 if best else None
+    row["gops"] = ctx.flops / (p50 / 1e3) / 1e9 if p50 and ctx.flops else None
+    row["gops_batch"] = ctx.flops * best / 1e9 if best and ctx.flops else None
     if row["device"] == "cpu":
         row["peak_gops"] = peak_for(ctx.peak, row["peak_kind"], row["threads"])
         if row["peak_gops"]:

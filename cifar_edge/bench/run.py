@@ -9,7 +9,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .. import console
-from ..compress.config import QUANTIZED
 from ..data import limit_images, prepare_images
 from ..errors import CifarEdgeError
 from ..export import file_accuracy
@@ -17,7 +16,7 @@ from ..versions import versions
 from ..models import count_flops
 from ..formats import default_threads, gpu_missing
 from ..formats.keras import keras_runner
-from ..runs import RunFolder, load_run, run_data
+from ..runs import QUANTIZED, RunFolder, load_run, run_data
 from .config import BenchConfig
 from .measure import Context, row_count, target_rows
 from .peak import measure_peak
@@ -84,12 +83,14 @@ def _bench_one(ref: RunRef, cfg: BenchConfig, peak: dict, phone, parent_float: d
         return _unusable(ref, cfg, str(e)), None, None
     images, labels, split = _test_images(loaded, cfg.limit)
     console.info(f"benching {ref.root} ({ref.label}): {len(labels)} {split} images, {len(targets)} variants")
-    keras_outputs = keras_runner(loaded.model).predict(images)
-    own = {**file_accuracy(keras_outputs, labels, loaded.class_names, "keras"), "source": f"{ref.label} Keras model"}
+    keras_outputs = keras_runner(loaded.model).predict(images)      # the reference: Keras, or an import's own runtime
+    runtime = (loaded.config.get("source") or {}).get("runtime", "keras")
+    own = {**file_accuracy(keras_outputs, labels, loaded.class_names, runtime),
+           "source": f"{ref.label} Keras model" if loaded.source == "trained" else f"imported {loaded.source} model ({runtime})"}
     # config.json's FLOPs: count_flops cannot see through a QAT model's quantize wrappers.
     # A QAT model is already fake-quantized: its int8 loss shows only against the float parent.
     float_ref = parent_float if ref.method in QUANTIZED and parent_float else own
-    ctx = Context(cfg, peak, images, labels, split, loaded.class_names, loaded.config.get("flops") or count_flops(loaded.model), float_ref, phone,
+    ctx = Context(cfg, peak, images, labels, split, loaded.class_names, _flops(loaded), float_ref, phone,
                   keras_outputs=keras_outputs)
     rows = []
     total = sum(row_count(t, ctx) for t in targets if t.status == "ok")
@@ -97,6 +98,13 @@ def _bench_one(ref: RunRef, cfg: BenchConfig, peak: dict, phone, parent_float: d
         for t in targets:
             rows += target_rows(ref, t, ctx, advance)
     return rows, own, list(loaded.class_names)
+
+
+def _flops(loaded) -> int | None:
+    """config.json's FLOPs, else counted on the tf_keras model; None for an import without one."""
+    if loaded.config.get("flops"):
+        return loaded.config["flops"]
+    return count_flops(loaded.keras) if loaded.keras is not None else None
 
 
 def _unusable(ref: RunRef, cfg: BenchConfig, reason: str) -> list[dict]:

@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..compress.config import QUANTIZED
 from ..errors import CifarEdgeError
 from ..export import ExportOptions, Format, export_run, read_failures, read_manifest
 from ..formats import QAT_INT8_ONLY, file_name, qat_allows, variant_name
 from ..export.parity import file_facts
 from ..fileio import read_json
-from ..runs import RunFolder
+from ..runs import QUANTIZED, RunFolder, source_kind
+from ..source_models import refusal
 
 
 @dataclass
@@ -113,6 +113,7 @@ def prepare_targets(ref: RunRef, variants, export: bool = True, export_cfg=None,
     exporting what is missing or stale."""
     run = RunFolder(ref.root)
     model = run.require_model()
+    config = run.read_config()
     out = run.export_dir
     manifest, failed = read_manifest(out), read_failures(out)
     targets, pending = [], []
@@ -122,6 +123,10 @@ def prepare_targets(ref: RunRef, variants, export: bool = True, export_cfg=None,
         targets.append(t)
         if ref.method in QUANTIZED and not qat_allows(fmt, opts):
             t.status, t.path, t.reason = "skipped", None, f"{ref.method} run: {QAT_INT8_ONLY}"
+            continue
+        why = refusal(config, fmt.name, opts)
+        if why:
+            t.status, t.path, t.reason = "skipped", None, f"imported {source_kind(config)} model: {why}"
             continue
         state = _state(fmt, path, manifest.get(path.name), model)
         if state == "ok":

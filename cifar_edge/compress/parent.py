@@ -15,6 +15,13 @@ def parent_method(config: dict) -> str | None:
 
 def check_parent(method: str, root: Path, config: dict):
     """Raise CifarEdgeError when ``method`` cannot start from the run at ``root``."""
+    from ..runs import source_kind
+    kind = source_kind(config)
+    if kind != "trained":
+        why = ("tfmot 0.8 takes tf_keras models only (no Keras 3, ONNX or PyTorch)" if kind != "tf_keras" else
+               "an imported model has no training recipe here to fine-tune it with")
+        raise CifarEdgeError(f"--{method} cannot start from {root}, an imported {kind} model: {why}; export it with "
+                             "--int8 (PTQ) and repair it with --max-drop instead")
     before = parent_method(config)
     origin = config.get("parent") or "its float parent"
     if method == "pqat" and before != "prune":
