@@ -192,7 +192,7 @@ def import_model(model_path, data: str, out, labels=None, input_size: int | None
         raise CifarEdgeError(f"the model has {classes} outputs but {ds.name} has {ds.num_classes} classes; pass the "
                              "--data it was trained for (or a model for this data)")
     class_names = _read_labels(labels, ds.num_classes, ds.class_names)
-    files = _source_files(src)
+    files = _source_files(src.resolve())
     digest = _sha256(files)
     run = RunFolder(out)
     with run.new("cifar-edge import", "choose a new --out for the imported run"):
@@ -202,7 +202,7 @@ def import_model(model_path, data: str, out, labels=None, input_size: int | None
         else:
             copy.parent.mkdir(parents=True, exist_ok=True)
             for f in files:
-                shutil.copy2(f, copy.parent / f.relative_to(src.parent))
+                shutil.copy2(f, copy.parent / f.relative_to(src.resolve().parent))
         if keras_model is not None:
             save_model(keras_model, run.model_h5)
         console.info(f"evaluating it on {len(ds.x_test):,} {ds.name} test images ({facts['runtime']}) ...")
@@ -212,7 +212,7 @@ def import_model(model_path, data: str, out, labels=None, input_size: int | None
         outputs = "softmax" if is_probabilities(probe) and is_probabilities(model(
             np.random.default_rng(0).uniform(-2, 2, (2, size, size, 3)).astype(np.float32))) else "logits"
         source = {"kind": kind.name, "file": str(copy.relative_to(run.root)), "sha256": digest,
-                  "original": str(src.resolve()), "files": [str(f.relative_to(src if src.is_dir() else src.parent))
+                  "original": str(src.resolve()), "files": [str(f.relative_to(src.resolve() if src.is_dir() else src.resolve().parent))
                                                            for f in files],
                   "layout": layout, "preprocessing": preprocessing, "outputs": outputs, "runtime": facts["runtime"],
                   "custom_objects": custom_objects, "trusted_code": bool(trust_model)}
