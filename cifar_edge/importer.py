@@ -20,7 +20,7 @@ from . import console
 from .errors import CifarEdgeError
 from .fileio import write_json, write_text
 from .runs import RunFolder, save_model, trust_model_code
-from .source_models import ImportOptions, SourceModel, detect_kind
+from .source_models import ImportOptions, SourceModel, detect_kind, image_layout
 from .versions import versions
 
 LAYOUTS = ("nhwc", "nchw")
@@ -71,22 +71,6 @@ def _keras_input(model):
     if isinstance(shape, list):
         raise CifarEdgeError(f"the model takes {len(shape)} inputs; cifar-edge imports single-image classifiers")
     return tuple(shape)
-
-
-def _check_image_input(shape, layout: str | None):
-    """(layout, height, width) of a 4-D image input, or one line saying it is not a 3-channel image."""
-    dims = list(shape)
-    if len(dims) != 4 or 3 not in (dims[1], dims[3]):
-        raise CifarEdgeError(f"the model's input has shape {dims}, not a batch of 3-channel images (N, H, W, 3) or "
-                             "(N, 3, H, W); cifar-edge imports RGB image classifiers")
-    if layout is None:
-        if dims[3] == 3 and dims[1] != 3:
-            layout = "nhwc"
-        elif dims[1] == 3 and dims[3] != 3:
-            layout = "nchw"
-        else:
-            raise CifarEdgeError(f"the input shape {dims} could be NCHW or NHWC; pass --layout nhwc or --layout nchw")
-    return (layout, *(dims[1:3] if layout == "nhwc" else dims[2:4]))
 
 
 def _fixed_keras(model, layout: str, size: int):
@@ -173,7 +157,7 @@ def import_model(model_path, data: str, out, labels=None, input_size: int | None
     if keras_model is None:
         layout, height, width = model.layout, model.input_shape[1], model.input_shape[2]
     else:
-        layout, height, width = _check_image_input(shape, layout)
+        layout, height, width = image_layout(shape, layout)
     if height is not None and height != width:
         raise CifarEdgeError(f"the model's input is {height}x{width}; cifar-edge's files take square images")
     if height is not None and input_size is not None and input_size != height:

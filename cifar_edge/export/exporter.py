@@ -109,7 +109,8 @@ def prepare(loaded, cfg: ExportConfig, calibrate: bool) -> tuple[ExportContext, 
     ctx = ExportContext(
         model=loaded.model, class_names=loaded.class_names, norm=norm, input_size=size,
         calibration=_calibration(data, cfg.calibration_images, norm, size) if calibrate else None,
-        qat=qat, name=f"{loaded.config['train']['model']} ({loaded.run.root.name})")
+        qat=qat, output_is_logits=(loaded.config.get("source") or {}).get("outputs") != "softmax",
+        name=f"{loaded.config['train']['model']} ({loaded.run.root.name})")
     x, y, split = data.held_out()
     x, y = limit_images(x, y, cfg.check_images)
     images = prepare_images(x, norm, size)

@@ -319,6 +319,7 @@ class ExportContext:
     input_size: int
     calibration: np.ndarray           # normalized float32 training images, (N, H, W, 3)
     qat: bool = False                 # the model was trained quantization-aware
+    output_is_logits: bool = True     # False: the model ends in a softmax (an imported one may)
     name: str = "cifar-edge model"
     description: str = ""
     repair: dict | None = None        # the --max-drop search behind this export, for its manifest entry
@@ -336,7 +337,7 @@ class ExportContext:
         if folded:
             norm = {"mean": [0.0] * 3, "std": [1.0] * 3, FOLDED_NORMALIZATION: norm}
         return {"input_size": int(self.input_size), **norm, "input_dtype": opts.input_dtype,
-                "output_is_logits": True, "labels": list(self.class_names),
+                "output_is_logits": bool(self.output_is_logits), "labels": list(self.class_names),
                 "quantization": opts.quantization, "qat": bool(self.qat),
                 **({"float_layers": list(opts.float_layers)} if opts.float_layers else {})}
 

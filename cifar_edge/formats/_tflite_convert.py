@@ -229,6 +229,54 @@ def fold_normalization(tflite_bytes: bytes, mean, std) -> bytes:
     return pack_model(model)
 
 
+def retype_io(tflite_bytes: bytes, io: str) -> bytes:
+    """An int8-I/O model (what litert-torch's PT2E int8 writes) with ``io`` input and output, as
+    TensorFlow's converter writes them: float32 (a QUANTIZE in front, a DEQUANTIZE behind) or uint8
+    (a QUANTIZE each way, zero point moved by 128).  int8 returns the model as it is."""
+    if io == "int8":
+        return tflite_bytes
+    from ai_edge_litert import schema_py_generated as tfl
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from ._tflite_metadata import pack_model
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
+    graph = model.subgraphs[0]
+    old_in, old_out = graph.inputs[0], graph.outputs[0]
+    for index in (old_in, old_out):
+        q = graph.tensors[index].quantization
+        if graph.tensors[index].type != tfl.TensorType.INT8 or q is None or q.scale is None or len(q.scale) != 1:
+            raise CifarEdgeError("the int8 model's input or output is not one int8 tensor with one scale; "
+                                 "cannot give it float or uint8 I/O: export --io int8")
+    kind = tfl.TensorType.FLOAT32 if io == "float" else tfl.TensorType.UINT8
+
+    def outer(index: int) -> int:
+        inner = graph.tensors[index]
+        tensor = _clone_tensor(inner, tfl)
+        tensor.type, tensor.buffer = kind, 0
+        tensor.quantization = None if io == "float" else _quantization(
+            tfl, inner.quantization.scale, np.asarray(inner.quantization.zeroPoint) + 128)
+        inner.name += b"/int8"
+        graph.tensors.append(tensor)
+        return len(graph.tensors) - 1
+
+    new_in, new_out = outer(old_in), outer(old_out)
+
+    def operator(builtin: int, src: int, dst: int):
+        op = tfl.OperatorT()
+        op.opcodeIndex = _opcode(model, tfl, builtin, 2)
+        op.inputs, op.outputs = [src], [dst]
+        return op
+
+    graph.operators.insert(0, operator(tfl.BuiltinOperator.QUANTIZE, new_in, old_in))
+    graph.operators.append(operator(tfl.BuiltinOperator.DEQUANTIZE if io == "float" else tfl.BuiltinOperator.QUANTIZE,
+                                    old_out, new_out))
+    graph.inputs, graph.outputs = [new_in], [new_out]
+    for signature in model.signatureDefs or []:
+        for entry in [*(signature.inputs or []), *(signature.outputs or [])]:
+            entry.tensorIndex = {old_in: new_in, old_out: new_out}.get(entry.tensorIndex, entry.tensorIndex)
+    return pack_model(model)
+
+
 def _clone_tensor(tensor, tfl, suffix: bytes = b""):
     out = tfl.TensorT()
     out.shape, out.type, out.name = list(tensor.shape), tensor.type, tensor.name + suffix

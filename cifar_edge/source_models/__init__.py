@@ -7,7 +7,7 @@ import pkgutil
 from pathlib import Path
 
 from ..errors import CifarEdgeError
-from ._base import KINDS, ImportOptions, SourceKind, SourceModel, register
+from ._base import KINDS, ImportOptions, SourceKind, SourceModel, image_layout, register
 
 
 def _discover():
@@ -53,4 +53,4 @@ def open_source(run, config: dict) -> SourceModel:
     return model
 
 
-__all__ = ["KINDS", "ImportOptions", "SourceKind", "SourceModel", "detect_kind", "open_source", "refusal", "register"]
+__all__ = ["KINDS", "ImportOptions", "SourceKind", "SourceModel", "detect_kind", "image_layout", "open_source", "refusal", "register"]

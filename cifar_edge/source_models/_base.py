@@ -13,6 +13,8 @@ from typing import Callable
 
 import numpy as np
 
+from ..errors import CifarEdgeError
+
 
 @dataclass(frozen=True)
 class ImportOptions:
@@ -54,6 +56,7 @@ class SourceKind:
     tfmot: bool = False               # QAT, pruning and clustering apply (tf_keras only)
     makes: tuple = ("keras", "tflite", "onnx")    # the formats it converts to itself (OpenVINO reads the .onnx)
     why_not: str = ""                 # why the formats it does not make are missing
+    extra_refusal: Callable | None = None   # extra_refusal(format name, options) -> why not, for option limits
 
     def refusal(self, fmt_name: str, opts) -> str | None:
         """Why (format, options) cannot be made from this kind of source, or None."""
@@ -66,7 +69,7 @@ class SourceKind:
             return self.why_not or f"a {self.name} source has no {fmt_name} converter"
         if fmt_name == "onnx" and getattr(opts, "from_tflite", False) and "tflite" not in self.makes:
             return "--from-tflite needs the int8 .tflite, which this source cannot make: " + self.why_not
-        return None
+        return self.extra_refusal(fmt_name, opts) if self.extra_refusal is not None else None
 
 
 KINDS: dict[str, SourceKind] = {}
@@ -96,3 +99,19 @@ def keras_version(path) -> str | None:
             return (v.decode() if isinstance(v, bytes) else str(v)) if v is not None else None
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None
+
+
+def image_layout(shape, layout: str | None = None):
+    """(layout, height, width) of a 4-D image input, or one line saying it is not a 3-channel image."""
+    dims = list(shape)
+    if len(dims) != 4 or 3 not in (dims[1], dims[3]):
+        raise CifarEdgeError(f"the model's input has shape {dims}, not a batch of 3-channel images (N, H, W, 3) or "
+                             "(N, 3, H, W); cifar-edge imports RGB image classifiers")
+    if layout is None:
+        if dims[3] == 3 and dims[1] != 3:
+            layout = "nhwc"
+        elif dims[1] == 3 and dims[3] != 3:
+            layout = "nchw"
+        else:
+            raise CifarEdgeError(f"the input shape {dims} could be NCHW or NHWC; pass --layout nhwc or --layout nchw")
+    return (layout, *(dims[1:3] if layout == "nhwc" else dims[2:4]))

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CifarEdgeError
-from ._base import SourceKind, SourceModel, register
+from ._base import SourceKind, SourceModel, image_layout, register
 
 
 def _detect(path: Path) -> bool:
@@ -41,19 +41,6 @@ def external_files(path: Path) -> list[Path]:
     return files
 
 
-def _layout(shape, asked: str | None) -> str:
-    dims = [d if isinstance(d, int) else None for d in shape]
-    if len(dims) != 4 or (dims[1] != 3 and dims[3] != 3):
-        raise CifarEdgeError(f"the model's input has shape {list(shape)}, not a 3-channel image batch "
-                             "(N, H, W, 3) or (N, 3, H, W); cifar-edge imports image classifiers")
-    guess = "nchw" if dims[1] == 3 and dims[3] != 3 else "nhwc" if dims[3] == 3 and dims[1] != 3 else None
-    if asked:
-        return asked
-    if guess is None:
-        raise CifarEdgeError(f"the input shape {list(shape)} could be NCHW or NHWC; pass --layout nchw or --layout nhwc")
-    return guess
-
-
 def nhwc_graph(path: Path, layout: str):
     """The model (external data loaded) with an NHWC float input named ``image``: a Transpose in front
     of an NCHW graph, so every file made from it takes what every other file takes."""
@@ -83,8 +70,7 @@ def _load(path: Path, options):
     except Exception as e:  # noqa: BLE001 - onnxruntime's own exception types
         raise CifarEdgeError(f"onnxruntime cannot load {path} ({str(e).splitlines()[0][:140]}); export it again") from None
     inp, out = sess.get_inputs()[0], sess.get_outputs()[0]
-    layout = _layout(inp.shape, options.layout)
-    hw = inp.shape[2:4] if layout == "nchw" else inp.shape[1:3]
+    layout, *hw = image_layout([d if isinstance(d, int) else None for d in inp.shape], options.layout)
     if not all(isinstance(d, int) for d in hw):
         raise CifarEdgeError(f"the model's input has no fixed height and width ({list(inp.shape)}); re-export it "
                              "with a fixed input size")
