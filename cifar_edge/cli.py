@@ -224,7 +224,8 @@ def _floats(flag: str, value: Optional[str]):
 @friendly
 def import_(
     model: Annotated[Path, typer.Argument(help="The model: a tf_keras .h5/.keras, a Keras SavedModel folder, a Keras 3 "
-                                               ".keras/.h5, an .onnx (external data beside it), or a PyTorch "
+                                               ".keras/.h5, a plain TF SavedModel folder (tf.saved_model.save, Keras 3's "
+                                               "model.export), an .onnx (external data beside it), or a PyTorch "
                                                "ExportedProgram .pt2 (torch.export.save; needs pip install -e '.[torch]').")],
     data: Annotated[str, typer.Option(help="The data it classifies: cifar10, cifar100, or a path (as train takes); "
                                            "its test split is evaluated, its training images calibrate int8.")],
@@ -413,8 +414,8 @@ def export(
     with _results_only(as_json):
         entries = export_run(run, chosen, out, cfg, command=" ".join(["cifar-edge", *sys.argv[1:]]),
                              android_dir=android, failures=failures)
-    from .runs import RunFolder
-    manifest = Path(out or RunFolder(run).export_dir) / "export.json"
+    from .runs import MANIFEST, RunFolder
+    manifest = Path(out) / MANIFEST if out else RunFolder(run).manifest
     if as_json:
         _print_json({"run": str(run), "manifest": str(manifest), "entries": entries, "failures": failures or {}})
     else:
@@ -649,6 +650,7 @@ def quickstart(
     """The toolkit in a few minutes: train on real data where it can be had, export float and int8
     TFLite and ONNX, bench them, and print each file's top-1, size and latency."""
     from .quickstart import run_quickstart
+    from .runs import RunFolder
     r = run_quickstart(out_dir, epochs=epochs)
     m = r["metrics"]
     stdout.print(f"data: {r['data']}")
@@ -676,7 +678,7 @@ def quickstart(
         stdout.print(f"  # {what}\n  {command}")
     if r["export_failures"]:
         raise CifarEdgeError(f"{len(r['export_failures'])} file(s) failed their check "
-                             f"({', '.join(r['export_failures'])}); the reasons are in {Path(r['export_dir']) / 'export.json'}")
+                             f"({', '.join(r['export_failures'])}); the reasons are in {RunFolder(r['run']).manifest}")
 
 
 def main():

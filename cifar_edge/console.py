@@ -102,6 +102,20 @@ def without_notes(logger: str | None, log_text: str, warning: str):
         target.removeFilter(drop)
 
 
+@contextlib.contextmanager
+def chatter_hidden():
+    """For the block, unless verbose: what a converter prints on Python's stdout and stderr and the
+    warnings it raises (litert-torch's progress lines, torch.onnx's steps, JAX's note on os.fork)
+    go nowhere; our own errors still reach the user as exceptions."""
+    if verbose():
+        yield
+        return
+    with open(os.devnull, "w") as sink, contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink), \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
 def set_quiet(quiet: bool):
     global _quiet
     _quiet = quiet

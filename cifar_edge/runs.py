@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -374,6 +374,13 @@ class LoadedRun:
     def quantization_aware(self) -> bool:
         return is_quantization_aware(self.config)
 
+    _data: dict = field(default_factory=dict, repr=False)   # run_data's splits, loaded once per process
+
+
+def as_loaded(run) -> "LoadedRun":
+    """``run`` itself when it is already loaded (bench hands export the run it holds), else loaded."""
+    return run if isinstance(run, LoadedRun) else load_run(run)
+
 
 def load_run(run_dir) -> LoadedRun:
     run = RunFolder(run_dir)
@@ -430,7 +437,14 @@ class RunData:
 
 
 def run_data(loaded: LoadedRun, data: str | None = None) -> RunData:
-    """Reload the run's dataset (or ``data``) and redo its seeded limit and train/val split."""
+    """Reload the run's dataset (or ``data``) and redo its seeded limit and train/val split; once
+    per loaded run and source (bench and the export it starts share it)."""
+    if data not in loaded._data:
+        loaded._data[data] = _run_data(loaded, data)
+    return loaded._data[data]
+
+
+def _run_data(loaded: LoadedRun, data: str | None) -> RunData:
     from .data import limit_images, load_dataset, train_val
     cfg = loaded.config["train"]
     ds = load_dataset(data or data_source(loaded.config), labels=cfg.get("labels", "fine"), verify=cfg.get("verify", True),

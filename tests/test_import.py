@@ -102,13 +102,18 @@ def _pipeline(run, data, tmp_path, source_top1_key="top1"):
         "--runtime", "openvino")
     bench = json.loads((run / "bench" / "bench.json").read_text())
     ok = [r for r in bench["rows"] if r["status"] == "ok"]
-    assert ok and all(r["agreement"] >= 0.97 for r in ok), [(r["variant"], r["runtime"], r["agreement"]) for r in ok]
+    floats = [r for r in ok if r["variant"].endswith("float32")]
+    assert floats and all(r["agreement_keras"] >= 0.995 for r in floats), [(r["variant"], r["agreement_keras"]) for r in floats]
+    # quantized files of a 40% model flip near-tied answers without losing accuracy: their drop is
+    # checked on export.json's figures; here only that none is broken
+    assert all(r["agreement_keras"] >= 0.8 for r in ok), [(r["variant"], r["runtime"], r["agreement_keras"]) for r in ok]
     assert "top1" in json.loads(cli("evaluate", run, "--json", "--limit", "300").stdout)["metrics"]
     from PIL import Image
     image = tmp_path / "photo.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 255, (40, 50, 3), dtype=np.uint8)).save(image)
     top = json.loads(cli("predict", run, image, "--json").stdout)[0]["top"]
-    assert len(top) == 5 and abs(sum(t["probability"] for t in top) - 1) < 0.01
+    probabilities = [t["probability"] for t in top]
+    assert len(top) == 5 and probabilities == sorted(probabilities, reverse=True) and sum(probabilities) <= 1.001
     return manifest
 
 
@@ -160,6 +165,20 @@ def test_keras3_model_through_the_pipeline(keras3_file, data, tmp_path):
         compare(run, data[3][:200], tmp_path)
 
 
+def test_a_plain_savedmodel_from_keras3_export(keras3_file, data, tmp_path):
+    """Keras 3's ``model.export`` folder (no Keras metadata): its signature is the reference."""
+    import keras as keras3
+    folder = tmp_path / "exported"
+    keras3.saving.load_model(keras3_file).export(str(folder), verbose=False)
+    run = tmp_path / "run"
+    cli("import", folder, "--data", data[0], "--out", run)
+    config = json.loads((run / "config.json").read_text())
+    assert config["source"]["kind"] == "saved_model" and config["source"]["runtime"] == "tensorflow"
+    cli("export", run, "--variant", "tflite-float32", "--variant", "tflite-int8", "--variant", "onnx-float32", *FAST_EXPORT)
+    exports = _check_files(run, json.loads((run / "export" / "export.json").read_text()))
+    assert set(exports) == {"tflite-float32", "tflite-int8", "onnx-float32"}
+
+
 @pytest.fixture(scope="module")
 def torch_onnx(data, tmp_path_factory):
     """A PyTorch CNN trained on the real images (NCHW, normalized outside the graph), as a user's
@@ -193,6 +212,8 @@ def torch_onnx(data, tmp_path_factory):
     path = folder / "net.onnx"
     onnx.save(onnx.load(str(plain)), str(path), save_as_external_data=True, location="net.onnx.data", size_threshold=0)
     plain.unlink()
+    program = torch.export.export(net, (torch.zeros(2, 3, 32, 32),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, str(folder / "net.pt2"))
     return path, mean, std, top1
 
 
@@ -214,9 +235,34 @@ def test_torch_onnx_agrees_with_torch_on_onnxruntime_and_openvino(torch_onnx, da
     rows = json.loads((run / "bench" / "bench.json").read_text())["rows"]
     float_rows = [r for r in rows if r["status"] == "ok" and "float32" in r["variant"]]
     assert {r["runtime"] for r in float_rows} == {"onnxruntime", "openvino"}
-    assert all(r["agreement"] >= 0.995 for r in float_rows), [(r["variant"], r["agreement"]) for r in float_rows]
+    assert all(r["agreement_keras"] >= 0.995 for r in float_rows), [(r["variant"], r["agreement_keras"]) for r in float_rows]
     skipped = [r for r in rows if r["variant"].startswith("tflite")]
     assert skipped and all(r["status"] == "skipped" and "TFLite" in r["reason"] for r in skipped)
+
+
+def test_pytorch_pt2_to_nhwc_tflite_onnx_and_openvino(torch_onnx, data, tmp_path):
+    """The same network as a torch ExportedProgram: litert-torch's float32 and int8 files (float
+    and uint8 I/O) take NHWC raw pixels with the normalization folded in, MediaPipe reads them,
+    and every file is checked against torch."""
+    pytest.importorskip("litert_torch", reason="the torch extra is not installed: pip install -e '.[torch]'")
+    from ai_edge_litert.interpreter import Interpreter
+    onnx_path, mean, std, torch_top1 = torch_onnx
+    run = tmp_path / "run"
+    fmt = lambda v: ",".join(f"{c:.5f}" for c in v)  # noqa: E731
+    cli("import", onnx_path.with_suffix(".pt2"), "--data", data[0], "--out", run, "--mean", fmt(mean), "--std", fmt(std))
+    config = json.loads((run / "config.json").read_text())
+    assert config["source"]["kind"] == "torch" and config["source"]["layout"] == "nchw"
+    assert abs(json.loads((run / "metrics.json").read_text())["top1"] - torch_top1) <= 0.002
+    wanted = ("tflite-float32", "tflite-int8", "tflite-int8-io-uint8", "onnx-float32", "openvino-float32")
+    cli("export", run, *[a for v in wanted for a in ("--variant", v)], *FAST_EXPORT)
+    exports = _check_files(run, json.loads((run / "export" / "export.json").read_text()))
+    assert set(exports) == set(wanted)
+    for name in ("tflite-float32", "tflite-int8", "tflite-int8-io-uint8"):
+        interpreter = Interpreter(model_path=str(run / "export" / exports[name]["file"]))
+        assert list(interpreter.get_input_details()[0]["shape"][1:]) == [32, 32, 3], name    # NHWC
+    refused(cli("export", run, "--variant", "tflite-fp16", check=False), "litert-torch")
+    if MEDIAPIPE.is_file():
+        compare(run, data[3][:200], tmp_path)
 
 
 # --------------------------------------------------------------------------- bad input
@@ -286,11 +332,14 @@ def test_a_lambda_model_never_runs_without_trust_model(data, tmp_path):
     run = tmp_path / "run"
     refused(cli("import", path, "--data", data[0], "--out", run, check=False), "Lambda", "--trust-model")
     assert not run.exists() and not marker.exists()
-    keras_version = path.with_suffix(".keras")
-    keras.models.load_model(path, compile=False).save(keras_version)
+    loaded = keras.models.load_model(path, compile=False)
+    keras_version, saved_model = path.with_suffix(".keras"), tmp_path / "lambda_savedmodel"
+    loaded.save(keras_version)
+    keras.models.save_model(loaded, saved_model, save_format="tf")
     marker.unlink(missing_ok=True)
-    refused(cli("import", keras_version, "--data", data[0], "--out", run, check=False), "Lambda", "--trust-model")
-    assert not marker.exists()
+    for hostile in (keras_version, saved_model):
+        refused(cli("import", hostile, "--data", data[0], "--out", run, check=False), "Lambda", "--trust-model")
+        assert not run.exists() and not marker.exists(), hostile
 
     # A shared run folder whose model.h5 was swapped for the hostile one.
     plain = _keras_file(tmp_path, "plain.h5")
@@ -309,6 +358,6 @@ def test_a_lambda_model_never_runs_without_trust_model(data, tmp_path):
 
 
 def test_import_help_names_every_source_kind():
-    out = cli("import", "--help").stdout
-    for words in ("tf_keras", "SavedModel", "Keras 3", ".onnx", ".pt2"):
+    out = " ".join(cli("import", "--help").stdout.split())      # the help wraps at the terminal's width
+    for words in ("tf_keras", "SavedModel", "Keras 3", ".onnx", ".pt2", "tf.saved_model"):
         assert words in out, words

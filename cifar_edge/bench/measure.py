@@ -237,19 +237,16 @@ def _recorded(t: Target, ctx: Context) -> dict | None:
 def file_accuracy(t: Target, outputs: np.ndarray, ctx: Context) -> dict:
     """The file's top-1/top-5 on the bench split: export.json's figure when it covers at least
     as many images of this split, else measured here (on the format's own runtime) and kept in
-    export.json, so each file has one top-1 per split."""
+    bench.json only: export.json has one writer, export."""
     key = str(t.path)
     if key in ctx.accuracy:
         return ctx.accuracy[key]
-    from ..export import file_accuracy as measured, record_accuracy
+    from ..export import file_accuracy as measured
     recorded = _recorded(t, ctx)
     if recorded is not None:
         figures = {**recorded, "top1_source": "export.json"}
     else:
-        figures = measured(outputs, ctx.labels, ctx.class_names, t.fmt.runtime)
-        if t.entry is not None:
-            record_accuracy(t.path.parent, t.path.name, ctx.split, figures)
-        figures = {**figures, "top1_source": "bench"}
+        figures = {**measured(outputs, ctx.labels, ctx.class_names, t.fmt.runtime), "top1_source": "bench"}
     ctx.accuracy[key] = figures
     return figures
 

@@ -76,7 +76,7 @@ def _bench_one(ref: RunRef, cfg: BenchConfig, peak: dict, phone, parent_float: d
     loaded gives one failed row per variant; the run asked for (``strict``) raises instead."""
     try:
         loaded = load_run(ref.root)
-        targets = prepare_targets(ref, cfg.chosen_variants(), cfg.export, cfg.export_cfg, command)
+        targets = prepare_targets(ref, cfg.chosen_variants(), cfg.export, cfg.export_cfg, command, loaded=loaded)
     except CifarEdgeError as e:
         if strict:
             raise

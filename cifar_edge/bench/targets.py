@@ -108,9 +108,10 @@ _WHY = {"missing": "not exported yet", "changed": "its SHA-256 differs from expo
         "stale": "the run's model is newer than the file"}
 
 
-def prepare_targets(ref: RunRef, variants, export: bool = True, export_cfg=None, command: str = "") -> list[Target]:
+def prepare_targets(ref: RunRef, variants, export: bool = True, export_cfg=None, command: str = "",
+                    loaded=None) -> list[Target]:
     """A :class:`Target` per (Format, ExportOptions) of ``variants`` for ``ref``'s run,
-    exporting what is missing or stale."""
+    exporting what is missing or stale (from ``loaded``, the run bench already holds)."""
     run = RunFolder(ref.root)
     model = run.require_model()
     config = run.read_config()
@@ -142,11 +143,11 @@ def prepare_targets(ref: RunRef, variants, export: bool = True, export_cfg=None,
         else:
             t.facts, t.source = _facts(fmt, path), "as found"
             t.notes.append(f"measured as found (--no-export): {_WHY[state]}")
-    _export(run.root, pending, export_cfg, command)
+    _export(loaded or run.root, pending, export_cfg, command)
     return targets
 
 
-def _export(root: Path, pending: list[Target], export_cfg, command: str):
+def _export(root, pending: list[Target], export_cfg, command: str):
     """Export ``pending`` in one export_run; a variant that fails gets its reason, the rest go on.
     A problem of the whole run (data missing, no calibration images) fails every pending row."""
     from ..export import ExportConfig

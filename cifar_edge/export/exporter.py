@@ -20,7 +20,7 @@ from ..errors import CifarEdgeError
 from ..fileio import atomic_path, read_json, write_json, write_text, remove_stale_temps
 from ..formats import QAT_INT8_ONLY, ExportOptions, Format, file_name, get_variant, qat_allows, validate, variant_name
 from ..formats.keras import keras_runner
-from ..runs import MANIFEST, RunFolder, load_model, load_run, run_data
+from ..runs import MANIFEST, RunFolder, as_loaded, load_model, run_data
 from ..versions import versions
 from ..formats import ExportContext
 from .parity import agreement, class_drift, file_facts, overall_drift, per_class_accuracy, top1
@@ -129,7 +129,7 @@ def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=No
     unless ``failures`` is given: then each variant's error goes there ({variant: message})
     and the others go on (problems of the whole run still raise)."""
     cfg.validate()
-    loaded = load_run(run_dir)
+    loaded = as_loaded(run_dir)
     out = Path(out_dir) if out_dir else loaded.run.export_dir
     remove_stale_temps(out)          # half-written files of an export that was killed
     qat = loaded.quantization_aware
@@ -272,16 +272,6 @@ def file_accuracy(outputs, labels, class_names, runtime: str) -> dict:
 def split_accuracy(entry: dict | None, split: str) -> dict | None:
     """The accuracy export.json holds for ``entry``'s file on ``split`` (None: not measured)."""
     return ((entry or {}).get("accuracy") or {}).get(split)
-
-
-def record_accuracy(out_dir, file: str, split: str, figures: dict):
-    """Keep ``figures`` as ``file``'s accuracy on ``split`` in export.json (bench measured it on
-    more images than the export check did)."""
-    manifest = Path(out_dir) / MANIFEST
-    exports, failed = _read(manifest.parent)
-    if file in exports:
-        exports[file].setdefault("accuracy", {})[split] = figures
-        write_json(manifest, {"exports": exports, "failures": failed})
 
 
 class ExportCheckFailed(CifarEdgeError):

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import console
 from ..errors import CifarEdgeError
 from ._base import SourceKind, SourceModel, image_layout, register
 
@@ -69,11 +70,19 @@ def _load(path: Path, options):
             return model(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
 
     def onnx(path_out, opset):
+        with console.chatter_hidden():
+            _onnx(path_out, opset)
+
+    def _onnx(path_out, opset):
         batch = torch.export.Dim("batch")              # traced at batch 2: torch specializes a batch of 1
         exported = torch.export.export(model, (torch.zeros(2, height, width, 3),), dynamic_shapes=({0: batch},))
         torch.onnx.export(exported, dynamo=True, input_names=["image"], opset_version=max(opset, 18)).save(str(path_out))
 
     def tflite(opts, calibration):
+        with console.chatter_hidden():
+            return _tflite(opts, calibration)
+
+    def _tflite(opts, calibration):
         import litert_torch
         if not opts.int8:
             return _flatbuffer(litert_torch.convert(model, (sample,)))

@@ -1,0 +1,206 @@
+"""Models made elsewhere through `cifar-edge import`, one per source kind, on the real CIFAR-10.
+
+Each model is trained here the way its users make it (a notebook's tf_keras CNN, the same network
+in Keras 3, a ResNet-18 adapted to 32 px in PyTorch as a .pt2 and as an .onnx), or brought as a
+file (``--pt2 PATH``: e.g. airbench94's own network, trained by its own code), then imported,
+exported (every variant its kind makes), repaired (``--max-drop``) and benched at one thread on
+the 10k test images, each step a `cifar-edge` command in a new process.
+
+    python benchmarks/import_models.py [--only notebook,keras3,resnet18] [--epochs 10] [--pt2 airbench.pt2]
+
+Writes benchmarks/results/import_models.{json,md}: per file its top-1 on the 10k test images,
+size, 1-thread latency, drop against the source model, and the --max-drop winner.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from benchmarks.common import machine, write_results  # noqa: E402
+
+DATA = Path(os.environ.get("CIFAR_EDGE_SHARED", ROOT.parent / "shared" / "data")) / "cifar10"
+SOURCES = ("notebook", "keras3", "resnet18", "resnet18-onnx")
+
+
+def cli(*args) -> float:
+    t0 = time.perf_counter()
+    r = subprocess.run([sys.executable, "-m", "cifar_edge.cli", *map(str, args)], capture_output=True, text=True)
+    if r.returncode not in (0, 1):
+        raise SystemExit(f"cifar-edge {' '.join(map(str, args))} failed:\n{r.stderr[-3000:]}")
+    print(f"{time.perf_counter() - t0:7.1f} s  cifar-edge {' '.join(map(str, args))}", flush=True)
+    return time.perf_counter() - t0
+
+
+def cifar10():
+    parts = [np.load(DATA / f"cifar10_train_jpeg_part{i}.npz") for i in (1, 2)]
+    test = np.load(DATA / "cifar10_test.npz")
+    return (np.concatenate([p["x_train"] for p in parts]), np.concatenate([p["y_train"] for p in parts]).astype(np.int64),
+            test["x_test"], test["y_test"].astype(np.int64))
+
+
+def notebook_cnn(K):
+    """The CNN of a typical Keras CIFAR notebook: Rescaling inside, BatchNorm, Dropout, softmax."""
+    L = K.layers
+    return K.Sequential([
+        K.Input((32, 32, 3)), L.Rescaling(1 / 255.0),
+        L.Conv2D(32, 3, padding="same", activation="relu"), L.BatchNormalization(),
+        L.Conv2D(32, 3, padding="same", activation="relu"), L.BatchNormalization(), L.MaxPooling2D(), L.Dropout(0.2),
+        L.Conv2D(64, 3, padding="same", activation="relu"), L.BatchNormalization(),
+        L.Conv2D(64, 3, padding="same", activation="relu"), L.BatchNormalization(), L.MaxPooling2D(), L.Dropout(0.3),
+        L.Conv2D(128, 3, padding="same", activation="relu"), L.BatchNormalization(), L.MaxPooling2D(), L.Dropout(0.4),
+        L.GlobalAveragePooling2D(), L.Dense(10, activation="softmax")])
+
+
+def train_keras(which: str, out: Path, epochs: int, seed: int) -> tuple[Path, dict]:
+    if which == "notebook":
+        os.environ["TF_USE_LEGACY_KERAS"] = "1"
+        import tf_keras as K
+        path = out / "cifar10_notebook.h5"
+    else:
+        import keras as K
+        path = out / "cifar10_keras3.keras"
+    x, y, xt, yt = cifar10()
+    K.utils.set_random_seed(seed)
+    model = notebook_cnn(K)
+    model.compile(K.optimizers.Adam(1e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
+    t0 = time.perf_counter()
+    model.fit(x, y, epochs=epochs, batch_size=64, verbose=2)
+    model.save(path)
+    return path, {"train_seconds": round(time.perf_counter() - t0, 1), "epochs": epochs, "train_images": len(x)}
+
+
+def train_resnet18(out: Path, epochs: int, seed: int, limit: int) -> tuple[Path, Path, dict]:
+    """ResNet-18 (torchvision's layout: BasicBlocks 2-2-2-2, 64..512 channels) adapted to 32 px
+    as the CIFAR literature does: a 3x3 stride-1 stem and no max pool."""
+    import torch
+    from torch import nn
+
+    class Block(nn.Module):
+        def __init__(self, cin, cout, stride):
+            super().__init__()
+            self.c1, self.b1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False), nn.BatchNorm2d(cout)
+            self.c2, self.b2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False), nn.BatchNorm2d(cout)
+            self.down = (nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout))
+                         if stride != 1 or cin != cout else nn.Identity())
+
+        def forward(self, x):
+            return torch.relu(self.b2(self.c2(torch.relu(self.b1(self.c1(x))))) + self.down(x))
+
+    layers, cin = [nn.Conv2d(3, 64, 3, 1, 1, bias=False), nn.BatchNorm2d(64), nn.ReLU()], 64
+    for cout, stride in ((64, 1), (128, 2), (256, 2), (512, 2)):
+        layers += [Block(cin, cout, stride), Block(cout, cout, 1)]
+        cin = cout
+    net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(512, 10))
+    torch.manual_seed(seed)
+    x, y, _, _ = cifar10()
+    x, y = x[:limit], y[:limit]
+    mean, std = x.reshape(-1, 3).mean(0), x.reshape(-1, 3).std(0)
+    xs = torch.from_numpy(((x - mean) / std).astype(np.float32)).permute(0, 3, 1, 2)
+    ys = torch.from_numpy(y)
+    steps = epochs * ((len(xs) + 127) // 128)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4, nesterov=True)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, 0.1, total_steps=steps)
+    t0 = time.perf_counter()
+    for epoch in range(epochs):
+        net.train()
+        order = torch.randperm(len(xs))
+        for i in range(0, len(xs), 128):
+            idx = order[i:i + 128]
+            batch = xs[idx]
+            flip = torch.rand(len(batch)) < 0.5
+            batch = torch.where(flip[:, None, None, None], batch.flip(3), batch)
+            opt.zero_grad()
+            nn.functional.cross_entropy(net(batch), ys[idx]).backward()
+            opt.step()
+            sched.step()
+        print(f"resnet18 epoch {epoch + 1}/{epochs}  {time.perf_counter() - t0:.0f} s", flush=True)
+    net.eval()
+    pt2 = out / "resnet18_cifar.pt2"
+    program = torch.export.export(net, (torch.zeros(2, 3, 32, 32),), dynamic_shapes=({0: torch.export.Dim("batch")},))
+    torch.export.save(program, str(pt2))
+    onnx_path = out / "resnet18_cifar.onnx"
+    torch.onnx.export(program, dynamo=True, input_names=["x"]).save(str(onnx_path), external_data=True)
+    stats = {"mean": [float(v) for v in mean], "std": [float(v) for v in std]}
+    return pt2, onnx_path, {"train_seconds": round(time.perf_counter() - t0, 1), "epochs": epochs,
+                            "train_images": int(limit), **stats}
+
+
+def measure(name: str, model: Path, runs: Path, extra: list, facts: dict) -> list[dict]:
+    run = runs / name
+    cli("import", model, "--data", DATA, "--out", run, *extra)
+    cli("export", run, "--all", "--check-images", "2000")
+    manifest = json.loads((run / "export" / "export.json").read_text())
+    fmt = "tflite" if any(e["format"] == "tflite" for e in manifest["exports"].values()) else "onnx"
+    repair = run / "repair"
+    cli("export", run, "--format", fmt, "--int8", "--max-drop", "0.5", "--out", repair, "--check-images", "2000")
+    repaired = json.loads((repair / "export.json").read_text()) if (repair / "export.json").is_file() else {}
+    winner = next(iter(repaired.get("exports", {}).values()), None)
+    cli("bench", run, "--limit", "10000", "--threads", "1", "--runs", "100", "--batch", "32", "--no-export",
+        "--no-reference", "--no-siblings", "--runtime", "litert", "--runtime", "onnxruntime", "--runtime", "openvino")
+    bench = json.loads((run / "bench" / "bench.json").read_text())
+    source = json.loads((run / "metrics.json").read_text())
+    rows = []
+    for r in bench["rows"]:
+        if r["status"] != "ok":
+            continue
+        rows.append({"source": name, "kind": source["source"]["kind"], "variant": r["variant"], "runtime": r["runtime"],
+                     "source_top1": source["top1"], "top1": r["top1"], "images": r["images"],
+                     "drop_points": (source["top1"] - r["top1"]) * 100, "agreement": r["agreement_keras"],
+                     "mb": r["size_bytes"] / 1e6, "p50_ms": (r.get("latency") or {}).get("p50_ms"),
+                     "max_drop_winner": (winner or {}).get("variant"), **facts})
+    return rows
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", default=",".join(SOURCES[:2]), help=f"comma-separated of {', '.join(SOURCES)}")
+    ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--resnet-epochs", type=int, default=2)
+    ap.add_argument("--resnet-images", type=int, default=10000)
+    ap.add_argument("--pt2", type=Path, help="a .pt2 made elsewhere (airbench94's network, say) to import too")
+    ap.add_argument("--pt2-mean", default="125.307,122.950,113.865")
+    ap.add_argument("--pt2-std", default="62.993,62.089,66.705")
+    ap.add_argument("--out", type=Path, default=ROOT / "runs" / "import-models")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    chosen = args.only.split(",")
+    rows = []
+    for which in ("notebook", "keras3"):
+        if which in chosen:
+            path, facts = train_keras(which, args.out, args.epochs, args.seed)
+            rows += measure(which, path, args.out / "runs", [], facts)
+    if {"resnet18", "resnet18-onnx"} & set(chosen):
+        pt2, onnx_path, facts = train_resnet18(args.out, args.resnet_epochs, args.seed, args.resnet_images)
+        norm = ["--mean", ",".join(f"{v:.4f}" for v in facts["mean"]), "--std", ",".join(f"{v:.4f}" for v in facts["std"])]
+        if "resnet18" in chosen:
+            rows += measure("resnet18", pt2, args.out / "runs", norm, facts)
+        if "resnet18-onnx" in chosen:
+            rows += measure("resnet18-onnx", onnx_path, args.out / "runs", norm, facts)
+    if args.pt2:
+        rows += measure(args.pt2.stem, args.pt2, args.out / "runs", ["--mean", args.pt2_mean, "--std", args.pt2_std], {})
+    header = ("source", "kind", "variant", "runtime", "source top-1", "top-1", "drop (points)", "agreement", "MB",
+              "p50 ms (1 thread)", "--max-drop 0.5 winner")
+    table = [(r["source"], r["kind"], r["variant"], r["runtime"], f"{r['source_top1']:.2%}", f"{r['top1']:.2%}",
+              f"{r['drop_points']:+.2f}", f"{r['agreement']:.2%}", f"{r['mb']:.2f}",
+              "-" if r["p50_ms"] is None else f"{r['p50_ms']:.3f}", r["max_drop_winner"] or "-") for r in rows]
+    command = f"python benchmarks/import_models.py --only {args.only} --epochs {args.epochs}"
+    lines = [f"# Models made elsewhere, through `cifar-edge import` (seed {args.seed})", "",
+             f"`{command}` on {machine()['cpu']}: top-1 on the 10k CIFAR-10 test images, latency at 1 thread.", "",
+             "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in table]
+    write_results("import_models", {"seed": args.seed, "epochs": args.epochs, "command": command, "machine": machine(),
+                                    "rows": rows}, "\n".join(lines) + "\n")
+
+
+if __name__ == "__main__":
+    main()
