@@ -95,6 +95,22 @@ class RunFolder:
                              f"`cifar-edge train --out {self.root}` or finish it with --resume")
 
 
+def inside_run(folder, relative, source) -> Path:
+    """``relative``, a path that ``source`` (one of a run's own files, e.g. export.json) names,
+    resolved inside ``folder``, or a CifarEdgeError.  A run folder may come from anyone: the paths
+    its files hold must not lead a reader, or a server, to files elsewhere ('..', an absolute
+    path, a symlink out)."""
+    root = Path(folder).resolve()
+    if not isinstance(relative, str) or not relative.strip() or "\0" in relative:
+        raise CifarEdgeError(f"{source} names {relative!r} where a file name belongs; it was edited or "
+                             "written by another tool: remove that entry (or the file) and export again")
+    path = (root / relative).resolve()
+    if root not in path.parents:
+        raise CifarEdgeError(f"{source} names '{relative}', which leads to {path}, outside {root}; a run's files "
+                             "may only point inside it: remove that entry (or the file) and export again")
+    return path
+
+
 def _remove_unfinished_checkpoints(backup: Path):
     if backup.is_dir():
         for p in backup.rglob("*_temp*"):
