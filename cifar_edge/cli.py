@@ -479,7 +479,8 @@ def report(run: Annotated[Path, typer.Argument(help="Run folder.")]):
 @friendly
 def serve(
     run: Annotated[Path, typer.Argument(help="Run folder (its exported files in RUN/export are served too).")],
-    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 to reach it from a phone on the LAN).")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to listen on; beyond this machine needs --public (--host 0.0.0.0 --public: reach it from a phone on the LAN).")] = "127.0.0.1",
+    public: Annotated[bool, typer.Option("--public", help="Allow a --host reachable from other machines (they can upload images and download the exported models).")] = False,
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8000,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads per runtime [default: all cores].")] = None,
     variant: Annotated[Optional[List[str]], typer.Option(help="Serve only these variants (repeatable), e.g. keras, tflite-int8.")] = None,
@@ -489,7 +490,7 @@ def serve(
     if not 0 <= port <= 65535:
         raise CifarEdgeError(f"--port {port} is not a port; use 0..65535")
     serve_run(run, host, port, threads, list(variant or ()),
-              ready=lambda url: stdout.print(f"serving {run} at {url}  (Ctrl-C stops)"))
+              ready=lambda url: stdout.print(f"serving {run} at {url}  (Ctrl-C stops)"), public=public)
 
 
 @app.command()
