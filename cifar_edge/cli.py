@@ -251,19 +251,24 @@ def predict(
     """Classify image files; prints the top-5 classes with probabilities."""
     from .inference import predict_files
     from .runs import load_run
+    failures = {}                     # an unreadable image must not hide the others' results
     with _results_only(as_json):
-        results = predict_files(load_run(run), images, top=top)
+        results = predict_files(load_run(run), images, top=top, failures=failures)
     if as_json:
         _print_json(results)
-        return
-    for r in results:
-        t = Table(title=r["image"])
-        t.add_column("rank", justify="right")
-        t.add_column("class")
-        t.add_column("probability", justify="right")
-        for i, p in enumerate(r["top"], start=1):
-            t.add_row(str(i), p["class"], f"{p['probability']:.3f}")
-        _print_table(t)
+    else:
+        for r in results:
+            t = Table(title=r["image"])
+            t.add_column("rank", justify="right")
+            t.add_column("class")
+            t.add_column("probability", justify="right")
+            for i, p in enumerate(r["top"], start=1):
+                t.add_row(str(i), p["class"], f"{p['probability']:.3f}")
+            _print_table(t)
+    for message in failures.values():
+        typer.echo(f"error: {message}", err=True)
+    if failures:
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -463,6 +468,11 @@ def bench(
         stdout.print(f"written to {out or Path(run) / 'bench'}: bench.json, bench.csv, bench.md, *.png")
     for p in problems:
         typer.echo(f"gate failed: {p}", err=True)
+    if not any(r["status"] == "ok" for r in result["rows"]):
+        typer.echo(f"error: no row ran: all {len(result['rows'])} were skipped or failed (their reasons are in the "
+                   "table and bench.json); export the variants first or choose others with --variant/--runtime",
+                   err=True)
+        raise typer.Exit(1)
     if problems:
         raise typer.Exit(1)
 
