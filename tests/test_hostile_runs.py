@@ -184,6 +184,25 @@ class _serving:
         self.httpd.server_close()
 
 
+def test_inside_run_refuses_every_way_out(tmp_path):
+    """The one rule every reader of a run's own files uses: inside, or a one-line error."""
+    from cifar_edge.errors import CifarEdgeError
+    from cifar_edge.runs import inside_run
+    folder = tmp_path / "run" / "export"
+    folder.mkdir(parents=True)
+    (folder / "model.tflite").write_bytes(b"ok")
+    (folder / "sub").mkdir()
+    assert inside_run(folder, "model.tflite", "export.json") == (folder / "model.tflite").resolve()
+    assert inside_run(folder, "sub/../model.tflite", "export.json") == (folder / "model.tflite").resolve()
+    secret = tmp_path / "secret.tflite"
+    secret.write_bytes(b"SECRET")
+    (folder / "link.tflite").symlink_to(secret)
+    for relative in ("../../secret.tflite", str(secret), "link.tflite", ".", "sub/..", "", None, 3, "a\0b"):
+        with pytest.raises(CifarEdgeError, match="export.json names") as e:
+            inside_run(folder, relative, "export.json")
+        assert "\n" not in str(e.value) and "export again" in str(e.value)
+
+
 # --------------------------------------------------------------------------- 3: --host
 def test_serve_refuses_an_empty_host_and_the_lan_without_public(run, capsys):
     r = cli("serve", run, "--host", "", timeout=120)
