@@ -295,19 +295,24 @@ def predict(
     """Classify image files; prints the top-5 classes with probabilities."""
     from .inference import predict_files
     from .runs import load_run
+    failures = {}                     # an unreadable image must not hide the others' results
     with _results_only(as_json):
-        results = predict_files(load_run(run), images, top=top)
+        results = predict_files(load_run(run), images, top=top, failures=failures)
     if as_json:
         _print_json(results)
-        return
-    for r in results:
-        t = Table(title=r["image"])
-        t.add_column("rank", justify="right")
-        t.add_column("class")
-        t.add_column("probability", justify="right")
-        for i, p in enumerate(r["top"], start=1):
-            t.add_row(str(i), p["class"], f"{p['probability']:.3f}")
-        _print_table(t)
+    else:
+        for r in results:
+            t = Table(title=r["image"])
+            t.add_column("rank", justify="right")
+            t.add_column("class")
+            t.add_column("probability", justify="right")
+            for i, p in enumerate(r["top"], start=1):
+                t.add_row(str(i), p["class"], f"{p['probability']:.3f}")
+            _print_table(t)
+    for message in failures.values():
+        typer.echo(f"error: {message}", err=True)
+    if failures:
+        raise typer.Exit(2)
 
 
 @app.command()
@@ -507,6 +512,11 @@ def bench(
         stdout.print(f"written to {out or Path(run) / 'bench'}: bench.json, bench.csv, bench.md, *.png")
     for p in problems:
         typer.echo(f"gate failed: {p}", err=True)
+    if not any(r["status"] == "ok" for r in result["rows"]):
+        typer.echo(f"error: no row ran: all {len(result['rows'])} were skipped or failed (their reasons are in the "
+                   "table and bench.json); export the variants first or choose others with --variant/--runtime",
+                   err=True)
+        raise typer.Exit(1)
     if problems:
         raise typer.Exit(1)
 
@@ -523,7 +533,8 @@ def report(run: Annotated[Path, typer.Argument(help="Run folder.")]):
 @friendly
 def serve(
     run: Annotated[Path, typer.Argument(help="Run folder (its exported files in RUN/export are served too).")],
-    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 to reach it from a phone on the LAN).")] = "127.0.0.1",
+    host: Annotated[str, typer.Option(help="Address to listen on; beyond this machine needs --public (--host 0.0.0.0 --public: reach it from a phone on the LAN).")] = "127.0.0.1",
+    public: Annotated[bool, typer.Option("--public", help="Allow a --host reachable from other machines (they can upload images and download the exported models).")] = False,
     port: Annotated[int, typer.Option(help="Port; 0 picks a free one.")] = 8000,
     threads: Annotated[Optional[int], typer.Option(help="CPU threads per runtime [default: all cores].")] = None,
     variant: Annotated[Optional[List[str]], typer.Option(help="Serve only these variants (repeatable), e.g. keras, tflite-int8.")] = None,
@@ -533,7 +544,7 @@ def serve(
     if not 0 <= port <= 65535:
         raise CifarEdgeError(f"--port {port} is not a port; use 0..65535")
     serve_run(run, host, port, threads, list(variant or ()),
-              ready=lambda url: stdout.print(f"serving {run} at {url}  (Ctrl-C stops)"))
+              ready=lambda url: stdout.print(f"serving {run} at {url}  (Ctrl-C stops)"), public=public)
 
 
 @app.command()

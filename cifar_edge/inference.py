@@ -4,15 +4,29 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import CifarEdgeError
 from .images import read_image
 from .runs import LoadedRun
 
 
-def predict_files(loaded: LoadedRun, paths, top: int = 5) -> list[dict]:
-    """Top-k predictions with class names and probabilities, one dict per image."""
+def predict_files(loaded: LoadedRun, paths, top: int = 5, failures: dict | None = None) -> list[dict]:
+    """Top-k predictions with class names and probabilities, one dict per image.  An unreadable
+    image raises, unless ``failures`` is given: then its error goes there ({path: message}) and
+    the other images are still predicted."""
     from .evaluate import predict_probabilities
-    images = np.stack([read_image(p, loaded.input_size) for p in paths])
-    probs = predict_probabilities(loaded.model, images, loaded.norm, loaded.input_size)
+    readable, images = [], []
+    for p in paths:
+        try:
+            images.append(read_image(p, loaded.input_size))
+            readable.append(p)
+        except CifarEdgeError as e:
+            if failures is None:
+                raise
+            failures[str(p)] = str(e)
+    if not images:
+        return []
+    paths = readable
+    probs = predict_probabilities(loaded.model, np.stack(images), loaded.norm, loaded.input_size)
     k = min(top, probs.shape[1])
     out = []
     for p, row in zip(paths, probs):

@@ -127,10 +127,26 @@ class RunFolder:
             return None
         if not isinstance(source, dict) or not isinstance(source.get("file"), str):
             return None
-        path = inside_run(self.root, source["file"])
+        path = inside_run(self.root, source["file"], self.config)
         return path if path.exists() else None
 
 
+
+
+def inside_run(folder, relative, source) -> Path:
+    """``relative``, a path that ``source`` (one of a run's own files, e.g. export.json) names,
+    resolved inside ``folder``, or a CifarEdgeError.  A run folder may come from anyone: the paths
+    its files hold must not lead a reader, or a server, to files elsewhere ('..', an absolute
+    path, a symlink out)."""
+    root = Path(folder).resolve()
+    if not isinstance(relative, str) or not relative.strip() or "\0" in relative:
+        raise CifarEdgeError(f"{source} names {relative!r} where a file name belongs; it was edited or "
+                             "written by another tool: remove that entry (or the file) and export again")
+    path = (root / relative).resolve()
+    if root not in path.parents:
+        raise CifarEdgeError(f"{source} names '{relative}', which leads to {path}, outside {root}; a run's files "
+                             "may only point inside it: remove that entry (or the file) and export again")
+    return path
 
 
 def _remove_unfinished_checkpoints(backup: Path):
@@ -397,17 +413,6 @@ def load_run(run_dir) -> LoadedRun:
         model = load_model(path)
     return LoadedRun(run, model, config, config["class_names"],
                      Normalization.from_dict(config["normalization"]), int(config["input_size"]))
-
-
-def inside_run(root, relative) -> Path:
-    """``relative`` (a path read from one of the run's own files) resolved inside the run folder
-    ``root``, or one true line refusing it: a run folder's files never point outside it."""
-    root = Path(root).resolve()
-    path = (root / str(relative)).resolve()
-    if path != root and root not in path.parents:
-        raise CifarEdgeError(f"{relative} points outside the run folder {root}; the run's files were edited: "
-                             "restore them or import/export again")
-    return path
 
 
 @dataclass

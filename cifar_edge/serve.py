@@ -5,10 +5,16 @@ GET /api/models lists what is loaded, POST /api/predict takes the raw bytes of o
 answers, for every exported format and the Keras model, the top-5 and the latency.  Bad
 uploads (not an image, too large, empty) get a JSON error the page shows; nothing crashes.
 Where onnxruntime-web is installed, the page also runs the run's .onnx in the browser itself
-(GET /ort/* and /model/*), beside the server's answers.
+(GET /ort/* and /model/*), beside the server's answers.  The run folder is input like an
+upload: only export.json's files inside RUN/export are opened or handed out, at most
+MAX_CONNECTIONS connections get a thread, and beyond loopback it listens only with --public.
 """
 from __future__ import annotations
 
+import dataclasses
+
+import ipaddress
+import re
 import threading
 import time
 from dataclasses import dataclass
@@ -22,17 +28,18 @@ import numpy as np
 
 from . import console
 from .errors import CifarEdgeError
-from .export import read_manifest
+from .export import MANIFEST, read_manifest
 from .fileio import to_json
 from .images import read_image
 from .formats import Runner, Unavailable, open_model
 from .formats.keras import keras_runner
 from .formats.onnx_web import ort_web_dist
-from .runs import RunFolder, load_run
+from .runs import RunFolder, inside_run, load_run
 
 MAX_UPLOAD_BYTES = 20_000_000
 TIMED_RUNS = 5
 SOCKET_TIMEOUT_S = 30      # a stalled client frees its thread after this long
+MAX_CONNECTIONS = 16       # connections served at once; more get 503 instead of a thread each
 _DISCONNECTS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError, TimeoutError)
 
 
@@ -52,7 +59,9 @@ class Predictor:
         self.class_names, self.norm, self.input_size = loaded.class_names, loaded.norm, loaded.input_size
         self.run = loaded.run.root
         model_file = loaded.run.require_model()
-        self.models = [Loaded("keras", model_file.name, model_file.stat().st_size, keras_runner(loaded.model))]
+        runtime = (loaded.config.get("source") or {}).get("runtime", "keras")     # an import's own runtime
+        self.models = [Loaded("keras", model_file.name, model_file.stat().st_size,
+                              dataclasses.replace(keras_runner(loaded.model), runtime=runtime))]
         manifest = read_manifest(RunFolder(self.run).export_dir)
         unknown = sorted(set(variants or []) - {e["variant"] for e in manifest.values()} - {"keras"})
         if unknown:
@@ -61,8 +70,8 @@ class Predictor:
         for entry in manifest.values():
             if entry["format"] == "keras" or (variants and entry["variant"] not in variants):
                 continue                      # the exported .h5 is the model already loaded above
-            path = RunFolder(self.run).export_dir / entry["file"]
             try:
+                path = inside_run(RunFolder(self.run).export_dir, entry["file"], MANIFEST)
                 self.models.append(Loaded(entry["variant"], entry["file"], path.stat().st_size,
                                           open_model(path, threads=threads)))
             except (CifarEdgeError, OSError) as e:
@@ -179,21 +188,21 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000)
             return self.rfile.read(length)
 
         def _read_chunked(self) -> bytes:
+            """Chunks until the last (size 0); each size strictly hex (no sign, no spaces) and checked
+            against the limit before its bytes are read."""
             body = bytearray()
             while True:
-                line = self.rfile.readline(100).split(b";")[0].strip()
-                try:
-                    size = int(line, 16)
-                except ValueError:
-                    raise _UploadError(HTTPStatus.BAD_REQUEST, "malformed chunked upload; send the image "
-                                                               "bytes with Content-Length or valid chunks") from None
+                size = _chunk_size(self.rfile.readline(100))
                 if size == 0:
-                    while self.rfile.readline(1000).strip():      # optional trailers, then the blank line
-                        pass
-                    return bytes(body)
+                    for _ in range(100):                             # optional trailers, then the blank line
+                        if not self.rfile.readline(1000).strip():
+                            return bytes(body)
+                    raise _malformed_chunks()
                 _check_size(len(body) + size)
-                body += self.rfile.read(size)
-                self.rfile.readline(10)                            # the CRLF after each chunk
+                data = self.rfile.read(size)
+                if len(data) != size or self.rfile.readline(3) not in (b"\r\n", b"\n"):
+                    raise _malformed_chunks()
+                body += data
 
         def do_GET(self):
             if self.path in ("/", "/index.html"):
@@ -204,8 +213,11 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000)
                 name = self.path[len("/ort/"):]
                 self._send(HTTPStatus.OK, (ort_dist / name).read_bytes(), _ORT_TYPES[Path(name).suffix])
             elif predictor.browser_file is not None and self.path == f"/model/{predictor.browser_file['file']}":
-                data = (RunFolder(predictor.run).export_dir / predictor.browser_file["file"]).read_bytes()
-                self._send(HTTPStatus.OK, data, "application/octet-stream")
+                try:         # checked again now: the file may have been swapped for a link since loading
+                    path = inside_run(RunFolder(predictor.run).export_dir, predictor.browser_file["file"], MANIFEST)
+                    self._send(HTTPStatus.OK, path.read_bytes(), "application/octet-stream")
+                except (CifarEdgeError, OSError):
+                    self._json(HTTPStatus.NOT_FOUND, {"error": f"{self.path} is no longer servable; restart serve"})
             else:
                 self._json(HTTPStatus.NOT_FOUND, {"error": f"no page {self.path}; open / instead"})
 
@@ -228,17 +240,71 @@ def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000)
                 self._json(HTTPStatus.INTERNAL_SERVER_ERROR, {"error": f"prediction failed: {type(e).__name__}: {e}"})
 
     try:
-        server = ThreadingHTTPServer((host, port), Handler)
-        server.daemon_threads = True
-        return server
+        return _BoundedServer((host, port), Handler, MAX_CONNECTIONS)
     except OSError as e:
         raise CifarEdgeError(f"cannot listen on {host}:{port} ({e.strerror}); pick another --port") from None
+
+
+class _BoundedServer(ThreadingHTTPServer):
+    """A thread per connection, at most ``limit`` at once: one more is answered 503 at once
+    (not queued, not given a thread), so a flood of connections cannot exhaust the machine."""
+    daemon_threads = True
+
+    def __init__(self, address, handler, limit: int):
+        super().__init__(address, handler)
+        self.limit = limit
+        self._slots = threading.BoundedSemaphore(limit)
+
+    def process_request(self, request, client_address):
+        if not self._slots.acquire(blocking=False):
+            _refuse_busy(request, self.limit)
+            self.shutdown_request(request)
+            return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request, client_address):
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+
+def _refuse_busy(sock, limit: int):
+    body = to_json({"error": f"the server is busy ({limit} connections open); try again shortly"}).encode()
+    try:
+        sock.settimeout(1)
+        sock.sendall(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\nConnection: close\r\n"
+                     b"Content-Length: %d\r\n\r\n%s" % (len(body), body))
+    except OSError:
+        pass
 
 
 class _UploadError(Exception):
     def __init__(self, status: int, message: str):
         super().__init__(message)
         self.status = status
+
+
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
+
+
+def _chunk_size(line: bytes) -> int:
+    """A chunk-size line's size: hex digits, optionally ';' and extensions, then CRLF; else 400."""
+    if not line.endswith(b"\n"):
+        raise _malformed_chunks()
+    digits = line.rstrip(b"\r\n").split(b";", 1)[0]
+    if not _HEX.fullmatch(digits):
+        raise _malformed_chunks()
+    return int(digits, 16)
+
+
+def _malformed_chunks() -> _UploadError:
+    return _UploadError(HTTPStatus.BAD_REQUEST, "malformed chunked upload; send the image bytes with "
+                                                "Content-Length or valid chunks (hex sizes)")
 
 
 def _check_size(length: int):
@@ -248,9 +314,35 @@ def _check_size(length: int):
                            f"{MAX_UPLOAD_BYTES / 1e6:.0f} MB: send a smaller image")
 
 
+def check_host(host: str, public: bool = False):
+    """Refuse an empty --host (it means every interface) and any address beyond this machine
+    without ``public``; with it, warn what that exposes."""
+    if not host.strip():
+        raise CifarEdgeError("--host is empty, which would listen on every interface; pass 127.0.0.1 (this "
+                             "machine), or --host 0.0.0.0 --public for phones on the LAN")
+    if _loopback(host):
+        return
+    if not public:
+        raise CifarEdgeError(f"--host {host} is reachable beyond this machine; add --public to serve the run's "
+                             "model files and predictions to your network, or use --host 127.0.0.1")
+    console.warn(f"listening on {host}: anyone who can reach this machine can upload images and download "
+                 "the exported models")
+
+
+def _loopback(host: str) -> bool:
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False              # a host name: it may resolve anywhere
+
+
 def serve(run_dir, host: str = "127.0.0.1", port: int = 8000, threads: int | None = None,
-          variants: list[str] | None = None, ready=None):
-    """Load the run and serve until interrupted; ``ready(url)`` is called once listening."""
+          variants: list[str] | None = None, ready=None, public: bool = False):
+    """Load the run and serve until interrupted; ``ready(url)`` is called once listening.
+    Beyond loopback only with ``public`` (see check_host)."""
+    check_host(host, public)
     predictor = Predictor(run_dir, threads, variants)
     server = make_server(predictor, host, port)
     url = f"http://{host}:{server.server_address[1]}/"

@@ -76,6 +76,12 @@ def collect_runs(run_dir, with_runs=(), siblings: bool = True) -> list[RunRef]:
         root = RunFolder(extra).root
         if not root.is_dir():
             raise CifarEdgeError(f"--with {extra}: no such run folder; pass an optimize run (`cifar-edge optimize`)")
+        try:
+            RunFolder(root).require_model()
+            RunFolder(root).read_config()
+        except CifarEdgeError as e:
+            raise CifarEdgeError(f"--with {extra} is not a run folder (one that `cifar-edge train` or `optimize` "
+                                 f"wrote: a model and its config.json): {e}") from None
         found.append(root)
     seen = {main.root.resolve()}
     for d in found:

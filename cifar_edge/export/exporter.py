@@ -20,7 +20,7 @@ from ..errors import CifarEdgeError
 from ..fileio import atomic_path, read_json, write_json, write_text, remove_stale_temps
 from ..formats import QAT_INT8_ONLY, ExportOptions, Format, file_name, get_variant, qat_allows, validate, variant_name
 from ..formats.keras import keras_runner
-from ..runs import MANIFEST, RunFolder, as_loaded, load_model, run_data
+from ..runs import MANIFEST, RunFolder, as_loaded, inside_run, load_model, run_data
 from ..versions import versions
 from ..formats import ExportContext
 from .parity import agreement, class_drift, file_facts, overall_drift, per_class_accuracy, top1
@@ -310,8 +310,43 @@ def _read(out_dir) -> tuple[dict, dict]:
 
 
 def read_manifest(out_dir) -> dict:
-    """{file name: entry} of an export folder's export.json ({} when there is none)."""
-    return _read(out_dir)[0]
+    """{file name: entry} of an export folder's export.json ({} when there is none): only the
+    entries every reader can rely on, whose file lies inside the folder; each other entry is
+    skipped with a warning naming it (an export.json may be edited, or come with a run from anyone)."""
+    entries = {}
+    for key, entry in _read(out_dir)[0].items():
+        problem = _entry_problem(out_dir, entry)
+        if problem:
+            console.warn(f"{Path(out_dir) / MANIFEST}: skipping entry '{key}': {problem}")
+        else:
+            entries[key] = entry
+    return entries
+
+
+def _number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
+
+
+def _entry_problem(out_dir, entry) -> str | None:
+    """Why a manifest entry cannot be used (missing or mistyped fields, a file outside), or None."""
+    if not isinstance(entry, dict):
+        return f"a JSON {type(entry).__name__}, not an object; export it again"
+    missing = [k for k in ("variant", "format", "file", "sha256") if not isinstance(entry.get(k), str)]
+    missing += [k for k in ("size_bytes", "gzip_bytes") if not _number(entry.get(k))]
+    parity = entry.get("parity")
+    if not (isinstance(parity, dict) and _number(parity.get("top1_agreement")) and _number(parity.get("max_abs_diff"))):
+        missing.append("parity")
+    accuracy = entry.get("accuracy") or {}
+    if not (isinstance(accuracy, dict) and all(isinstance(a, dict) and _number(a.get("top1")) and _number(a.get("images"))
+                                               for a in accuracy.values())):
+        missing.append("accuracy")
+    if missing:
+        return f"no valid {', '.join(missing)}; it was edited or written by another tool: export it again"
+    try:
+        inside_run(out_dir, entry["file"], MANIFEST)
+    except CifarEdgeError as e:
+        return str(e)
+    return None
 
 
 def read_failures(out_dir) -> dict:

@@ -46,7 +46,7 @@ def open_source(run, config: dict) -> SourceModel:
     if kind is None:
         raise CifarEdgeError(f"{run.config} names an unknown source kind {source.get('kind')!r}; it was edited: "
                              "import the model again")
-    path = inside_run(run.root, source.get("file", ""))
+    path = inside_run(run.root, source.get("file", ""), run.config)
     if not path.exists():
         raise CifarEdgeError(f"{path} is missing from the imported run {run.root}; import the model again")
     model, _ = kind.load(path, ImportOptions(layout=source.get("layout")))
