@@ -75,6 +75,24 @@ class RunFolder:
                                  "written by another tool: restore the original or re-train")
         return config
 
+    def unfinished_optimize(self) -> str | None:
+        """The method of an optimize run that has not finished (no metrics.json, written last),
+        else None.  Its folder may hold a model (a killed run's, or a from-scratch one written by
+        an old `train --resume`) that is not the optimized model, so nothing may use it."""
+        if self.metrics.is_file() or not self.config.is_file():
+            return None
+        try:
+            config = read_json(self.config)
+        except (OSError, CifarEdgeError):
+            return None                      # read_config says what is wrong with it
+        return (config.get("optimize") or {}).get("method") if isinstance(config, dict) else None
+
+    def resume_hint(self, command: str) -> str:
+        """What an interrupted ``command`` (train, optimize) kept in this folder, and how to go on."""
+        if self.config.is_file():
+            return f"continue it with `cifar-edge {command} --out {self.root} --resume`"
+        return "nothing was kept; run the command again"
+
     def require_model(self) -> Path:
         """The trained model, or a clear error when the folder holds none.
 
@@ -85,6 +103,11 @@ class RunFolder:
         if not self.root.is_dir():
             raise CifarEdgeError(f"run folder {self.root} does not exist; pass the --out folder of a "
                                  "`cifar-edge train` run")
+        method = self.unfinished_optimize()
+        if method:
+            raise CifarEdgeError(f"{self.root} is an unfinished `cifar-edge optimize --{method}` run (no "
+                                 f"metrics.json): its model is not the optimized one yet; finish it with "
+                                 f"`cifar-edge optimize --out {self.root} --resume`")
         for p in (self.model_h5, self.model_keras, self.best):
             if p.is_file():
                 return p
@@ -236,8 +259,14 @@ def load_run(run_dir) -> LoadedRun:
     path = run.require_model()
     config = run.read_config()
     from .data.pipeline import Normalization
-    return LoadedRun(run, load_model(path), config, config["class_names"],
-                     Normalization.from_dict(config["normalization"]), int(config["input_size"]))
+    model = load_model(path)
+    width, names = model.output_shape[-1], config["class_names"]
+    if width != len(names):      # else predict indexes past the names, and evaluate blames --data
+        raise CifarEdgeError(f"{run.config} lists {len(names)} class names but the model ({path.name}) outputs "
+                             f"{width} classes; config.json was edited or copied from another run: restore this "
+                             "run's own config.json, or re-train")
+    return LoadedRun(run, model, config, names, Normalization.from_dict(config["normalization"]),
+                     int(config["input_size"]))
 
 
 @dataclass

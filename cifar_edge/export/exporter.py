@@ -18,7 +18,7 @@ from .. import console
 from ..compress.config import QUANTIZED
 from ..data import limit_images, prepare_images
 from ..errors import CifarEdgeError
-from ..fileio import atomic_path, read_json, write_json, write_text, remove_stale_temps
+from ..fileio import atomic_path, read_json, remove_stale_system_temps, remove_stale_temps, write_json, write_text
 from ..formats import QAT_INT8_ONLY, ExportOptions, Format, file_name, get_variant, qat_allows, validate, variant_name
 from ..formats.keras import keras_runner
 from ..runs import RunFolder, load_model, load_run, run_data
@@ -135,6 +135,7 @@ def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=No
     loaded = load_run(run_dir)
     out = Path(out_dir) if out_dir else loaded.run.export_dir
     remove_stale_temps(out)          # half-written files of an export that was killed
+    remove_stale_system_temps()      # and its work folders (SavedModel, LiteRT probe) in the system temp
     optimize = loaded.config.get("optimize") or {}
     qat = optimize.get("method") in QUANTIZED
     if qat:
