@@ -87,6 +87,14 @@ class RunFolder:
             return None                      # read_config says what is wrong with it
         return (config.get("optimize") or {}).get("method") if isinstance(config, dict) else None
 
+    def refuse_unfinished_optimize(self, alternative: str = ""):
+        """Raise when this is an unfinished optimize run, naming the command that finishes it."""
+        method = self.unfinished_optimize()
+        if method:
+            raise CifarEdgeError(f"{self.root} is an unfinished `cifar-edge optimize --{method}` run (no metrics.json, "
+                                 f"so no optimized model yet); finish it with `cifar-edge optimize --out {self.root} "
+                                 f"--resume`{alternative}")
+
     def resume_hint(self, command: str) -> str:
         """What an interrupted ``command`` (train, optimize) kept in this folder, and how to go on."""
         if self.config.is_file():
@@ -103,11 +111,7 @@ class RunFolder:
         if not self.root.is_dir():
             raise CifarEdgeError(f"run folder {self.root} does not exist; pass the --out folder of a "
                                  "`cifar-edge train` run")
-        method = self.unfinished_optimize()
-        if method:
-            raise CifarEdgeError(f"{self.root} is an unfinished `cifar-edge optimize --{method}` run (no "
-                                 f"metrics.json): its model is not the optimized one yet; finish it with "
-                                 f"`cifar-edge optimize --out {self.root} --resume`")
+        self.refuse_unfinished_optimize()
         for p in (self.model_h5, self.model_keras, self.best):
             if p.is_file():
                 return p

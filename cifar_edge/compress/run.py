@@ -68,9 +68,7 @@ def optimize_run(parent_dir, out_dir, cfg: OptimizeConfig | None = None, resume:
 
 
 def _refuse_used(run: RunFolder):
-    if run.unfinished_optimize():
-        raise CifarEdgeError(f"{run.root} holds an unfinished optimize run; finish it with `cifar-edge optimize "
-                             f"--out {run.root} --resume`, or choose a new --out")
+    run.refuse_unfinished_optimize(", or choose a new --out")
     if run.has_files():
         raise CifarEdgeError(f"output folder {run.root} is not empty; choose a new --out for the optimized run")
 

@@ -237,11 +237,8 @@ def _prepare_run(cfg: TrainConfig, run: RunFolder, resume: bool, given: dict) ->
         if run.metrics.is_file():
             raise CifarEdgeError(f"run {run.root} already finished (metrics.json exists); nothing to resume. "
                                  "Start a new run with another --out")
+        run.refuse_unfinished_optimize()   # its settings are the parent's: train would fit a new model from scratch
         config = run.read_config()
-        method = (config.get("optimize") or {}).get("method")
-        if method:      # its settings are the parent's: train would fit a new model from scratch
-            raise CifarEdgeError(f"{run.root} is an unfinished `cifar-edge optimize --{method}` run, not a training "
-                                 f"run; finish it with `cifar-edge optimize --out {run.root} --resume`")
         differ = _differing(cfg, config, given)
         if differ:
             raise CifarEdgeError(f"--resume continues {run.root} with the settings it was started with, but "
@@ -289,6 +286,7 @@ def _fit_to_data(requested: TrainConfig, cfg: TrainConfig, n_images: int) -> Tra
 
 
 def _refuse_used(run: RunFolder):
+    run.refuse_unfinished_optimize(", or choose a new --out")
     if run.has_files():
         raise CifarEdgeError(f"run folder {run.root} is not empty; pass --resume to continue that run "
                              "or choose a new --out")
