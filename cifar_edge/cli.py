@@ -326,31 +326,30 @@ def optimize(
     from .compress import OptimizeConfig, optimize_run
     chosen = [m for m, on in (("qat", qat), ("prune", prune is not None), ("pqat", pqat),
                               ("cluster", cluster is not None)) if on]
-    if resume and len(chosen) < 2:
+    if resume and len(chosen) < 2:       # settings from the run; the ones typed must agree with them
         if out is None:
             raise CifarEdgeError("--resume needs --out: the folder of the interrupted optimize run")
-        typed = _typed(ctx) - {"run", "out", "resume", "qat", "prune", "pqat", "cluster"}
-        given = {name: ctx.params[name] for name in typed}
-        given.update({"method": m for m in chosen})
+        given = {name: ctx.params[name] for name in _typed(ctx) - {"run", "out", "resume", "qat", "prune", "pqat",
+                                                                    "cluster"}}
+        given.update({"method": chosen[0]} if chosen else {})
         given.update({"sparsity": prune} if prune is not None else {})
         given.update({"clusters": cluster} if cluster is not None else {})
         metrics = optimize_run(run, out, resume=True, given=given)
-        _print_result(f"{metrics['method']} of {metrics['parent']}", out, metrics)
-        stdout.print(f"next: cifar-edge export {out} --format tflite --int8")
-        return
-    if run is None:
-        raise CifarEdgeError("name the trained run to optimize (cifar-edge optimize RUN --prune 0.5 ...), or "
-                             "pass --resume --out RUN to finish an interrupted one")
-    if len(chosen) != 1:
-        raise CifarEdgeError(f"choose exactly one of --qat, --prune S, --pqat, --cluster N (got "
-                             f"{', '.join('--' + m for m in chosen) or 'none'}); chain runs to combine them")
-    method = chosen[0]
-    cfg = OptimizeConfig(method=method, epochs=epochs, sparsity=prune if prune is not None else 0.5,
-                         clusters=cluster if cluster is not None else 16, lr=lr, batch_size=batch_size,
-                         limit=limit, seed=seed, frequency=frequency, max_drop=max_drop)
-    out = out or run.with_name(f"{run.name}-{method}")
-    metrics = optimize_run(run, out, cfg)
-    _print_result(f"{method} of {run}", out, metrics)
+        title = f"{metrics['method']} of {metrics['parent']}"
+    else:
+        if run is None:
+            raise CifarEdgeError("name the trained run to optimize (cifar-edge optimize RUN --prune 0.5 ...), or "
+                                 "pass --resume --out RUN to finish an interrupted one")
+        if len(chosen) != 1:
+            raise CifarEdgeError(f"choose exactly one of --qat, --prune S, --pqat, --cluster N (got "
+                                 f"{', '.join('--' + m for m in chosen) or 'none'}); chain runs to combine them")
+        cfg = OptimizeConfig(method=chosen[0], epochs=epochs, sparsity=prune if prune is not None else 0.5,
+                             clusters=cluster if cluster is not None else 16, lr=lr, batch_size=batch_size,
+                             limit=limit, seed=seed, frequency=frequency, max_drop=max_drop)
+        out = out or run.with_name(f"{run.name}-{chosen[0]}")
+        metrics = optimize_run(run, out, cfg)
+        title = f"{chosen[0]} of {run}"
+    _print_result(title, out, metrics)
     stdout.print(f"next: cifar-edge export {out} --format tflite --int8")
 
 
