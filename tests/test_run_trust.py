@@ -98,7 +98,7 @@ def test_a_killed_qat_resumes_to_the_uninterrupted_metrics(workdir):
     assert scored(workdir / "qat-crash") == scored(workdir / "qat-clean")
 
 
-def test_ctrl_c_in_optimize_says_the_resume_command_that_then_finishes_it(workdir):
+def test_ctrl_c_says_the_resume_command_of_the_command_interrupted(workdir):
     interrupted = cli(*PRUNE, "--out", "prune-int", cwd=workdir, crash_at="sigint:2:3")
     assert interrupted.returncode == 130, interrupted.stderr[-2000:]
     assert interrupted.stderr.strip().splitlines()[-1] == \
@@ -106,6 +106,11 @@ def test_ctrl_c_in_optimize_says_the_resume_command_that_then_finishes_it(workdi
     resumed = cli("optimize", "--out", "prune-int", "--resume", cwd=workdir)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert scored(workdir / "prune-int") == scored(workdir / "prune-clean")
+    train = cli("train", "--model", "cnn-tiny", "--data", "small.npz", "--epochs", "1", "--batch-size", "64",
+                "--out", "train-int", cwd=workdir, crash_at="sigint:1:2")
+    assert train.returncode == 130, train.stderr[-2000:]
+    assert train.stderr.strip().splitlines()[-1] == \
+        "interrupted; continue it with `cifar-edge train --out train-int --resume`"
 
 
 def test_resume_refuses_settings_that_differ_from_the_saved_ones(workdir, tmp_path):
@@ -118,6 +123,11 @@ def test_resume_refuses_settings_that_differ_from_the_saved_ones(workdir, tmp_pa
     _refused(cli("optimize", "--out", "prune-flags", "--resume", "--prune", "0.8", "--epochs", "3", cwd=workdir),
              "--prune 0.8 (the run's: 0.5)")
     _refused(cli("optimize", "--out", "prune-flags", "--resume", "--qat", cwd=workdir), "--qat (the run's: --prune)")
+    # Flags that agree with the saved ones are fine; killed before its first epoch ended, it still ends exact.
+    resumed = cli("optimize", "parent", "--out", "prune-flags", "--resume", "--prune", "0.5", "--epochs", "3",
+                  cwd=workdir)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert scored(workdir / "prune-flags") == scored(workdir / "prune-clean")
     _refused(cli("optimize", "--out", str(half), "--resume", cwd=workdir),
              f"is a training run, not an optimize run; continue it with `cifar-edge train --out {half} --resume`")
 
