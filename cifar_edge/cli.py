@@ -56,10 +56,17 @@ def friendly(fn):
             where = f" ({e.filename})" if e.filename else ""
             typer.echo(f"error: {e.strerror or e}{where}; check the path, its permissions and free space", err=True)
             raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            typer.echo("interrupted; a training run continues with --resume", err=True)
+        except KeyboardInterrupt as e:   # train and optimize say what they kept (errors.Interrupted)
+            typer.echo(f"interrupted; {e}" if str(e) else "interrupted", err=True)
             raise typer.Exit(130) from None
     return wrapper
+
+
+def _typed(ctx: typer.Context) -> set:
+    """The parameters the user typed (not left at their defaults): what a --resume must check
+    against the run's saved settings instead of ignoring."""
+    return {name for name in ctx.params      # by name: typer may bring its own click's ParameterSource
+            if getattr(ctx.get_parameter_source(name), "name", None) in ("COMMANDLINE", "ENVIRONMENT")}
 
 
 def _metrics_table(title: str, metrics: dict) -> Table:
@@ -130,6 +137,7 @@ def _parse_ints(flag: str, value: Optional[str], example: str):
 @app.command()
 @friendly
 def train(
+    ctx: typer.Context,
     model: Annotated[str, typer.Option(help="Model name from `cifar-edge models`.")] = "cnn",
     data: Annotated[str, typer.Option(help="cifar100, cifar10, synthetic, or a path (official folder/.tar.gz, .npz, image folder).")] = "cifar100",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
@@ -207,8 +215,20 @@ def train(
         unfreeze=unfreeze,
         augment=AugmentConfig(flip_h=flip_h, flip_v=flip_v, translate=translate, rotation=rotation, zoom=zoom,
                               contrast=contrast, cutout=cutout, mixup=mixup, cutmix=cutmix))
-    metrics = run_training(cfg, out, resume=resume)
+    metrics = run_training(cfg, out, resume=resume, given=_train_flags(_typed(ctx) - {"out", "resume"}))
     _print_result(metrics["model"], out, metrics)     # a resumed run's own model, not this command's default
+
+
+def _train_flags(names) -> dict:
+    """{--flag: the path of its setting in TrainConfig} for these `train` parameters."""
+    import dataclasses
+
+    from .data import AugmentConfig
+    from .train import TrainConfig
+    top, augment = {f.name for f in dataclasses.fields(TrainConfig)}, {f.name for f in dataclasses.fields(AugmentConfig)}
+    option = {"widths": "base_widths"}
+    return {"--" + name.replace("_", "-"): name if name in top else f"augment.{name}" if name in augment
+            else f"model_options.{option.get(name, name)}" for name in sorted(names)}
 
 
 def _floats(flag: str, value: Optional[str]):
@@ -335,7 +355,8 @@ def explain(
 @app.command()
 @friendly
 def optimize(
-    run: Annotated[Path, typer.Argument(help="Trained run folder to optimize.")],
+    ctx: typer.Context,
+    run: Annotated[Optional[Path], typer.Argument(help="Trained run folder to optimize (with --resume: optional).")] = None,
     qat: Annotated[bool, typer.Option("--qat", help="Quantization-aware training (then export --int8).")] = False,
     prune: Annotated[Optional[float], typer.Option(help="Magnitude pruning to this sparsity, e.g. 0.5.")] = None,
     pqat: Annotated[bool, typer.Option("--pqat", help="Pruning-preserving QAT of a pruned run.")] = False,
@@ -348,21 +369,36 @@ def optimize(
     limit: Annotated[Optional[int], typer.Option(help="Fine-tune on only N training images (stratified).")] = None,
     seed: Annotated[int, typer.Option(help="Random seed.")] = 0,
     out: Annotated[Optional[Path], typer.Option(help="New run folder [default: RUN-<method>].")] = None,
+    resume: Annotated[bool, typer.Option(help="Finish the interrupted optimize run in --out with its saved settings.")] = False,
 ):
     """Compress a trained run (QAT, pruning, PQAT, clustering) into a new run folder."""
     from .compress import OptimizeConfig, optimize_run
     chosen = [m for m, on in (("qat", qat), ("prune", prune is not None), ("pqat", pqat),
                               ("cluster", cluster is not None)) if on]
-    if len(chosen) != 1:
-        raise CifarEdgeError(f"choose exactly one of --qat, --prune S, --pqat, --cluster N (got "
-                             f"{', '.join('--' + m for m in chosen) or 'none'}); chain runs to combine them")
-    method = chosen[0]
-    cfg = OptimizeConfig(method=method, epochs=epochs, sparsity=prune if prune is not None else 0.5,
-                         clusters=cluster if cluster is not None else 16, lr=lr, batch_size=batch_size,
-                         limit=limit, seed=seed, frequency=frequency, max_drop=max_drop)
-    out = out or run.with_name(f"{run.name}-{method}")
-    metrics = optimize_run(run, out, cfg)
-    _print_result(f"{method} of {run}", out, metrics)
+    if resume and len(chosen) < 2:       # settings from the run; the ones typed must agree with them
+        if out is None:
+            raise CifarEdgeError("--resume needs --out: the folder of the interrupted optimize run")
+        given = {name: ctx.params[name] for name in _typed(ctx) - {"run", "out", "resume", "qat", "prune", "pqat",
+                                                                    "cluster"}}
+        given.update({"method": chosen[0]} if chosen else {})
+        given.update({"sparsity": prune} if prune is not None else {})
+        given.update({"clusters": cluster} if cluster is not None else {})
+        metrics = optimize_run(run, out, resume=True, given=given)
+        title = f"{metrics['method']} of {metrics['parent']}"
+    else:
+        if run is None:
+            raise CifarEdgeError("name the trained run to optimize (cifar-edge optimize RUN --prune 0.5 ...), or "
+                                 "pass --resume --out RUN to finish an interrupted one")
+        if len(chosen) != 1:
+            raise CifarEdgeError(f"choose exactly one of --qat, --prune S, --pqat, --cluster N (got "
+                                 f"{', '.join('--' + m for m in chosen) or 'none'}); chain runs to combine them")
+        cfg = OptimizeConfig(method=chosen[0], epochs=epochs, sparsity=prune if prune is not None else 0.5,
+                             clusters=cluster if cluster is not None else 16, lr=lr, batch_size=batch_size,
+                             limit=limit, seed=seed, frequency=frequency, max_drop=max_drop)
+        out = out or run.with_name(f"{run.name}-{chosen[0]}")
+        metrics = optimize_run(run, out, cfg)
+        title = f"{chosen[0]} of {run}"
+    _print_result(title, out, metrics)
     stdout.print(f"next: cifar-edge export {out} --format tflite --int8")
 
 

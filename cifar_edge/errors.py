@@ -14,12 +14,19 @@ def unknown_choice(kind: str, name: str, known) -> CifarEdgeError:
     return CifarEdgeError(f"unknown {kind} '{name}'; {hint}choose one of {', '.join(known)}")
 
 
-def check_finite(options) -> None:
+def check_finite(options, flag=None) -> None:
     """Refuse NaN and infinite numbers in a dataclass of command-line options (``--lr inf``):
-    they pass every range check written as a comparison, then train to NaN."""
+    they pass every range check written as a comparison, then train to NaN.  ``flag(field)``
+    names the flag of a field whose flag is not ``--field``."""
     import dataclasses
     import math
     for field in dataclasses.fields(options):
         value = getattr(options, field.name)
         if isinstance(value, float) and not math.isfinite(value):
-            raise CifarEdgeError(f"--{field.name.replace('_', '-')} {value} is invalid; use a finite number")
+            name = flag(field.name) if flag else f"--{field.name.replace('_', '-')}"
+            raise CifarEdgeError(f"{name} {value} is invalid; use a finite number")
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C in a command that writes a run folder; the message says what was kept and how
+    to go on, which only that command knows."""

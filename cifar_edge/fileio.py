@@ -78,6 +78,28 @@ def remove_stale_temps(folder) -> list[Path]:
     return removed
 
 
+_SYSTEM_TEMP = re.compile(r"^cifar-edge-[\w-]+?~(\d+)~")
+
+
+def system_temp_prefix(kind: str) -> str:
+    """The name prefix of a work folder in the system temp folder (``cifar-edge-savedmodel~PID~``):
+    the PID lets :func:`remove_stale_system_temps` tell a killed process's folder from a live one's."""
+    return f"cifar-edge-{kind}~{os.getpid()}~"
+
+
+def remove_stale_system_temps() -> list[Path]:
+    """Delete the work folders that killed processes left in the system temp folder (kill -9
+    runs no cleanup); returns what was removed.  Live processes' folders are kept."""
+    import shutil
+    removed = []
+    for p in Path(tempfile.gettempdir()).glob("cifar-edge-*~*~*"):
+        m = _SYSTEM_TEMP.match(p.name)
+        if m and not _alive(int(m.group(1))):
+            shutil.rmtree(p, ignore_errors=True) if p.is_dir() and not p.is_symlink() else p.unlink(missing_ok=True)
+            removed.append(p)
+    return removed
+
+
 @contextlib.contextmanager
 def folder_lock(folder, command: str):
     """Hold an exclusive lock on ``folder`` (its ``.lock`` file) for one writer at a time.

@@ -97,6 +97,32 @@ class RunFolder:
                                  "written by another tool: restore the original or re-train")
         return config
 
+    def unfinished_optimize(self) -> str | None:
+        """The method of an optimize run that has not finished (no metrics.json, written last),
+        else None.  Its folder may hold a model (a killed run's, or a from-scratch one written by
+        an old `train --resume`) that is not the optimized model, so nothing may use it."""
+        if self.metrics.is_file() or not self.config.is_file():
+            return None
+        try:
+            config = read_json(self.config)
+        except (OSError, CifarEdgeError):
+            return None                      # read_config says what is wrong with it
+        return (config.get("optimize") or {}).get("method") if isinstance(config, dict) else None
+
+    def refuse_unfinished_optimize(self, alternative: str = ""):
+        """Raise when this is an unfinished optimize run, naming the command that finishes it."""
+        method = self.unfinished_optimize()
+        if method:
+            raise CifarEdgeError(f"{self.root} is an unfinished `cifar-edge optimize --{method}` run (no metrics.json, "
+                                 f"so no optimized model yet); finish it with `cifar-edge optimize --out {self.root} "
+                                 f"--resume`{alternative}")
+
+    def resume_hint(self, command: str) -> str:
+        """What an interrupted ``command`` (train, optimize) kept in this folder, and how to go on."""
+        if self.config.is_file():
+            return f"continue it with `cifar-edge {command} --out {self.root} --resume`"
+        return "nothing was kept; run the command again"
+
     def require_model(self) -> Path:
         """The trained model, or a clear error when the folder holds none.
 
@@ -107,6 +133,7 @@ class RunFolder:
         if not self.root.is_dir():
             raise CifarEdgeError(f"run folder {self.root} does not exist; pass the --out folder of a "
                                  "`cifar-edge train` run")
+        self.refuse_unfinished_optimize()
         for p in (self.model_h5, self.model_keras, self.best):
             if p.is_file():
                 return p
@@ -406,13 +433,18 @@ def load_run(run_dir) -> LoadedRun:
     from .data.pipeline import Normalization
     if config is not None and source_kind(config) not in ("trained", "tf_keras"):
         from .source_models import open_source
-        model = open_source(run, config)
+        path, model = run.require_model(), open_source(run, config)
     else:
         path = run.require_model()
         config = config if config is not None else run.read_config()
         model = load_model(path)
-    return LoadedRun(run, model, config, config["class_names"],
-                     Normalization.from_dict(config["normalization"]), int(config["input_size"]))
+    width, names = model.output_shape[-1], config["class_names"]
+    if width is not None and width != len(names):      # else predict indexes past the names, and evaluate blames --data
+        raise CifarEdgeError(f"{run.config} lists {len(names)} class names but the model ({path.name}) outputs "
+                             f"{width} classes; config.json was edited or copied from another run: restore this "
+                             "run's own config.json, or re-train")
+    return LoadedRun(run, model, config, names, Normalization.from_dict(config["normalization"]),
+                     int(config["input_size"]))
 
 
 @dataclass

@@ -5,6 +5,7 @@
 - ``replace:NAME[:N]``: the Nth time a finished temp file is about to be renamed onto NAME
   (model.keras, best.keras, metrics.json ...): the temp file is complete, the final one not there;
 - ``batch:E:S``: after training step S of epoch E (1-based), mid-epoch;
+- ``sigint:E:S``: the same moment, but Ctrl-C (SIGINT: Python's KeyboardInterrupt) instead;
 - ``checkpoint:N``: inside the Nth crash backup, after its data files are written and before
   TensorFlow records it as the latest checkpoint.
 
@@ -15,8 +16,8 @@ import signal
 import sys
 
 
-def _die():
-    os.kill(os.getpid(), signal.SIGKILL)
+def _die(sig=signal.SIGKILL):
+    os.kill(os.getpid(), sig)
 
 
 def _install(spec: str):
@@ -32,15 +33,16 @@ def _install(spec: str):
                     _die()
             return real(src, dst, *a, **kw)
         os.replace = replace
-    elif kind == "batch":
+    elif kind in ("batch", "sigint"):
         from cifar_edge.train import callbacks
         epoch, step = int(args[0]), int(args[1])
+        sig = signal.SIGKILL if kind == "batch" else signal.SIGINT
         original = callbacks.Progress.on_train_batch_end
 
         def on_train_batch_end(self, batch, logs=None):
             original(self, batch, logs)
             if self._epoch + 1 == epoch and batch + 1 == step:
-                _die()
+                _die(sig)
         callbacks.Progress.on_train_batch_end = on_train_batch_end
     elif kind == "checkpoint":
         from cifar_edge._tf import tf

@@ -146,9 +146,9 @@ def test_unquantizable_layer_is_named_with_a_fix():
 
 @pytest.mark.parametrize("settings, message", [
     (dict(method="prun"), "unknown optimization method 'prun'; did you mean 'prune'"),
-    (dict(method="prune", sparsity=1.0), "--sparsity 1.0 is invalid"),
-    (dict(method="prune", sparsity=0.0), "--sparsity 0.0 is invalid"),
-    (dict(method="cluster", clusters=1), "--clusters 1 is invalid"),
+    (dict(method="prune", sparsity=1.0), "--prune 1.0 is invalid"),     # the flags that exist (issue 30)
+    (dict(method="prune", sparsity=0.0), "--prune 0.0 is invalid"),
+    (dict(method="cluster", clusters=1), "--cluster 1 is invalid"),
     (dict(method="qat", epochs=0), "--epochs 0 is invalid"),
     (dict(method="pqat"), "--pqat keeps a pruned model's zeros, but .* is not pruned"),
     (dict(method="prune", limit=10, epochs=1), "1 training steps are too few to prune"),

@@ -56,7 +56,7 @@ def _method(root: Path) -> str | None:
 
 
 def collect_runs(run_dir, with_runs=(), siblings: bool = True) -> list[RunRef]:
-    """This run first, then optimize runs beside it whose config.json names it as ``parent``,
+    """This run first, then finished optimize runs beside it whose config.json names it as ``parent``,
     then ``--with`` runs (each once)."""
     main = RunFolder(run_dir)
     main.require_model()
@@ -70,7 +70,8 @@ def collect_runs(run_dir, with_runs=(), siblings: bool = True) -> list[RunRef]:
                 cfg = read_json(d / "config.json")
             except (OSError, ValueError):
                 continue
-            if cfg.get("parent") and Path(cfg["parent"]).resolve() == me and (cfg.get("optimize") or {}).get("method"):
+            if (cfg.get("parent") and Path(cfg["parent"]).resolve() == me and (cfg.get("optimize") or {}).get("method")
+                    and RunFolder(d).metrics.is_file()):      # an unfinished one has no optimized model yet
                 found.append(d)
     for extra in with_runs:
         root = RunFolder(extra).root

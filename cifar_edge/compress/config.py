@@ -11,6 +11,12 @@ from ..errors import CifarEdgeError, check_finite, unknown_choice
 # pruned parent's zeros; cluster: weight clustering (weight sharing).
 METHODS = ("qat", "prune", "pqat", "cluster")
 from ..runs import QUANTIZED  # noqa: E402,F401 - the run spine owns it; compress and bench read it from there
+FLAGS = {"sparsity": "prune", "clusters": "cluster"}    # fields whose `optimize` flag has another name
+
+
+def flag(field: str) -> str:
+    """The command-line flag that sets ``field``."""
+    return "--" + FLAGS.get(field, field).replace("_", "-")
 
 
 @dataclass
@@ -27,9 +33,9 @@ class OptimizeConfig:
     max_drop: float = 10.0             # fail when top-1 ends more than this many points below the parent's
 
     def validate(self) -> "OptimizeConfig":
-        def bad(flag, got, fix):
-            raise CifarEdgeError(f"--{flag.replace('_', '-')} {got} is invalid; {fix}")
-        check_finite(self)
+        def bad(field, got, fix):
+            raise CifarEdgeError(f"{flag(field)} {got} is invalid; {fix}")
+        check_finite(self, flag)
         if self.method not in METHODS:
             raise unknown_choice("optimization method", self.method, METHODS)
         if self.epochs < 1:
@@ -52,3 +58,12 @@ class OptimizeConfig:
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
+
+    @classmethod
+    def from_saved(cls, saved: dict) -> "OptimizeConfig":
+        """The settings an optimize run saved in its config.json ("optimize"), resolved as that run
+        used them (its lr, batch and pruning frequency), so a resume repeats them exactly."""
+        return cls(method=saved["method"], epochs=saved["epochs"], sparsity=saved.get("sparsity") or 0.5,
+                   clusters=saved.get("clusters") or 16, lr=saved["lr"], batch_size=saved["batch_size"],
+                   limit=saved.get("limit"), seed=saved.get("seed", 0), frequency=saved.get("frequency"),
+                   max_drop=saved.get("max_drop", 10.0))

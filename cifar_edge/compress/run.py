@@ -10,51 +10,95 @@ shared weights.
 from __future__ import annotations
 
 import dataclasses
-import time
+import shutil
+from pathlib import Path
 
 from .. import console
 from ..data import limit_images, make_dataset, prepare_images
 from ..data.pipeline import batches_per_epoch, resize_target
-from ..errors import CifarEdgeError
+from ..errors import CifarEdgeError, Interrupted
 from .._tf import keras
 from ..fileio import atomic_path, read_json, write_json, write_text
 from ..models import get_model_spec
 from ..train.callbacks import EpochStats, HistoryCSV, NonFiniteLoss, Progress
 from ..train.config import TrainConfig
-from ..train.loop import compile_model, evaluate_model, seed_everything, training_throughput
-from ..runs import RunFolder, load_run, run_data, save_model
+from ..train.loop import compile_model, evaluate_model, fit_resumable, seed_everything, training_throughput
+from ..runs import RunFolder, load_model, load_run, run_data, save_model
 from ..train.whitening import frozen_stem
 from ..versions import versions
 from . import cluster, measure, prune
-from .config import QUANTIZED, OptimizeConfig
+from .config import QUANTIZED, OptimizeConfig, flag
 from .parent import check_parent, parent_method
 from ..models.qat_scheme import PerChannelQuantizeScheme
 from .quantize import RANGE_IMAGES, init_activation_ranges, quantize
 from ..models.tfmot_compat import reloadable, tfmot
 
 
-def optimize_run(parent_dir, out_dir, cfg: OptimizeConfig) -> dict:
+def optimize_run(parent_dir, out_dir, cfg: OptimizeConfig | None = None, resume: bool = False,
+                 given: dict | None = None) -> dict:
     """Optimize the model of the run in ``parent_dir`` per ``cfg`` into the new run folder
-    ``out_dir``; returns the metrics written to its metrics.json."""
-    cfg.validate()
+    ``out_dir``; returns the metrics written to its metrics.json.
+
+    ``resume`` finishes an interrupted optimize run in ``out_dir`` (kill -9 included) with the
+    settings it saved, through train's crash backup, to the metrics the uninterrupted run would
+    have written; ``parent_dir`` and ``given`` ({OptimizeConfig field: value the user typed}) may
+    be None, and where given must agree with the saved ones."""
     run = RunFolder(out_dir)
+    if not resume:
+        cfg.validate()
+        _refuse_used(run)                # before the lock, which would add its file to the user's folder
     created = not run.root.exists()
-    _refuse_used(run)                    # before the lock, which would add its file to the user's folder
     with run.writing("cifar-edge optimize"):
-        _refuse_used(run)
+        if resume:
+            parent_dir, cfg = _saved_settings(run, parent_dir, given or {})
+        else:
+            _refuse_used(run)
         try:
-            return _prepare_and_optimize(parent_dir, run, cfg)
-        except BaseException:   # a failed or interrupted fine-tune leaves no half-made run behind
-            run.discard(created)
+            return _prepare_and_optimize(parent_dir, run, cfg, resume)
+        except CifarEdgeError as e:
+            # Bad settings or data, a diverged or too lossy fine-tune: a new run leaves nothing
+            # (resuming cannot help); a resume keeps its progress unless the verdict is final.
+            if not resume or isinstance(e, BelowParent):
+                run.discard(created)
             raise
+        except KeyboardInterrupt:
+            if not run.config.is_file():     # interrupted before it wrote anything to resume
+                run.discard(created)
+            raise Interrupted(run.resume_hint("optimize")) from None
 
 
 def _refuse_used(run: RunFolder):
+    run.refuse_unfinished_optimize(", or choose a new --out")
     if run.has_files():
         raise CifarEdgeError(f"output folder {run.root} is not empty; choose a new --out for the optimized run")
 
 
-def _prepare_and_optimize(parent_dir, run: RunFolder, cfg: OptimizeConfig) -> dict:
+def _saved_settings(run: RunFolder, parent_dir, given: dict):
+    """(parent folder, OptimizeConfig) of the interrupted optimize run in ``run``; settings the
+    user typed that differ from the saved ones are refused, never silently ignored."""
+    if not run.config.is_file():
+        raise CifarEdgeError(f"nothing to resume in {run.root}: no config.json there; drop --resume to start a "
+                             "new optimize run")
+    if run.metrics.is_file():
+        raise CifarEdgeError(f"run {run.root} already finished (metrics.json exists); nothing to resume. "
+                             "Optimize into another --out")
+    config = run.read_config()
+    if not (config.get("optimize") or {}).get("method") or not config.get("parent"):
+        raise CifarEdgeError(f"{run.root} is a training run, not an optimize run; continue it with `cifar-edge "
+                             f"train --out {run.root} --resume`")
+    cfg = OptimizeConfig.from_saved(config["optimize"])
+    value = lambda field, v: f"--{v}" if field == "method" else v  # noqa: E731
+    differ = [f"{flag(k) + ' ' if k != 'method' else ''}{value(k, v)} (the run's: {value(k, getattr(cfg, k))})"
+              for k, v in given.items() if v != getattr(cfg, k)]
+    if parent_dir is not None and Path(parent_dir).resolve() != Path(config["parent"]).resolve():
+        differ.insert(0, f"parent {parent_dir} (the run's: {config['parent']})")
+    if differ:
+        raise CifarEdgeError(f"--resume finishes {run.root} with the settings it was started with, but "
+                             f"{'; '.join(differ)} differ; drop them, or optimize into a new --out")
+    return Path(config["parent"]), cfg
+
+
+def _prepare_and_optimize(parent_dir, run: RunFolder, cfg: OptimizeConfig, resume: bool) -> dict:
     parent = RunFolder(parent_dir)
     parent.require_model()
     check_parent(cfg.method, parent.root, parent.read_config())
@@ -84,11 +128,42 @@ def _prepare_and_optimize(parent_dir, run: RunFolder, cfg: OptimizeConfig) -> di
     # A whitened stem stays as whitened: sgd-l2 froze it by step in the parent's run, not by layer.
     frozen = frozen_stem(0) if ft.optimizer == "sgd-l2" and ft.whiten else None
     compile_model(model, ft, steps, ds.num_classes, xla=False, frozen=frozen)
-    return _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, callbacks, facts, before)
+    return _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, callbacks, facts, before, resume)
 
 
-def _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, callbacks, facts, before) -> dict:
+def _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, callbacks, facts, before,
+              resume: bool) -> dict:
     ds = data.dataset
+    if resume:       # prepared as the interrupted run was; what it had trained comes from the backup
+        console.info(f"resuming {run.root} ({cfg.method} of {parent.root}, {cfg.epochs} epochs)")
+    else:
+        _write_config(cfg, run, parent, loaded, config, ft, x_tr, facts)
+        console.info(f"{cfg.method} of {parent.root} ({len(x_tr)} images, {cfg.epochs} epochs, lr {ft.lr:g}) -> "
+                     f"{run.root}")
+    if resume and run.model_h5.is_file() and run.model_keras.is_file():
+        model, seconds = load_model(run.model_h5), 0.0      # killed after saving the model: just score it
+    else:
+        seconds = _fit(model, ft, run, x_tr, y_tr, data.x_val, data.y_val, ds.num_classes, loaded.norm,
+                       loaded.input_size, callbacks)
+        model = _finish(cfg.method, model)
+        for path in (run.model_h5, run.model_keras):
+            with atomic_path(path) as tmp:
+                save_model(model, tmp)
+
+    spec = dataclasses.replace(get_model_spec(ft.model), normalization=loaded.norm)  # as the parent was trained
+    metrics = evaluate_model(model, ds, spec, ft, run, data.x_val, data.y_val)
+    metrics.update(training_throughput(run, seconds, len(x_tr)))
+    parent_metrics = read_json(parent.metrics) if parent.metrics.is_file() else {}
+    _check_against_parent(cfg, metrics, parent_metrics)
+    metrics.update(method=cfg.method, parent=str(parent.root.resolve()), parent_top1=parent_metrics.get("top1"),
+                   **before, **_figures(cfg.method, model))
+    write_json(run.metrics, metrics)   # last: its presence marks a finished run
+    shutil.rmtree(run.backup, ignore_errors=True)   # finished: the crash backup has done its job
+    return metrics
+
+
+def _write_config(cfg, run, parent, loaded, config, ft, x_tr, facts):
+    """The parent's config.json plus ``parent`` and ``optimize`` (the settings a resume reads back)."""
     write_json(run.config, {**config, "versions": versions(), "parent": str(parent.root.resolve()), "optimize": {
         "method": cfg.method, "epochs": cfg.epochs, "lr": ft.lr, "batch_size": ft.batch_size,
         "schedule": ft.schedule, "limit": cfg.limit, "seed": cfg.seed, "train_images": int(len(x_tr)),
@@ -99,24 +174,6 @@ def _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, cal
         "max_drop": cfg.max_drop,
         "parent_method": parent_method(config), "tfmot": tfmot.__version__}})
     write_text(run.labels, "\n".join(loaded.class_names) + "\n")
-    console.info(f"{cfg.method} of {parent.root} ({len(x_tr)} images, {cfg.epochs} epochs, lr {ft.lr:g}) -> {run.root}")
-
-    seconds = _fit(model, ft, run, x_tr, y_tr, data.x_val, data.y_val, ds.num_classes, loaded.norm,
-                   loaded.input_size, callbacks)
-    model = _finish(cfg.method, model)
-    for path in (run.model_h5, run.model_keras):
-        with atomic_path(path) as tmp:
-            save_model(model, tmp)
-
-    spec = dataclasses.replace(get_model_spec(ft.model), normalization=loaded.norm)  # as the parent was trained
-    metrics = evaluate_model(model, ds, spec, ft, run, data.x_val, data.y_val)
-    metrics.update(training_throughput(run, seconds, len(x_tr)))
-    parent_metrics = read_json(parent.metrics) if parent.metrics.is_file() else {}
-    _check_against_parent(cfg, metrics, parent_metrics)
-    metrics.update(method=cfg.method, parent=str(parent.root.resolve()), parent_top1=parent_metrics.get("top1"),
-                   **before, **_figures(cfg.method, model))
-    write_json(run.metrics, metrics)   # last: its presence marks a finished run
-    return metrics
 
 
 # Default fine-tuning lr = parent's lr / this (a model's recipe may set its own for QAT:
@@ -165,12 +222,16 @@ def _freeze_batchnorm(model) -> int:
     return frozen
 
 
+class BelowParent(CifarEdgeError):
+    """The fine-tuned model ended too far below its parent: a verdict a resume would repeat."""
+
+
 def _check_against_parent(cfg: OptimizeConfig, metrics: dict, parent_metrics: dict):
     """A compressed model far below its parent is a failed run, not a normal one."""
     mine, theirs = metrics.get("top1"), parent_metrics.get("top1")
     if mine is None or theirs is None or (theirs - mine) * 100 <= cfg.max_drop:
         return
-    raise CifarEdgeError(
+    raise BelowParent(
         f"the {cfg.method} model scored {mine:.2%} top-1 on the {metrics.get('split', 'test')} split, "
         f"{(theirs - mine) * 100:.1f} points below its parent's {theirs:.2%} (allowed: --max-drop "
         f"{cfg.max_drop:g}); nothing was kept. Fine-tune longer (--epochs) or at a lower --lr, or pass a larger "
@@ -198,10 +259,13 @@ def _finish(method: str, model):
 
 def _fit(model, ft: TrainConfig, run: RunFolder, x_tr, y_tr, x_va, y_va, num_classes, norm, input_size,
          extra_callbacks) -> float:
-    """Fine-tune with the training pipeline and its history/progress callbacks; seconds spent."""
+    """Fine-tune with the training pipeline, its history/progress callbacks and its crash backup
+    (a resume continues after the last finished epoch); seconds spent."""
     size = resize_target(x_tr, input_size)
-    train_ds = make_dataset(x_tr, y_tr, num_classes, ft.batch_size, norm, training=True, augment=ft.augment,
-                            image_size=size, seed=ft.seed, epochs=range(ft.epochs))
+
+    def train_ds(epochs: range):
+        return make_dataset(x_tr, y_tr, num_classes, ft.batch_size, norm, training=True, augment=ft.augment,
+                            image_size=size, seed=ft.seed, epochs=epochs)
     val_ds = None
     if x_va is not None and len(x_va):
         val_ds = make_dataset(x_va, y_va, num_classes, max(ft.batch_size, 256), norm, training=False,
@@ -209,10 +273,7 @@ def _fit(model, ft: TrainConfig, run: RunFolder, x_tr, y_tr, x_va, y_va, num_cla
     steps = batches_per_epoch(len(x_tr), ft.batch_size)
     callbacks = [*extra_callbacks, EpochStats(len(x_tr)), HistoryCSV(run.history), Progress(ft.epochs, steps),
                  NonFiniteLoss(ft.lr)]
-    t0 = time.perf_counter()
-    model.fit(train_ds, validation_data=val_ds, epochs=ft.epochs, steps_per_epoch=steps, verbose=0,
-              callbacks=callbacks)
-    return time.perf_counter() - t0
+    return fit_resumable(model, train_ds, val_ds, 0, ft.epochs, steps, run.backup, callbacks)
 
 
 def _figures(method: str, model) -> dict:

@@ -229,6 +229,9 @@ def load_npz(paths, name: str | None = None) -> Dataset:
 def load_image_folder(path, image_size: int = 32) -> Dataset:
     """``root/<class>/*.png`` (or ``root/train/<class>`` [+ ``root/test/<class>``]), any image
     size or mode, read exactly as `predict` reads images (see images.py)."""
+    from PIL import Image
+
+    from .. import console
     from ..images import read_image
 
     root = Path(path)
@@ -240,7 +243,7 @@ def load_image_folder(path, image_size: int = 32) -> Dataset:
         _check_class_folders(folder)
     if not class_names:
         raise CifarEdgeError(f"{root} has no class subfolders; lay images out as {root}/<class>/<image>.png")
-    out = {}
+    out, off_size = {}, {}           # off_size: {(width, height): count} of images not image_size square
     for split, folder in splits.items():
         xs, ys = [], []
         for label, cls in enumerate(class_names):
@@ -249,6 +252,9 @@ def load_image_folder(path, image_size: int = 32) -> Dataset:
                     continue
                 try:
                     xs.append(read_image(f, image_size))
+                    with Image.open(f) as im:      # the header only: its size before the crop and resize
+                        if im.size != (image_size, image_size):
+                            off_size[im.size] = off_size.get(im.size, 0) + 1
                 except CifarEdgeError as e:
                     raise CifarEdgeError(f"cannot read image {f} ({e}); remove or replace it") from None
                 ys.append(label)
@@ -258,6 +264,12 @@ def load_image_folder(path, image_size: int = 32) -> Dataset:
         if not xs:
             raise CifarEdgeError(f"no images found under {folder}; expected {folder}/<class>/<image>.png")
         out[split] = (np.stack(xs), np.asarray(ys, np.int64))
+    if off_size:
+        total = sum(len(y) for _, y in out.values())
+        sizes = ", ".join(f"{n} at {w}x{h}" for (w, h), n in sorted(off_size.items(), key=lambda kv: -kv[1])[:3])
+        console.warn(f"{root}: {sum(off_size.values())} of {total} images are not {image_size}x{image_size} "
+                     f"({sizes}{', ...' if len(off_size) > 3 else ''}); each was centre-cropped to a square and "
+                     f"resized to {image_size}x{image_size} (bilinear)")
     xte, yte = out.get("test", (None, None))
     return Dataset(root.name, str(root), out["train"][0], out["train"][1], class_names, xte, yte)
 

@@ -17,7 +17,7 @@ import numpy as np
 from .. import console
 from ..data import limit_images, prepare_images
 from ..errors import CifarEdgeError
-from ..fileio import atomic_path, read_json, write_json, write_text, remove_stale_temps
+from ..fileio import atomic_path, read_json, remove_stale_system_temps, remove_stale_temps, write_json, write_text
 from ..formats import QAT_INT8_ONLY, ExportOptions, Format, file_name, get_variant, qat_allows, validate, variant_name
 from ..formats.keras import keras_runner
 from ..runs import MANIFEST, RunFolder, as_loaded, inside_run, load_model, run_data
@@ -132,6 +132,7 @@ def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=No
     loaded = as_loaded(run_dir)
     out = Path(out_dir) if out_dir else loaded.run.export_dir
     remove_stale_temps(out)          # half-written files of an export that was killed
+    remove_stale_system_temps()      # and its work folders (SavedModel, LiteRT probe) in the system temp
     qat = loaded.quantization_aware
     variants = _applicable(loaded, variants)
     if qat:

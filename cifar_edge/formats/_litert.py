@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CifarEdgeError
+from ..fileio import system_temp_prefix
 from ._base import Runner, default_threads, op_profile
 from ._tflite_metadata import folded_normalization
 
@@ -270,7 +271,7 @@ def check_litert_loads(path, name: str = ""):
     import subprocess
     import sys
     import tempfile
-    with tempfile.TemporaryDirectory(prefix="cifar-edge-probe-") as work:
+    with tempfile.TemporaryDirectory(prefix=system_temp_prefix("probe")) as work:
         if isinstance(path, bytes):
             Path(work, "model.tflite").write_bytes(path)
             path = Path(work, "model.tflite")

@@ -13,6 +13,7 @@ import numpy as np
 from .. import __version__
 from .._tf import tf
 from ..errors import CifarEdgeError
+from ..fileio import system_temp_prefix
 from ._base import ExportOptions, imported_converter
 
 _IO_DTYPES = {"int8": tf.int8, "uint8": tf.uint8}
@@ -24,7 +25,7 @@ def _saved_model(ctx) -> str | None:
     seconds for MobileNetV2 0.35).  None if it cannot be saved (the converter's own fallback
     then runs)."""
     if ctx.saved_model is None:
-        work = tempfile.mkdtemp(prefix="cifar-edge-savedmodel-")
+        work = tempfile.mkdtemp(prefix=system_temp_prefix("savedmodel"))
         weakref.finalize(ctx, shutil.rmtree, work, True)
         own = imported_converter(ctx.model, "saved_model")     # an imported model saves itself (Keras 3: model.export)
         if own is not None:

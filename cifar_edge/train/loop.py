@@ -17,7 +17,7 @@ from .. import console
 from .._tf import keras, tf
 from ..data import limit_images, load_dataset, make_dataset, stratified_kfold, train_val
 from ..data.pipeline import batches_per_epoch, resize_target
-from ..errors import CifarEdgeError
+from ..errors import CifarEdgeError, Interrupted
 from ..fileio import atomic_path, read_json, write_json, write_text
 from ..models import count_flops, get_model_spec
 from .callbacks import BestCheckpoint, EpochStats, HistoryCSV, NonFiniteLoss, Progress
@@ -155,16 +155,24 @@ class _Stage:
         if cfg.schedule == "plateau":
             callbacks.append(keras.callbacks.ReduceLROnPlateau(monitor="val_loss" if val_ds else "loss",
                                                                factor=0.2, patience=2, min_lr=cfg.lr * 1e-3))
-        # Last, so the backup is taken only after this epoch's history row is on disk.  Kept
-        # until metrics.json is written, so a crash while saving or evaluating loses nothing.
-        callbacks.append(keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch", delete_checkpoint=False))
-        start = max(first, _backed_up_epochs(backup))    # where BackupAndRestore will resume
-        t0 = time.perf_counter()
-        model.fit(self.train_ds(range(start, last)), validation_data=val_ds, initial_epoch=first, epochs=last,
-                  steps_per_epoch=self.steps, verbose=0, callbacks=callbacks)
+        seconds = fit_resumable(model, self.train_ds, val_ds, first, last, self.steps, backup, callbacks)
         if best is not None and best.snapshot is not None:
             self.best_snapshot = best.snapshot
-        return time.perf_counter() - t0
+        return seconds
+
+
+def fit_resumable(model, train_ds, val_ds, first: int, last: int, steps: int, backup, callbacks) -> float:
+    """Fit epochs [first, last) of a compiled ``model`` with a crash backup in ``backup``, so a
+    killed process resumes at the last finished epoch and ends where the uninterrupted one would
+    have; ``train_ds(epochs)`` draws the batches of exactly those epochs.  Returns the seconds."""
+    # Last, so the backup is taken only after this epoch's history row is on disk.  Kept
+    # until metrics.json is written, so a crash while saving or evaluating loses nothing.
+    callbacks = [*callbacks, keras.callbacks.BackupAndRestore(str(backup), save_freq="epoch", delete_checkpoint=False)]
+    start = max(first, _backed_up_epochs(backup))    # where BackupAndRestore will resume
+    t0 = time.perf_counter()
+    model.fit(train_ds(range(start, last)), validation_data=val_ds, initial_epoch=first, epochs=last,
+              steps_per_epoch=steps, verbose=0, callbacks=callbacks)
+    return time.perf_counter() - t0
 
 
 def _backed_up_epochs(backup) -> int:
@@ -221,7 +229,7 @@ def _fit_two_stages(model, spec, stage: _Stage) -> float:
     return seconds
 
 
-def _prepare_run(cfg: TrainConfig, run: RunFolder, resume: bool) -> TrainConfig:
+def _prepare_run(cfg: TrainConfig, run: RunFolder, resume: bool, given: dict) -> TrainConfig:
     if resume:
         if not run.config.is_file():
             raise CifarEdgeError(f"nothing to resume in {run.root}: no config.json there; drop --resume "
@@ -229,10 +237,40 @@ def _prepare_run(cfg: TrainConfig, run: RunFolder, resume: bool) -> TrainConfig:
         if run.metrics.is_file():
             raise CifarEdgeError(f"run {run.root} already finished (metrics.json exists); nothing to resume. "
                                  "Start a new run with another --out")
-        saved = TrainConfig.from_dict(run.read_config()["train"])
+        run.refuse_unfinished_optimize()   # its settings are the parent's: train would fit a new model from scratch
+        config = run.read_config()
+        differ = _differing(cfg, config, given)
+        if differ:
+            raise CifarEdgeError(f"--resume continues {run.root} with the settings it was started with, but "
+                                 f"{'; '.join(differ)} differ; drop them, or start a new run with another --out")
+        saved = TrainConfig.from_dict(config["train"])
         console.info(f"resuming {run.root} (epochs {saved.epochs}, model {saved.model})")
         return saved.validate()
     return cfg
+
+
+def _differing(requested: TrainConfig, config: dict, given: dict) -> list[str]:
+    """``--flag value (the run's: saved)`` for each typed flag (``given``: {flag: path of its
+    setting in the train config, e.g. "augment.cutout"}) whose value is not the run's saved one:
+    a resume that ignored it would silently train something else than asked."""
+    import json
+
+    from ..fileio import to_json
+
+    def at(tree, path):
+        for key in path.split("."):
+            tree = tree.get(key) if isinstance(tree, dict) else None
+        return json.loads(to_json(tree))          # tuples and lists alike
+    mine, theirs = requested.to_dict(), config["train"]
+    out = []
+    for flag, path in given.items():
+        if at(mine, path) == at(theirs, path):
+            continue
+        if path == "data" and _absolute_data_path(requested.data) == config.get("data_path"):
+            continue                                  # the same data, named from another directory
+        saved = at(theirs, path)
+        out.append(f"{flag} {at(mine, path)} (the run's: {'not set' if saved is None else saved})")
+    return out
 
 
 def _fit_to_data(requested: TrainConfig, cfg: TrainConfig, n_images: int) -> TrainConfig:
@@ -248,14 +286,17 @@ def _fit_to_data(requested: TrainConfig, cfg: TrainConfig, n_images: int) -> Tra
 
 
 def _refuse_used(run: RunFolder):
+    run.refuse_unfinished_optimize(", or choose a new --out")
     if run.has_files():
         raise CifarEdgeError(f"run folder {run.root} is not empty; pass --resume to continue that run "
                              "or choose a new --out")
 
 
-def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None) -> dict:
+def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None, given: dict | None = None) -> dict:
     """Train per ``cfg`` into ``out_dir`` and evaluate; returns the metrics dict, with the model
-    name under ``"model"`` (a resume takes it from the run, not from ``cfg``).
+    name under ``"model"`` (a resume takes it from the run, not from ``cfg``).  A resume refuses
+    the flags in ``given`` ({flag: its setting's path in TrainConfig}) whose value in ``cfg``
+    differs from the run's saved settings.
 
     ``dataset`` may pass an already loaded :class:`Dataset` for ``cfg.data``.  One writer per
     run folder; a second is refused.
@@ -270,7 +311,7 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None) -> dict
         if not resume:
             _refuse_used(run)         # a writer that finished between the check above and the lock
         try:
-            return _train(cfg, run, resume, dataset, requested)
+            return _train(cfg, run, resume, dataset, requested, given or {})
         except CifarEdgeError:
             # Bad data, or a run that diverged: resuming cannot help, so a new run leaves nothing.
             if not resume:            # (a used folder was refused above, so this run wrote all of it)
@@ -281,6 +322,8 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None) -> dict
                 raise CifarEdgeError(f"the disk holding {run.root} is full ({_first_line(e)}); free some space "
                                      f"and continue with `cifar-edge train --out {run.root} --resume`") from None
             raise
+        except KeyboardInterrupt:
+            raise Interrupted(run.resume_hint("train")) from None
 
 
 def _disk_full(e: Exception) -> bool:
@@ -292,8 +335,8 @@ def _first_line(e: Exception) -> str:
     return (str(e).strip().splitlines() or [type(e).__name__])[0][:160]
 
 
-def _train(cfg: TrainConfig, run: RunFolder, resume: bool, dataset, requested: TrainConfig) -> dict:
-    cfg = _prepare_run(cfg, run, resume)
+def _train(cfg: TrainConfig, run: RunFolder, resume: bool, dataset, requested: TrainConfig, given: dict) -> dict:
+    cfg = _prepare_run(cfg, run, resume, given)
     strategy = make_strategy(cfg.strategy)      # before anything initialises TF devices
     accel = accelerate(cfg.precision)
     ds = dataset or load_dataset(cfg.data, labels=cfg.labels, verify=cfg.verify,
