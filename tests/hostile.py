@@ -1,13 +1,21 @@
 """Builders of hostile inputs, as a red-team pass makes them: raw HTTP bodies, run folders whose
-own files lie (export.json entries without a variant, or pointing outside the run), folders that
-are not runs, files that are not images.  Each fix adds its builder here, so the corpus grows."""
+own files lie (export.json entries without a variant, or pointing outside the run, class lists
+that disagree with the model), what a killed process leaves behind, folders that are not runs,
+files that are not images, model files that carry code.  Each fix adds its builder here, so the
+corpus grows."""
 from __future__ import annotations
 
 import copy
+import json
 import shutil
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from urllib.parse import urlparse
+
+import numpy as np
+from PIL import Image
 
 from cifar_edge.fileio import read_json, write_json
 
@@ -128,4 +136,69 @@ def not_a_run(root: Path) -> Path:
 def unreadable_image(path: Path) -> Path:
     """A file named like an image that holds text."""
     path.write_text("this is text, not pixels\n")
+    return path
+
+
+# --------------------------------------------------------------------------- killed runs, edited runs, off-size images
+
+
+def dead_pid() -> int:
+    """The PID of a process that has exited (what a kill -9'd writer leaves in its temp names)."""
+    done = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    return int(done.stdout)
+
+
+def unfinished_train(finished: Path, dest: Path) -> Path:
+    """A training run killed before its first checkpoint: config.json and labels.txt, no model."""
+    dest.mkdir(parents=True)
+    for name in ("config.json", "labels.txt"):
+        shutil.copy(finished / name, dest / name)
+    return dest
+
+
+def with_class_names(finished: Path, dest: Path, names: list[str]) -> Path:
+    """A copy of a finished run whose config.json lists ``names`` instead of the model's classes."""
+    shutil.copytree(finished, dest, ignore=shutil.ignore_patterns("export", "bench", "evaluation", ".lock"))
+    config = json.loads((dest / "config.json").read_text())
+    (dest / "config.json").write_text(json.dumps({**config, "class_names": names}))
+    return dest
+
+
+def image_folder(root: Path, classes: int, per_class: int, off: int, off_size=(48, 40), seed: int = 0) -> Path:
+    """``root/<class>/*.png``: ``classes * per_class`` images of 32x32, of which the first ``off``
+    are ``off_size`` (width, height) instead."""
+    rng = np.random.default_rng(seed)
+    for c in range(classes):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(per_class):
+            w, h = off_size if c * per_class + i < off else (32, 32)
+            Image.fromarray(rng.integers(0, 256, (h, w, 3), dtype=np.uint8)).save(root / f"class{c}" / f"{i}.png")
+    return root
+
+
+def stale_system_temps(tmpdir: Path, pid: int) -> list[Path]:
+    """Work folders in the system temp folder as a process ``pid`` leaves them when kill -9'd
+    mid-export (a SavedModel being converted, a LiteRT probe)."""
+    made = []
+    for kind in ("savedmodel", "probe"):
+        folder = tmpdir / f"cifar-edge-{kind}~{pid}~x1y2"
+        (folder / "variables").mkdir(parents=True)
+        (folder / "saved_model.pb").write_bytes(b"half")
+        made.append(folder)
+    return made
+
+
+# --------------------------------------------------------------------------- model files that carry code
+def lambda_model(path: Path, marker: Path, build) -> Path:
+    """A Keras model file (``path``'s suffix: .h5, .keras, or none for a SavedModel) built by
+    ``build(lam)`` around a Lambda layer whose code writes ``marker`` when it runs: loading it
+    without the user's word must never create the file."""
+    from cifar_edge._tf import keras
+    code = f"lambda x: (__import__('pathlib').Path({str(marker)!r}).write_text('ran'), x)[1]"
+    model = build(eval(code))                       # noqa: S307 - the hostile file, built by the test itself
+    if path.suffix:
+        model.save(path)
+    else:
+        keras.models.save_model(model, path, save_format="tf")
+    marker.unlink(missing_ok=True)                  # building and saving traced it
     return path

@@ -5,15 +5,14 @@ a fresh process; and the bad inputs a user brings, each refused in one line, lea
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import pytest
 
+import hostile
 from mediapipe_check import PYTHON as MEDIAPIPE, compare
 
 TRAIN, TEST = 4000, 1000
@@ -319,30 +318,20 @@ def test_pt2_without_the_torch_extra_names_the_install(data, tmp_path):
     assert not run.exists()
 
 
-LAMBDA_WRITES = "lambda_ran.txt"
-
-
 def test_a_lambda_model_never_runs_without_trust_model(data, tmp_path):
-    """A Lambda layer whose code writes a file: import, and evaluate/export/predict of a run whose
-    model.h5 carries it, refuse it in one line naming the layer and --trust-model; the file never
-    appears.  With --trust-model the user said so, and it loads."""
+    """A Lambda layer whose code writes a file, as an .h5, a .keras and a SavedModel: import
+    refuses each, and evaluate/export/predict of a run whose model.h5 carries it refuse it, in one
+    line naming the layer and --trust-model; the file never appears.  With --trust-model the user
+    said so, and it loads."""
     from cifar_edge._tf import keras
-    marker = tmp_path / LAMBDA_WRITES
-    code = f"lambda x: (__import__('pathlib').Path({str(marker)!r}).write_text('ran'), x)[1]"
-    path = tmp_path / "lambda.h5"
-    _notebook_cnn(keras, lam=eval(code)).save(path)       # noqa: S307 - the hostile file, built here
-    marker.unlink(missing_ok=True)                          # saving traced it once
+    marker = tmp_path / "lambda_ran.txt"
+    build = lambda lam: _notebook_cnn(keras, lam=lam)  # noqa: E731
     run = tmp_path / "run"
-    refused(cli("import", path, "--data", data[0], "--out", run, check=False), "Lambda", "--trust-model")
-    assert not run.exists() and not marker.exists()
-    loaded = keras.models.load_model(path, compile=False)
-    keras_version, saved_model = path.with_suffix(".keras"), tmp_path / "lambda_savedmodel"
-    loaded.save(keras_version)
-    keras.models.save_model(loaded, saved_model, save_format="tf")
-    marker.unlink(missing_ok=True)
-    for hostile in (keras_version, saved_model):
-        refused(cli("import", hostile, "--data", data[0], "--out", run, check=False), "Lambda", "--trust-model")
-        assert not run.exists() and not marker.exists(), hostile
+    for name in ("lambda.h5", "lambda.keras", "lambda_savedmodel"):
+        hostile.lambda_model(tmp_path / name, marker, build)
+        refused(cli("import", tmp_path / name, "--data", data[0], "--out", run, check=False), "Lambda", "--trust-model")
+        assert not run.exists() and not marker.exists(), name
+    path = tmp_path / "lambda.h5"
 
     # A shared run folder whose model.h5 was swapped for the hostile one.
     plain = _keras_file(tmp_path, "plain.h5")

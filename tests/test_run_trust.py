@@ -2,7 +2,7 @@
 uninterrupted metrics, and nothing uses it before; flags that differ on --resume and class lists
 that disagree with the model are one true line; off-size images are said; a killed export's
 work folders do not pile up in the system temp.  Each case reproduced the bug first, the CLI
-in a fresh process as a user runs it, the hostile files built here (tests/hostile_runs.py)."""
+in a fresh process as a user runs it, the hostile files built here (tests/hostile.py)."""
 from __future__ import annotations
 
 import json
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import hostile_runs
+import hostile
 
 DRIVER = Path(__file__).with_name("crash_driver.py")
 TIMING = {"train_seconds", "fit_seconds_this_session", "images_per_second"}   # wall clock: differ by nature
@@ -114,7 +114,7 @@ def test_ctrl_c_says_the_resume_command_of_the_command_interrupted(workdir):
 
 
 def test_resume_refuses_settings_that_differ_from_the_saved_ones(workdir, tmp_path):
-    half = hostile_runs.unfinished_train(workdir / "parent", tmp_path / "half")
+    half = hostile.unfinished_train(workdir / "parent", tmp_path / "half")
     _refused(cli("train", "--out", str(half), "--resume", "--epochs", "8", "--lr", "0.01", "--model", "cnn-tiny",
                  cwd=workdir), "--epochs 8 (the run's: 1)", "--lr 0.01 (the run's: ", "drop them")
     assert sorted(p.name for p in half.iterdir() if not p.name.startswith(".")) == ["config.json", "labels.txt"]
@@ -142,7 +142,7 @@ def test_optimize_errors_name_the_flags_that_exist(workdir):
 
 def test_a_class_list_that_disagrees_with_the_model_is_named_at_load(workdir, tmp_path):
     names = json.loads((workdir / "parent" / "config.json").read_text())["class_names"]
-    run = hostile_runs.with_class_names(workdir / "parent", tmp_path / "three", names[:3])
+    run = hostile.with_class_names(workdir / "parent", tmp_path / "three", names[:3])
     from PIL import Image
     Image.new("RGB", (32, 32), (200, 10, 10)).save(tmp_path / "red.png")
     for args in (["predict", str(run), str(tmp_path / "red.png")], ["evaluate", str(run)],
@@ -152,7 +152,7 @@ def test_a_class_list_that_disagrees_with_the_model_is_named_at_load(workdir, tm
 
 
 def test_off_size_images_in_an_image_folder_are_said_once_with_count_and_size(tmp_path):
-    folder = hostile_runs.image_folder(tmp_path / "imgs", classes=2, per_class=150, off=43)
+    folder = hostile.image_folder(tmp_path / "imgs", classes=2, per_class=150, off=43)
     done = cli("data", "info", str(folder), cwd=tmp_path)
     assert done.returncode == 0, done.stderr[-2000:]
     said = [line for line in done.stderr.splitlines() if "warning:" in line]
@@ -171,7 +171,7 @@ def test_a_killed_exports_work_folders_leave_the_system_temp_at_the_next_export(
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     ours = lambda: sorted(p for p in temp.iterdir() if p.name.startswith("cifar-edge"))  # noqa: E731
     assert [p.name.split("~")[0] for p in ours()] == ["cifar-edge-savedmodel"]   # what kill -9 leaves
-    live = hostile_runs.stale_system_temps(temp, os.getpid())        # a live export's: kept
+    live = hostile.stale_system_temps(temp, os.getpid())        # a live export's: kept
     again = cli("export", str(run), "--format", "tflite", "--check-images", "50", cwd=workdir,
                 env={"TMPDIR": str(temp)})
     assert again.returncode == 0, again.stderr[-2000:]
@@ -183,8 +183,8 @@ def test_only_dead_processes_work_folders_are_removed(tmp_path, monkeypatch):
     monkeypatch.setenv("TMPDIR", str(tmp_path))
     import tempfile
     monkeypatch.setattr(tempfile, "tempdir", None)       # gettempdir() reads TMPDIR again
-    dead = hostile_runs.stale_system_temps(tmp_path, hostile_runs.dead_pid())
-    live = hostile_runs.stale_system_temps(tmp_path, os.getpid())
+    dead = hostile.stale_system_temps(tmp_path, hostile.dead_pid())
+    live = hostile.stale_system_temps(tmp_path, os.getpid())
     (tmp_path / "cifar-edge-notes.txt").write_text("someone else's")
     assert sorted(remove_stale_system_temps()) == sorted(dead)
     assert all(p.exists() for p in live) and (tmp_path / "cifar-edge-notes.txt").exists()
