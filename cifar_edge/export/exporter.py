@@ -190,7 +190,7 @@ def _repaired(ctx, check: _Check, variant, out: Path, cfg: ExportConfig, command
     """The (format, options) the --max-drop search picks; its candidates go with the entry."""
     from .repair import no_winner_error, search
     fmt, base = variant
-    winner, candidates, ranking = search(ctx, check, cfg.max_drop, base, cfg.min_agreement_int8, fmt.name)
+    winner, candidates, ranking = search(ctx.quantizable(), check, cfg.max_drop, base, cfg.min_agreement_int8, fmt.name)
     ctx.repair = {"max_drop": cfg.max_drop, "split": check.split, "images": int(len(check.labels)),
                   "float_top1": top1(check.keras, check.labels), "candidates": candidates,
                   "ranking": [{k: r[k] for k in ("rank", "layer", "node", "op", "added_nsr", "accumulated_nsr")}
@@ -208,8 +208,9 @@ def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check,
     threshold = cfg.min_agreement_int8 if (opts.quantized or ctx.qat) else cfg.min_agreement
     console.info(f"exporting {name} ...")
     t0 = time.perf_counter()
+    source = ctx.for_options(opts)
     with atomic_path(target) as tmp:
-        fmt.export(ctx, tmp, opts)
+        fmt.export(source, tmp, opts)
         seconds = time.perf_counter() - t0
         if fmt.probe is not None:
             fmt.probe(tmp, name)
@@ -235,6 +236,10 @@ def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check,
              "optimize": loaded.config.get("optimize"), "command": command, "versions": versions()}
     if ctx.repair is not None:
         entry["repair"] = ctx.repair
+    if source.identity_split:
+        entry["identity_split"] = {"layers": list(source.identity_split),
+                                   "why": "dirac convs quantized as conv(W - I) + input: the learned weights set "
+                                          "their own int8 scale (same float function)"}
     if opts.quantized or opts.fp16 or ctx.qat or loaded.config.get("optimize"):
         entry["drift"] = {"against": check.drift_source,
                           "float_top1": top1(check.drift_reference, check.labels),
