@@ -35,27 +35,39 @@ def measure(run: Path, data: str) -> dict:
     from cifar_edge.export.exporter import prepare
     from cifar_edge.formats import ExportOptions, open_model
     from cifar_edge.formats.keras import keras_runner
+    from cifar_edge.formats._tflite_convert import fold_normalization
     from cifar_edge.formats.tflite import convert, open_litert
     from cifar_edge.runs import load_run
+    from cifar_edge.timing import latency
 
     loaded = load_run(run)
     test = load_npz(data)
     images = prepare_images(test.x_test, loaded.norm, loaded.input_size)
     labels = np.asarray(test.y_test)
     acc = lambda out: float(np.mean(out.argmax(1) == labels))  # noqa: E731
+
+    def engine(runner, key):
+        """Op placement and 1-thread p50 latency of a file, as bench reports them."""
+        p = runner.placement or {}
+        row[f"{key}_placement"] = f"{p.get('engine')} {p.get('delegated')}/{p.get('nodes')}"
+        row[f"{key}_p50_ms"] = round(latency(runner.run, images[:1], runs=200, warmup=20)["p50_ms"], 3)
+        return runner
     row = {"run": str(run), "test_images": len(labels), "keras_top1": acc(keras_runner(loaded.model).predict(images))}
     ctx, _ = prepare(loaded, ExportConfig(), calibrate=True)
     for name, flags in VARIANTS.items():
         opts = ExportOptions(int8=name == "int8", dynamic=name == "dynamic")
-        row[f"{name}_before_top1"] = acc(open_litert(convert(ctx, opts), threads=1).predict(images))
+        before = fold_normalization(convert(ctx, opts), loaded.norm.mean, loaded.norm.std)   # as export wrote it
+        row[f"{name}_before_top1"] = acc(engine(open_litert(before, threads=1), f"{name}_before").predict(images))
         out = run / "export-bench"
         done = _cli("export", str(run), "--format", "tflite", *flags, "--out", str(out), "--json")
         row[f"{name}_export_rc"] = done.returncode
         if done.returncode == 0:
             entry = json.loads(done.stdout)["entries"][0]
-            row[f"{name}_after_top1"] = acc(open_model(out / entry["file"], threads=1).predict(images))
+            after = engine(open_model(out / entry["file"], threads=1), f"{name}_after")
+            row[f"{name}_after_top1"] = acc(after.predict(images))
             row[f"{name}_identity_split"] = (entry.get("identity_split") or {}).get("layers", [])
-            row[f"{name}_gate"] = entry.get("gate")
+            row[f"{name}_variant"] = entry["variant"]
+            row[f"{name}_gate"] = entry["parity"].get("gate")
         else:
             row[f"{name}_after_top1"] = None
             row[f"{name}_refusal"] = done.stderr.strip().splitlines()[-1] if done.stderr.strip() else ""
@@ -91,6 +103,19 @@ def main():
         lines.append(f"| {r['epochs']} | {pct(r['keras_top1'])} | {pct(r['int8_before_top1'])} | "
                      f"{pct(r['int8_after_top1'])} | {pct(r['dynamic_before_top1'])} | {pct(r['dynamic_after_top1'])} | "
                      f"{', '.join(r.get('int8_identity_split') or []) or '-'} |")
+    lines += ["", "Export's own check (the held-out val split, 501 images; budget 1 point, exact McNemar) and the files' "
+              "op placement and 1-thread p50 latency (LiteRT + XNNPACK, 200 runs on a shared 2-core machine: "
+              "differences under ~20% are noise here):", "",
+              "| epochs | variant | drop on val (p) | agreement | placement before -> after | p50 ms before -> after |",
+              "|---|---|---|---|---|---|"]
+    for r in rows:
+        for name in VARIANTS:
+            g = r.get(f"{name}_gate") or {}
+            lines.append(f"| {r['epochs']} | {r.get(f'{name}_variant', name)} | "
+                         f"{g.get('drop_points', float('nan')):+.2f} ({g.get('p_value', float('nan')):.2g}) | "
+                         f"{100 * g.get('agreement', float('nan')):.1f}% | {r.get(f'{name}_before_placement')} -> "
+                         f"{r.get(f'{name}_after_placement')} | {r.get(f'{name}_before_p50_ms')} -> "
+                         f"{r.get(f'{name}_after_p50_ms')} |")
     m = machine()
     lines += ["", f"Machine: {m['cpu']}, {m['cores']} cores. Script: `benchmarks/int8_short_runs.py`."]
     write_results("int8_short_runs", {"rows": rows, "machine": m, "seed": args.seed}, "\n".join(lines) + "\n")

@@ -221,7 +221,7 @@ def _repaired(ctx, check: _Check, variant, cfg: ExportConfig, run, refused=None)
     from .repair import no_winner_error, search
     fmt, base = variant
     source = ctx.quantizable()
-    selection = _selection(source, check)
+    selection = _selection(ctx, check)
     winner, candidates, ranking = search(source, selection, cfg.max_drop, base, cfg.min_agreement_int8, fmt)
     ctx.repair = {"max_drop": cfg.max_drop,
                   "selection": {"split": selection.split, "images": int(len(selection.labels)),
