@@ -2,8 +2,9 @@
 against the Keras model, and record everything in an ``export.json`` manifest.
 
 Every exporter is wrapped the same way (:func:`_export_one`): the file is written to a temp
-name, run and compared with Keras, and renamed into place only when it agrees; a failed or
-interrupted export leaves nothing behind.
+name, run and compared with Keras, and renamed into place only when it passes (float files:
+top-1 agreement; quantized files: top-1 drop within the budget beyond noise, above an agreement
+floor); a failed or interrupted export leaves nothing behind, not even an earlier file of the variant.
 """
 from __future__ import annotations
 
