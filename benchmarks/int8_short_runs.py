@@ -35,8 +35,9 @@ def measure(run: Path, data: str) -> dict:
     from cifar_edge.export.exporter import prepare
     from cifar_edge.formats import ExportOptions, open_model
     from cifar_edge.formats.keras import keras_runner
-    from cifar_edge.formats._tflite_convert import fold_normalization
-    from cifar_edge.formats.tflite import convert, open_litert
+    from cifar_edge.export.repair import file_bytes
+    from cifar_edge.formats import get_format
+    from cifar_edge.formats.tflite import open_litert
     from cifar_edge.runs import load_run
     from cifar_edge.timing import latency
 
@@ -56,7 +57,7 @@ def measure(run: Path, data: str) -> dict:
     ctx, _ = prepare(loaded, ExportConfig(), calibrate=True)
     for name, flags in VARIANTS.items():
         opts = ExportOptions(int8=name == "int8", dynamic=name == "dynamic")
-        before = fold_normalization(convert(ctx, opts), loaded.norm.mean, loaded.norm.std)   # as export wrote it
+        before = file_bytes(ctx, get_format("tflite"), opts)     # the file export wrote from the unsplit model
         row[f"{name}_before_top1"] = acc(engine(open_litert(before, threads=1), f"{name}_before").predict(images))
         out = run / "export-bench"
         done = _cli("export", str(run), "--format", "tflite", *flags, "--out", str(out), "--json")

@@ -45,3 +45,25 @@ def test_a_conv_whose_learned_weights_outgrew_the_identity_is_left_alone():
     assert identity_dominates(small)
     model = _short_run_like(learned=1.0)
     assert split_identity(model) == (model, [])        # nothing to split: the model itself comes back
+
+
+def test_a_short_cnn_run_exports_int8_from_the_split_model_and_float_from_the_trained_one(tmp_path):
+    """One epoch of the default cnn (narrow): its quantized files carry the split, run wholly on
+    XNNPACK and keep Keras's top-1; its float file is converted from the model as trained."""
+    from cifar_edge.export import ExportConfig, export_run, resolve_variants
+    from cifar_edge.formats import ExportOptions, open_model
+    from cifar_edge.train import TrainConfig, train
+    run = tmp_path / "run"
+    train(TrainConfig(model="cnn", model_options={"base_widths": (24, 32, 64, 64)}, data="synthetic", epochs=1,
+                      limit=600, batch_size=64, synthetic_classes=10, seed=0), run)
+    cfg = ExportConfig(calibration_images=200, check_images=300, repair=False)
+    entries = {}
+    for opts in (ExportOptions(), ExportOptions(int8=True), ExportOptions(dynamic=True)):
+        (entry,) = export_run(run, resolve_variants(fmt="tflite", opts=opts), out_dir=run / "export", cfg=cfg)
+        entries[entry["variant"]] = entry
+    assert "identity_split" not in entries["tflite-float32"]
+    for name in ("tflite-int8", "tflite-dynamic"):
+        assert entries[name]["identity_split"]["layers"] == ["s1b_conv", "s2b_conv", "s3a_conv", "s3b_conv"]
+        assert entries[name]["parity"]["gate"]["passes"]
+        placement = open_model(run / "export" / entries[name]["file"], threads=1).placement
+        assert placement["engine"] == "XNNPACK" and placement["delegated"] == placement["nodes"], placement
