@@ -14,8 +14,8 @@ Candidates are chosen on the selection images (the calibration images, from the 
 set) and must keep their drop within the budget there with no noise allowance; the winner is
 then exported, measured on the held-out check images the search never saw, and gated like
 any other file, so its reported drop is not the one it was picked for.  Each candidate is
-the file export writes (normalization folded, metadata in), so the file written is the
-file measured (its SHA-256 is kept).  Every candidate's figures go into the winner's
+the file export writes (normalization folded, metadata in), and export writes the winner's
+very bytes: the file written is the file measured (its SHA-256 is kept).  Every candidate's figures go into the winner's
 ``export.json`` entry (``repair``); when nothing meets the budget, the error names the best.
 """
 from __future__ import annotations
@@ -111,6 +111,8 @@ def search(ctx, selection, max_drop: float, base: ExportOptions, min_agreement: 
             console.warn(f"  {label}: {e}")
             return row
         candidates.append(row)
+        if row["meets"]:
+            ctx.measured[opts] = data         # export writes these very bytes
         console.info(f"  candidate {len(candidates)}, {label}: top-1 {row['top1']:.2%} ({-row['drop_points']:+.2f} "
                      f"points), agreement {row['agreement']:.1%}, {row['size_bytes'] / 1e6:.2f} MB, "
                      f"{row['latency_ms_1thread']:.2f} ms")

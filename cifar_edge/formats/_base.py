@@ -328,6 +328,7 @@ class ExportContext:
     onnx_prepared: dict = field(default_factory=dict)  # opset -> the pre-processed float .onnx bytes
     onnx_models: dict = field(default_factory=dict)    # ExportOptions -> QDQ int8 .onnx bytes (no metadata)
     identity_split: tuple = ()        # convs whose identity tap quantized files carry as a residual Add
+    measured: dict = field(default_factory=dict)       # ExportOptions -> the file bytes the repair search measured
     quantized_view: object = None     # the context quantized files convert from, once made
 
     def quantizable(self) -> "ExportContext":
@@ -340,7 +341,7 @@ class ExportContext:
             model, names = (self.model, []) if self.qat else split_identity(self.model)
             self.quantized_view = self if not names else dataclasses.replace(
                 self, model=model, identity_split=tuple(names), saved_model=None, calibrated=None, flatbuffers={},
-                onnx_prepared={}, onnx_models={}, quantized_view=None)
+                onnx_prepared={}, onnx_models={}, measured={}, quantized_view=None)
             self.quantized_view.quantized_view = self.quantized_view
         return self.quantized_view
 
