@@ -406,13 +406,16 @@ def _export_table(title: str, entries: list) -> Table:
     first = entries[0]["parity"]
     t = Table(title=f"{title}\n(checked on {first['images']} {first['split']} images; Keras top-1 "
                     f"{first['keras_top1']:.2%})")
-    for col in ("variant", "MB", "gzip MB", "agree", "max |diff|", "top-1", "notes"):
+    for col in ("variant", "MB", "gzip MB", "agree", "max |diff|", "top-1", "drop (McNemar p)", "notes"):
         t.add_column(col, justify="left" if col in ("variant", "notes") else "right")
     for e in entries:
-        p = e["parity"]
+        p, gate = e["parity"], e["parity"].get("gate")
+        notes = list(e.get("notes") or [])
+        if e.get("repair"):
+            notes.append(f"repair kept in float: {', '.join(e['options']['float_layers']) or e['options']['quantization']}")
         t.add_row(e["variant"], f"{e['size_bytes'] / 1e6:.2f}", f"{e['gzip_bytes'] / 1e6:.2f}",
                   f"{p['top1_agreement']:.2%}", f"{p['max_abs_diff']:.2g}", f"{e['accuracy'][p['split']]['top1']:.2%}",
-                  "; ".join(e.get("notes") or []))
+                  "-" if gate is None else f"{gate['drop_points']:+.2f} ({gate['p_value']:.2g})", "; ".join(notes))
     return t
 
 
@@ -429,8 +432,9 @@ def export(
     per_tensor: Annotated[bool, typer.Option(help="int8 weights per tensor instead of per channel.")] = False,
     from_tflite: Annotated[bool, typer.Option(help="ONNX int8: convert the int8 .tflite (QDQ) instead of quantizing in onnxruntime.")] = False,
     int16x8: Annotated[bool, typer.Option("--int16x8", help="TFLite: 16-bit activations, 8-bit weights (calibrated).")] = False,
-    float_layers: Annotated[Optional[str], typer.Option(help="int8 TFLite or ONNX: comma-separated node names to keep in float (see `cifar-edge diagnose`, or export.json's repair ranking).")] = None,
-    max_drop: Annotated[Optional[float], typer.Option(help="int8 TFLite or ONNX: search plain, selective (worst layers in float) and (TFLite) int16x8 files for the smallest, fastest one within this many top-1 points of float.")] = None,
+    float_layers: Annotated[Optional[str], typer.Option(help="int8 TFLite or ONNX: comma-separated layers to keep in float, as `cifar-edge diagnose` and the repair log name them (layer or node names).")] = None,
+    max_drop: Annotated[float, typer.Option(help="Quantized files: the top-1 points they may lose against the Keras model (beyond McNemar noise, p < 0.05) before export refuses them.")] = 1.0,
+    repair: Annotated[bool, typer.Option("--repair/--no-repair", help="int8 TFLite or ONNX missing --max-drop: search for a file within it (worst layers kept in float, then int16x8).")] = True,
     variant: Annotated[Optional[List[str]], typer.Option(help="A named variant from `cifar-edge formats` (repeatable).")] = None,
     all_variants: Annotated[bool, typer.Option("--all", help="Every variant of the format table.")] = False,
     out: Annotated[Optional[Path], typer.Option(help="Output folder [default: RUN/export].")] = None,
@@ -438,7 +442,7 @@ def export(
     calibration_images: Annotated[int, typer.Option(help="Training images for int8 calibration.")] = 500,
     check_images: Annotated[int, typer.Option(help="Held-out images for the parity check.")] = 1000,
     min_agreement: Annotated[float, typer.Option(help="Fail a float/fp16 export below this top-1 agreement with Keras.")] = 0.99,
-    min_agreement_int8: Annotated[float, typer.Option(help="Fail a quantized export below this top-1 agreement.")] = 0.90,
+    min_agreement_int8: Annotated[float, typer.Option(help="Floor for quantized files: below this top-1 agreement with Keras a file is broken, whatever its accuracy.")] = 0.50,
     data: Annotated[Optional[str], typer.Option(help="Data source for calibration and checks [default: the run's].")] = None,
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ):
@@ -450,7 +454,7 @@ def export(
     chosen = resolve_variants(variant, format, opts, all_variants)
     cfg = ExportConfig(calibration_images=calibration_images, check_images=check_images,
                        min_agreement=min_agreement, min_agreement_int8=min_agreement_int8, data=data,
-                       max_drop=max_drop)
+                       max_drop=max_drop, repair=repair)
     failures = {} if len(chosen) > 1 else None      # several variants: go on past a failing one
     with _results_only(as_json):
         entries = export_run(run, chosen, out, cfg, command=" ".join(["cifar-edge", *sys.argv[1:]]),
@@ -501,7 +505,9 @@ def diagnose(
                     f"none ({report['classes_moved']} classes moved, all within noise)"))
     stdout.print(f"written: {report['json']}, {report['plot']}")
     if report["int8_top1"] < report["float_top1"]:
-        stdout.print(f"repair: cifar-edge export {run} --format tflite --int8 --max-drop 0.5 (or --float-layers NODE,...)")
+        stdout.print(f"repair: cifar-edge export {run} --format tflite --int8 (searches for a file within --max-drop, "
+                     "default 1 point, when plain int8 misses it), or --float-layers LAYER,... with names from the "
+                     "layer column")
 
 
 @app.command()

@@ -186,14 +186,22 @@ def test_bad_parent_or_output_folder(parent, tmp_path):
 
 
 def test_onnx_repair_of_a_qat_run_is_refused_as_it_would_measure_another_file(qat_run, tmp_path):
-    """A QAT run's ONNX is its learned QDQ graph: onnxruntime quantization (what --max-drop and
-    --float-layers steer) never runs on it, so a search would measure a file export does not write."""
+    """A QAT run's ONNX is its learned QDQ graph: onnxruntime quantization (what the repair search
+    and --float-layers steer) never runs on it, so a search would measure a file export does not
+    write: --float-layers is refused and the search never takes it."""
     from cifar_edge.export import ExportConfig, ExportOptions, export_run, resolve_variants
+    from cifar_edge.export.exporter import prepare, repairable
+    from cifar_edge.formats import get_format
+    from cifar_edge.runs import load_run
     out, _ = qat_run
+    cfg = ExportConfig(calibration_images=100, check_images=60, max_drop=1.0)
     with pytest.raises(CifarEdgeError, match="quantization-aware run's ONNX.*--format tflite"):
-        export_run(out, resolve_variants(fmt="onnx", opts=ExportOptions(int8=True)), out_dir=tmp_path / "e",
-                   cfg=ExportConfig(calibration_images=100, check_images=60, max_drop=1.0))
+        export_run(out, resolve_variants(fmt="onnx", opts=ExportOptions(int8=True, float_layers=("s1_conv",))),
+                   out_dir=tmp_path / "e", cfg=cfg)
     assert not (tmp_path / "e").exists()
+    ctx, _ = prepare(load_run(out), cfg, calibrate=True)
+    assert ctx.qat and not repairable(ctx, get_format("onnx"), ExportOptions(int8=True))
+    assert repairable(ctx, get_format("tflite"), ExportOptions(int8=True))
 
 
 def test_qat_lr_follows_the_recipe_it_was_measured_with():

@@ -102,9 +102,15 @@ def test_max_drop_search_writes_the_cheapest_file_within_budget_and_records_ever
     assert entry["variant"] == winner["variant"] == "tflite-int8-selective"
     assert entry["options"]["float_layers"] == winner["float_layers"] and winner["float_layers"]
     for c in repair["candidates"]:
-        assert {"drop_points", "size_bytes", "latency_ms_1thread", "float_layers"} <= set(c)
-    # the file on disk is the winner: its own top-1 on the check images matches the search's
-    assert entry["accuracy"][entry["parity"]["split"]]["top1"] == pytest.approx(winner["top1"])
+        assert {"drop_points", "size_bytes", "latency_ms_1thread", "float_layers", "sha256"} <= set(c)
+        assert c["split"] == "calibration (train)"              # chosen on images the reported figure never uses
+    # plain int8 was refused on the check images first; the winner's figures are the check images'
+    assert repair["refused"]["failed_on"] == "drop" and repair["refused"]["drop_points"] > 2.0
+    assert repair["selection"]["split"] == "calibration (train)" and repair["selection"]["images"] == 200
+    assert repair["check"]["split"] == entry["parity"]["split"] and repair["check"]["images"] == entry["parity"]["images"]
+    assert repair["check"]["file_top1"] == pytest.approx(entry["accuracy"][entry["parity"]["split"]]["top1"])
+    # the file on disk is the very file the search measured (normalization folded, metadata in)
+    assert repair["written_is_measured"] and entry["sha256"] == winner["sha256"]
     assert (out / entry["file"]).is_file()
 
 
@@ -112,11 +118,14 @@ def test_an_unreachable_budget_says_so_with_the_best_figure_and_recommends_qat(f
     import cifar_edge.export.repair as repair
     monkeypatch.setattr(repair, "MAX_FLOAT_LAYERS", 0)      # only the whole-model candidates: both hit the fault
     cfg = dataclasses.replace(FAST, max_drop=0.5)
-    with pytest.raises(CifarEdgeError, match=r"no int8 file is within 0.5 points of float with 90% agreement.*best.*optimize RUN --qat"):
+    with pytest.raises(CifarEdgeError, match=r"no int8 file is within 0.5 points of Keras with at least 50% agreement "
+                                             r"on the calibration \(train\) images: the best, .*, loses [0-9.]+ points at "
+                                             r"[0-9.]+% agreement, McNemar p = .*optimize .*faulty.* --qat"):
         export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(int8=True)),
                    out_dir=tmp_path / "e", cfg=cfg)
     failure = read_failures(tmp_path / "e")["tflite-int8"]
     assert [c["candidate"] for c in failure["parity"]["repair"]["candidates"]] == ["int8", "int16x8"]
+    assert failure["gate"]["failed_on"] == "drop" and failure["gate"]["p_value"] < 0.05   # the check figures too
     assert not list((tmp_path / "e").glob("*.tflite"))
 
 
@@ -182,7 +191,9 @@ def test_onnx_max_drop_keeps_the_worst_ranked_nodes_in_float_and_recovers(faulty
     winner = repair["candidates"][-1]
     assert winner["meets"] and entry["variant"] == winner["variant"] == "onnx-int8-selective"
     assert entry["options"]["float_layers"] == winner["float_layers"]
-    assert entry["accuracy"][entry["parity"]["split"]]["top1"] == pytest.approx(winner["top1"])
+    assert repair["written_is_measured"] and entry["sha256"] == winner["sha256"]
+    tried = [frozenset(c["float_layers"]) for c in repair["candidates"]]
+    assert len(tried) == len(set(tried))                          # no set of float nodes measured twice
     # the convs kept in float really are: their weights are float initializers, not dequantized int8
     graph = onnx.load(str(out / entry["file"])).graph
     dequantized = {o for n in graph.node if n.op_type == "DequantizeLinear" for o in n.output}
@@ -190,3 +201,94 @@ def test_onnx_max_drop_keeps_the_worst_ranked_nodes_in_float_and_recovers(faulty
     quantized = [n for n in graph.node if n.op_type == "Conv" and n.name not in winner["float_layers"]]
     assert kept and quantized
     assert not any(n.input[1] in dequantized for n in kept) and all(n.input[1] in dequantized for n in quantized)
+
+
+def test_the_gate_judges_accuracy_beyond_noise_and_keeps_a_floor_for_broken_files():
+    from cifar_edge.export.parity import accuracy_gate
+    labels = np.repeat(np.arange(10), 50)                       # 500 images
+    ref = np.eye(10)[labels]
+    ref[::2] = np.eye(10)[(labels[::2] + 1) % 10]               # the source model: 50% top-1
+    near = ref.copy()
+    flip = np.flatnonzero(ref.argmax(1) == labels)[:7]          # 7 right answers turn wrong ...
+    near[flip] = np.eye(10)[(labels[flip] + 3) % 10]
+    back = np.flatnonzero(ref.argmax(1) != labels)[:1]          # ... 1 wrong one turns right: -1.2 points
+    near[back] = np.eye(10)[labels[back]]
+    gate = accuracy_gate(ref, near, labels, max_drop=1.0, min_agreement=0.5)
+    assert gate["drop_points"] == pytest.approx(1.2) and gate["p_value"] > 0.05 and gate["passes"]   # noise
+    worse = near.copy()
+    more = np.flatnonzero(near.argmax(1) == labels)[:20]
+    worse[more] = np.eye(10)[(labels[more] + 3) % 10]
+    gate = accuracy_gate(ref, worse, labels, max_drop=1.0, min_agreement=0.5)
+    assert gate["failed_on"] == "drop" and gate["p_value"] < 0.05
+    assert accuracy_gate(ref, near, labels, max_drop=1.0, min_agreement=0.5, strict=True)["failed_on"] == "drop"
+    broken = np.eye(10)[np.zeros_like(labels)]                   # one class for every image
+    gate = accuracy_gate(ref, broken, labels, max_drop=100, min_agreement=0.5)
+    assert gate["failed_on"] == "agreement" and not gate["passes"]
+
+
+def _zero_weights(tflite_bytes: bytes) -> bytes:
+    """Every int8 weight of the graph zeroed: a file that runs and answers at chance."""
+    from ai_edge_litert import schema_py_generated as tfl
+    from ai_edge_litert.tools import flatbuffer_utils
+
+    from cifar_edge.formats._tflite_metadata import pack_model
+    model = flatbuffer_utils.read_model_from_bytearray(bytearray(tflite_bytes))
+    for tensor in model.subgraphs[0].tensors:
+        data = model.buffers[tensor.buffer].data
+        if tensor.type == tfl.TensorType.INT8 and data is not None and len(data):
+            model.buffers[tensor.buffer].data = np.zeros_like(data)
+    return pack_model(model)
+
+
+def test_a_broken_int8_file_is_refused_by_the_floor_and_its_stale_file_goes(faulty_run, tmp_path, monkeypatch):
+    import cifar_edge.formats._tflite_convert as tc
+    out, variants = tmp_path / "e", resolve_variants(fmt="tflite", opts=ExportOptions(int8=True))
+    lax = dataclasses.replace(FAST, max_drop=100.0, min_agreement_int8=0.0, repair=False)
+    (entry,) = export_run(faulty_run, variants, out_dir=out, cfg=lax)
+    assert (out / entry["file"]).is_file()
+    convert = tc.convert
+    monkeypatch.setattr(tc, "convert", lambda ctx, opts: _zero_weights(convert(ctx, opts)))
+    with pytest.raises(CifarEdgeError, match=r"tflite-int8 agrees with Keras on only [0-9.]+% of its predictions "
+                                             r"\(floor 50.0%\): the file is broken.*Keras [0-9.]+% -> file [0-9.]+% "
+                                             r"top-1 on [0-9]+ val images: loses [0-9.]+ points, McNemar p = "):
+        export_run(faulty_run, variants, out_dir=out, cfg=dataclasses.replace(lax, min_agreement_int8=0.5))
+    # a budget of 100 points lets any accuracy through; the floor still catches the broken file
+    assert read_manifest(out) == {} and not (out / entry["file"]).exists()      # exported or failed, never both
+    failure = read_failures(out)["tflite-int8"]
+    assert failure["gate"]["failed_on"] == "agreement" and failure["gate"]["agreement"] < 0.5
+    assert {"source_top1", "file_top1", "drop_points", "p_value", "images"} <= set(failure["gate"])
+
+
+def test_refusals_name_the_figures_and_advice_true_for_the_variant(faulty_run, tmp_path):
+    out = tmp_path / "e"
+    strict = dataclasses.replace(FAST, repair=False)
+    with pytest.raises(CifarEdgeError, match=r"tflite-int8 misses the 1-point budget \(Keras [0-9.]+% -> file [0-9.]+% "
+                                             r"top-1 on [0-9]+ val images: loses [0-9.]+ points, McNemar p = .*"
+                                             r"--format tflite --int8 --max-drop 1`.*--qat"):
+        export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(int8=True)), out_dir=out, cfg=strict)
+    try:
+        export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(dynamic=True)), out_dir=out,
+                   cfg=dataclasses.replace(strict, max_drop=0.0))
+    except CifarEdgeError as e:                     # whether the dynamic file passes depends on the fault's reach
+        assert "calibration-images" not in str(e) and "weights alone" in str(e), str(e)
+    failure = read_failures(out)["tflite-int8"]
+    assert failure["gate"]["failed_on"] == "drop" and failure["gate"]["drop_points"] > 1
+
+
+def test_float_layers_take_diagnose_names_and_refuse_unknown_ones(faulty_run, tmp_path):
+    from cifar_edge.export.parity import sha256
+    out = tmp_path / "e"
+    lax = dataclasses.replace(FAST, max_drop=100.0, min_agreement_int8=0.0)
+    (plain,) = export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(int8=True)), out_dir=out, cfg=lax)
+    (kept,) = export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(int8=True, float_layers=("s2_conv",))),
+                         out_dir=out, cfg=lax)
+    assert kept["options"]["float_layers"] and all("s2_conv" in n for n in kept["options"]["float_layers"])
+    assert sha256(out / kept["file"]) != sha256(out / plain["file"])
+    assert kept["accuracy"]["val"]["top1"] > plain["accuracy"]["val"]["top1"]          # s2_conv is the fault
+    with pytest.raises(CifarEdgeError, match=r"--float-layers s2_cnv: no such layer in the tflite model \(did you mean "
+                                             r"s2_conv\?\); valid names .*s1_conv.*s2_conv"):
+        export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(int8=True, float_layers=("s2_cnv",))),
+                   out_dir=out, cfg=lax)
+    with pytest.raises(CifarEdgeError, match=r"--float-layers nothing: no such layer in the onnx model"):
+        export_run(faulty_run, resolve_variants(fmt="onnx", opts=ExportOptions(int8=True, float_layers=("nothing",))),
+                   out_dir=out, cfg=lax)

@@ -38,6 +38,7 @@ def diagnose_run(run_dir, variant: str = "tflite-int8", cfg: ExportConfig = Expo
     cfg.validate()
     loaded = load_run(run_dir)
     ctx, check = prepare(loaded, cfg, calibrate=True)
+    ctx = ctx.for_options(opts)          # the model the int8 file converts from
     out = Path(out_dir) if out_dir else loaded.run.export_dir / DIAGNOSE_DIR
     console.info(f"diagnosing {variant} of {loaded.run.root}: calibrating on {len(ctx.calibration)} images ...")
     calibrated = calibrated_model(ctx)

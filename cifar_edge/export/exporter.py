@@ -2,8 +2,9 @@
 against the Keras model, and record everything in an ``export.json`` manifest.
 
 Every exporter is wrapped the same way (:func:`_export_one`): the file is written to a temp
-name, run and compared with Keras, and renamed into place only when it agrees; a failed or
-interrupted export leaves nothing behind.
+name, run and compared with Keras, and renamed into place only when it passes (float files:
+top-1 agreement; quantized files: top-1 drop within the budget beyond noise, above an agreement
+floor); a failed or interrupted export leaves nothing behind, not even an earlier file of the variant.
 """
 from __future__ import annotations
 
@@ -23,19 +24,20 @@ from ..formats.keras import keras_runner
 from ..runs import MANIFEST, RunFolder, as_loaded, inside_run, load_model, run_data
 from ..versions import versions
 from ..formats import ExportContext
-from .parity import agreement, class_drift, file_facts, overall_drift, per_class_accuracy, top1
+from .parity import accuracy_gate, agreement, class_drift, file_facts, overall_drift, per_class_accuracy, top1
 
 @dataclass(frozen=True)
 class ExportConfig:
     calibration_images: int = 500     # training images for int8 calibration
     check_images: int = 1000          # held-out images for the parity check
     min_agreement: float = 0.99       # top-1 agreement with Keras, float and fp16 files
-    min_agreement_int8: float = 0.90  # ... quantized files (int8, dynamic)
+    min_agreement_int8: float = 0.50  # quantized files: below this agreement a file is broken (accuracy gates the rest)
     data: str | None = None           # data source override (default: the run's)
-    max_drop: float | None = None     # int8 TFLite: search for a file within this many top-1 points of float
+    max_drop: float = 1.0             # quantized files: top-1 points they may lose against Keras (beyond noise)
+    repair: bool = True               # one int8 TFLite/ONNX file missing max_drop: search for one within it
 
     def validate(self):
-        if self.max_drop is not None and not 0 <= self.max_drop <= 100:
+        if not 0 <= self.max_drop <= 100:
             raise CifarEdgeError(f"--max-drop {self.max_drop} is invalid; give top-1 points in 0..100, e.g. 0.5")
         if self.calibration_images < 0 or self.check_images < 1:
             raise CifarEdgeError("--calibration-images must be >= 0 and --check-images >= 1")
@@ -54,6 +56,7 @@ class _Check:
     keras: np.ndarray                 # this run's Keras outputs
     drift_reference: np.ndarray       # the float parent's outputs (pruned/QAT runs) or keras
     drift_source: str = "keras"
+    calibration_labels: np.ndarray | None = None   # labels of ctx.calibration: the repair search selects on them
 
 
 def resolve_variants(names=None, fmt: str | None = None, opts: ExportOptions | None = None,
@@ -78,14 +81,14 @@ def resolve_variants(names=None, fmt: str | None = None, opts: ExportOptions | N
     return [(f, validate(f, o)) for f, o in chosen]
 
 
-def _calibration(data, n: int, norm, size) -> np.ndarray:
+def _calibration(data, n: int, norm, size) -> tuple[np.ndarray, np.ndarray]:
     if n == 0 or len(data.x_train) == 0:
         raise CifarEdgeError("int8 export needs calibration images and none are available; pass "
                              "--calibration-images 100 or more (and --data with training images)")
     if n < 100:
         console.warn(f"calibrating int8 on only {n} images; 100 or more give steadier ranges")
-    x, _ = limit_images(data.x_train, data.y_train, n)
-    return prepare_images(x, norm, size)
+    x, y = limit_images(data.x_train, data.y_train, n)
+    return prepare_images(x, norm, size), np.asarray(y)
 
 
 def _parent_outputs(config, images):
@@ -106,9 +109,9 @@ def prepare(loaded, cfg: ExportConfig, calibrate: bool) -> tuple[ExportContext, 
     data = run_data(loaded, cfg.data)
     size, norm = loaded.input_size, loaded.norm
     qat = loaded.quantization_aware
+    calibration, calibration_labels = _calibration(data, cfg.calibration_images, norm, size) if calibrate else (None, None)
     ctx = ExportContext(
-        model=loaded.model, class_names=loaded.class_names, norm=norm, input_size=size,
-        calibration=_calibration(data, cfg.calibration_images, norm, size) if calibrate else None,
+        model=loaded.model, class_names=loaded.class_names, norm=norm, input_size=size, calibration=calibration,
         qat=qat, output_is_logits=(loaded.config.get("source") or {}).get("outputs") != "softmax",
         name=f"{loaded.config['train']['model']} ({loaded.run.root.name})")
     x, y, split = data.held_out()
@@ -117,7 +120,7 @@ def prepare(loaded, cfg: ExportConfig, calibrate: bool) -> tuple[ExportContext, 
     reference = keras_runner(loaded.model).predict(images)
     parent = _parent_outputs(loaded.config, images)
     check = _Check(images, y, split, reference, reference if parent is None else parent,
-                   "keras" if parent is None else "parent float keras")
+                   "keras" if parent is None else "parent float keras", calibration_labels)
     return ctx, check
 
 
@@ -144,25 +147,27 @@ def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=No
             variants = [(f, o) for f, o in variants if qat_allows(f, o)]
     if android_dir is not None and [f.name for f, _ in variants] != ["tflite"]:
         raise CifarEdgeError("--android takes exactly one .tflite: use --format tflite (not --all)")
-    if qat and (any(f.name == "onnx" and o.float_layers for f, o in variants)
-                or (cfg.max_drop is not None and variants[0][0].name == "onnx")):
+    if qat and any(f.name == "onnx" and o.float_layers for f, o in variants):
         raise CifarEdgeError("a quantization-aware run's ONNX carries the QDQ nodes it learned, with no onnxruntime "
-                             "quantization to keep layers out of; use --max-drop / --float-layers with --format tflite")
-    if cfg.max_drop is not None and not (len(variants) == 1 and variants[0][0].name in ("tflite", "onnx")
-                                         and variants[0][1].int8 and variants[0][1].io == "float"
-                                         and not variants[0][1].float_layers and not variants[0][1].from_tflite):
-        raise CifarEdgeError("--max-drop searches int8 TFLite or ONNX files with float I/O; use --format tflite "
-                             "--int8 or --format onnx --int8 (without --io, --float-layers, --from-tflite or --all)")
+                             "quantization to keep layers out of; use --float-layers with --format tflite")
     ctx, check = prepare(loaded, cfg, calibrate=qat or any(o.calibrated for _, o in variants))
-    if cfg.max_drop is not None:
-        variants = [_repaired(ctx, check, variants[0], out, cfg, command)]
+    variants = [(f, resolve_float_layers(ctx.for_options(o), f, o)) for f, o in variants]
+    repair = cfg.repair and len(variants) == 1 and repairable(ctx, *variants[0])
     entries = []
     with console.progress("export", len(variants)) as advance:
         for fmt, opts in variants:
             name = variant_name(fmt, opts)
             error = None
             try:
-                entries.append(_export_one(ctx, fmt, opts, out, check, cfg, loaded, command))
+                try:
+                    entries.append(_export_one(ctx, fmt, opts, out, check, cfg, loaded, command))
+                except ExportCheckFailed as e:
+                    if not (repair and e.figures["gate"]["failed_on"] == "drop"):
+                        raise
+                    console.info(f"{name} misses the {cfg.max_drop:g}-point budget: searching for a file within it "
+                                 "(--no-repair to skip)")
+                    fmt, opts = _repaired(ctx, check, (fmt, opts), cfg, loaded.run.root, refused=e)
+                    entries.append(_export_one(ctx, fmt, opts, out, check, cfg, loaded, command))   # failures: as asked
             except CifarEdgeError as e:
                 error = e
             except Exception as e:  # noqa: BLE001 - with ``failures``, one broken converter must not stop the rest
@@ -198,30 +203,67 @@ def _applicable(loaded, variants):
     return [(f, o) for f, o in variants if variant_name(f, o) not in refused]
 
 
-def _repaired(ctx, check: _Check, variant, out: Path, cfg: ExportConfig, command: str):
-    """The (format, options) the --max-drop search picks; its candidates go with the entry."""
+def repairable(ctx, fmt: Format, opts: ExportOptions) -> bool:
+    """Whether the repair search takes this variant: int8 TFLite or ONNX with float I/O, nothing
+    kept in float yet, quantized here (not converted from the .tflite, not a QAT run's ONNX)."""
+    return (fmt.name in ("tflite", "onnx") and opts.int8 and opts.io == "float" and not opts.float_layers
+            and not opts.from_tflite and not (ctx.qat and fmt.name == "onnx"))
+
+
+def resolve_float_layers(ctx, fmt: Format, opts: ExportOptions) -> ExportOptions:
+    """``opts`` with its --float-layers names (node names, or the Keras layer names diagnose and
+    the repair log show) resolved to the converter's node names; an unknown name is an error
+    listing the valid ones."""
+    if not opts.float_layers:
+        return opts
+    import dataclasses
+    from ..formats._float_layers import match_float_layers
+    return dataclasses.replace(opts, float_layers=match_float_layers(ctx, fmt.name, opts))
+
+
+def _selection(ctx, check: _Check) -> _Check:
+    """The images the repair search chooses among candidates on: the calibration images (training
+    images), never the held-out ones the winner's figures are reported on."""
+    reference = keras_runner(ctx.model).predict(ctx.calibration)
+    return _Check(ctx.calibration, check.calibration_labels, "calibration (train)", reference, reference)
+
+
+def _repaired(ctx, check: _Check, variant, cfg: ExportConfig, run, refused=None):
+    """The (format, options) the repair search picks on the selection images; its candidates go
+    with the entry, whose figures export then measures on the held-out check images."""
     from .repair import no_winner_error, search
     fmt, base = variant
-    winner, candidates, ranking = search(ctx, check, cfg.max_drop, base, cfg.min_agreement_int8, fmt.name)
-    ctx.repair = {"max_drop": cfg.max_drop, "split": check.split, "images": int(len(check.labels)),
-                  "float_top1": top1(check.keras, check.labels), "candidates": candidates,
+    source = ctx.quantizable()
+    selection = _selection(ctx, check)
+    winner, candidates, ranking = search(source, selection, cfg.max_drop, base, cfg.min_agreement_int8, fmt)
+    ctx.repair = {"max_drop": cfg.max_drop,
+                  "selection": {"split": selection.split, "images": int(len(selection.labels)),
+                                "float_top1": top1(selection.keras, selection.labels),
+                                "note": "candidates are chosen on these images, drop <= max_drop with no noise allowance"},
+                  "refused": None if refused is None else refused.figures.get("gate"),
+                  "candidates": candidates,
                   "ranking": [{k: r[k] for k in ("rank", "layer", "node", "op", "added_nsr", "accumulated_nsr")}
                               for r in ranking[:20]]}
     if winner is None:
-        error = no_winner_error(candidates, cfg.max_drop, cfg.min_agreement_int8)
-        _record_failure(out / MANIFEST, variant_name(fmt, base), str(error), {"repair": ctx.repair}, command)
-        raise error
+        error = no_winner_error(candidates, cfg.max_drop, cfg.min_agreement_int8, run)
+        error.figures = {"repair": ctx.repair, **({"gate": refused.figures["gate"]} if refused is not None else {})}
+        raise error                     # export_run records it under the variant asked for
     return fmt, winner
 
 
 def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check, cfg: ExportConfig,
                 loaded, command: str) -> dict:
     name, target = variant_name(fmt, opts), out / file_name(fmt, opts)
-    threshold = cfg.min_agreement_int8 if (opts.quantized or ctx.qat) else cfg.min_agreement
+    quantized = opts.quantized or ctx.qat
+    threshold = cfg.min_agreement_int8 if quantized else cfg.min_agreement
     console.info(f"exporting {name} ...")
     t0 = time.perf_counter()
+    source = ctx.for_options(opts)
     with atomic_path(target) as tmp:
-        fmt.export(ctx, tmp, opts)
+        if ctx.repair is not None and opts in source.measured:     # the repair's winner: the bytes it measured
+            Path(tmp).write_bytes(source.measured[opts])
+        else:
+            fmt.export(source, tmp, opts)
         seconds = time.perf_counter() - t0
         if fmt.probe is not None:
             fmt.probe(tmp, name)
@@ -234,11 +276,16 @@ def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check,
         parity = {**agreement(check.keras, outputs), "split": check.split, "threshold": threshold,
                   "runtime": fmt.runtime, "keras_top1": top1(check.keras, check.labels)}
         accuracy = {check.split: file_accuracy(outputs, check.labels, ctx.class_names, fmt.runtime)}
-        if parity["top1_agreement"] < threshold:
+        if quantized:
+            parity["gate"] = accuracy_gate(check.keras, outputs, check.labels, cfg.max_drop, cfg.min_agreement_int8)
+            if not parity["gate"]["passes"]:
+                raise ExportCheckFailed(parity, refusal(name, check.split, parity["gate"],
+                                                        _advice(ctx, fmt, opts, loaded.run.root, cfg)))
+        elif parity["top1_agreement"] < threshold:
             raise ExportCheckFailed(parity,
                 f"{name} agrees with Keras on only {parity['top1_agreement']:.1%} of {parity['images']} "
-                f"{check.split} images (needs {threshold:.0%}); nothing was written. Use more "
-                "--calibration-images, QAT (`cifar-edge optimize RUN --qat`), or lower --min-agreement-int8")
+                f"{check.split} images (needs {threshold:.0%}); nothing was written. A float file should match "
+                "its model: export it again, or report the converter's error")
         facts = file_facts(fmt.files(tmp), root=tmp)
     entry = {"variant": name, "format": fmt.name, "file": target.name, "options": opts.to_dict(), **facts,
              "export_seconds": round(seconds, 2), "parity": parity, "accuracy": accuracy,
@@ -246,7 +293,15 @@ def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check,
              "notes": runner.notes, "run": str(loaded.run.root),
              "optimize": loaded.config.get("optimize"), "command": command, "versions": versions()}
     if ctx.repair is not None:
-        entry["repair"] = ctx.repair
+        measured = next((c for c in ctx.repair["candidates"] if c.get("variant") == name and c.get("meets")), {})
+        entry["repair"] = {**ctx.repair, "check": {"split": check.split, **parity.get("gate", {}),
+                                                   "note": "the winner's figures on the held-out check images, "
+                                                           "which the search never saw"},
+                           "written_is_measured": measured.get("sha256") == facts["sha256"]}
+    if source.identity_split:
+        entry["identity_split"] = {"layers": list(source.identity_split),
+                                   "why": "dirac convs quantized as conv(W - I) + input: the learned weights set "
+                                          "their own int8 scale (same float function)"}
     if opts.quantized or opts.fp16 or ctx.qat or loaded.config.get("optimize"):
         entry["drift"] = {"against": check.drift_source,
                           "float_top1": top1(check.drift_reference, check.labels),
@@ -259,6 +314,41 @@ def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check,
                  f"agreement {parity['top1_agreement']:.2%}, max |diff| {parity['max_abs_diff']:.3g}, "
                  f"{seconds:.1f} s")
     return entry
+
+
+def refusal(name: str, split: str, gate: dict, advice: str) -> str:
+    """One line that says why a quantized file was refused, with the figures behind it."""
+    figures = (f"Keras {gate['source_top1']:.2%} -> file {gate['file_top1']:.2%} top-1 on {gate['images']} {split} "
+               f"images: {points(gate['drop_points'])}, McNemar p = {gate['p_value']:.2g}, agreement "
+               f"{gate['agreement']:.1%}")
+    if gate["failed_on"] == "agreement":
+        why = (f"{name} agrees with Keras on only {gate['agreement']:.1%} of its predictions (floor "
+               f"{gate['min_agreement']:.1%}): the file is broken, not merely imprecise ({figures})")
+    else:
+        why = f"{name} misses the {gate['max_drop']:g}-point budget ({figures})"
+    return f"{why}; nothing was written. {advice}"
+
+
+def points(drop: float) -> str:
+    """A top-1 change in words, its sign included ("loses 0.50 points", "gains 0.50 points")."""
+    return f"loses {drop:.2f} points" if drop > 0 else f"gains {-drop:.2f} points" if drop < 0 else "loses nothing"
+
+
+def _advice(ctx, fmt: Format, opts: ExportOptions, run, cfg: ExportConfig) -> str:
+    """The command that reaches the budget, true for this variant."""
+    qat = f"train quantization-aware (`cifar-edge optimize {run} --qat`) and export that run"
+    if ctx.repair is not None:
+        return f"The repair's winner missed it on the check images: {qat}, or allow a larger --max-drop"
+    if repairable(ctx, fmt, opts):
+        return (f"Reach it with `cifar-edge export {run} --format {fmt.name} --int8 --max-drop {cfg.max_drop:g}` "
+                f"(keeps the worst layers in float), or {qat}")
+    if opts.dynamic:
+        return (f"Dynamic range quantizes the weights alone (no calibration to improve): export "
+                f"`--format tflite --int8` (it repairs itself) or --fp16, or {qat}")
+    if opts.int8 and opts.io != "float":
+        return (f"Integer I/O adds no error of its own: find the layers with `cifar-edge export {run} --format "
+                f"{fmt.name} --int8 --max-drop {cfg.max_drop:g}`, use more --calibration-images, or {qat}")
+    return f"Use more --calibration-images, `--format {fmt.name} --int8 --max-drop {cfg.max_drop:g}`, or {qat}"
 
 
 def file_accuracy(outputs, labels, class_names, runtime: str) -> dict:
@@ -293,9 +383,19 @@ def _record(manifest: Path, entry: dict):
 
 
 def _record_failure(manifest: Path, variant: str, reason: str, figures: dict, command: str):
-    """Note in export.json why this export of ``variant`` wrote no file."""
+    """Note in export.json why this export of ``variant`` wrote no file.  A file an earlier
+    export of the variant left goes, with its entry: a variant is exported or failed, never both."""
     exports, failed = _read(manifest.parent)
-    failed[variant] = {"variant": variant, "reason": reason, "parity": figures or None, "command": command}
+    for file, entry in list(exports.items()):
+        if entry.get("variant") == variant:
+            stale = manifest.parent / file
+            if stale.is_dir():
+                shutil.rmtree(stale)
+            else:
+                stale.unlink(missing_ok=True)
+            del exports[file]
+    failed[variant] = {"variant": variant, "reason": reason, "parity": figures or None,
+                       "gate": (figures or {}).get("gate"), "command": command}
     write_json(manifest, {"exports": exports, "failures": failed})
 
 

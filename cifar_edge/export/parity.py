@@ -93,3 +93,23 @@ def overall_drift(reference: np.ndarray, exported: np.ndarray, labels) -> dict:
 
 def top1(outputs: np.ndarray, labels) -> float:
     return float(np.mean(outputs.argmax(1) == np.asarray(labels)))
+
+
+def accuracy_gate(reference: np.ndarray, exported: np.ndarray, labels, max_drop: float, min_agreement: float,
+                  strict: bool = False) -> dict:
+    """Whether a quantized file keeps the source model's accuracy, with the figures that say so.
+
+    It fails on accuracy only when its top-1 falls more than ``max_drop`` points below the
+    source's *and* the fall is beyond noise (exact McNemar on the changed predictions,
+    p < 0.05): on a few hundred images a point or two either way is chance.  ``strict``
+    (the repair search's choice among candidates) drops the noise allowance.  Agreement is
+    information, except below ``min_agreement``: a file that far from its model is broken."""
+    drift = overall_drift(reference, exported, labels)
+    source, got = top1(reference, labels), top1(exported, labels)
+    drop = round(100 * (source - got), 3)
+    agree = float(np.mean(reference.argmax(1) == exported.argmax(1)))
+    failed_on = ("agreement" if agree < min_agreement
+                 else "drop" if drop > max_drop and (strict or drift["significant"]) else None)
+    return {"source_top1": source, "file_top1": got, "drop_points": drop, "p_value": drift["p_value"],
+            "lost": drift["lost"], "gained": drift["gained"], "images": int(len(labels)), "max_drop": max_drop,
+            "agreement": agree, "min_agreement": min_agreement, "passes": failed_on is None, "failed_on": failed_on}

@@ -10,26 +10,32 @@ The search, cheapest file first:
    the unweighted nodes that feed it, so its input is not quantized either);
 3. TFLite only: 16-bit activations with 8-bit weights (int16x8), whole model.
 
-Every candidate's drop, size, 1-thread latency and float layers go into the winner's
-``export.json`` entry (``repair``); the winner is exported, checked and recorded like any
-other variant.  A candidate meets the budget only if it also passes the parity check export applies after;
-when nothing meets it, the error names the best drop reached.
+Candidates are chosen on the selection images (the calibration images, from the training
+set) and must keep their drop within the budget there with no noise allowance; the winner is
+then exported, measured on the held-out check images the search never saw, and gated like
+any other file, so its reported drop is not the one it was picked for.  Each candidate is
+the file export writes (normalization folded, metadata in), and export writes the winner's
+very bytes: the file written is the file measured (its SHA-256 is kept).  Every candidate's figures go into the winner's
+``export.json`` entry (``repair``); when nothing meets the budget, the error names the best.
 """
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
 
 from .. import console
 from ..errors import CifarEdgeError
-from ..formats import ExportOptions, get_format, variant_name
+from ..formats import ExportOptions, file_name, variant_name
 from ..formats.onnx import open_onnxruntime
 from ..formats.tflite import check_litert_loads, open_litert
 from ..timing import latency
-from .parity import agreement, top1
+from .parity import accuracy_gate, top1
 
 MAX_FLOAT_LAYERS = 12        # selective candidates tried before int16x8
 LATENCY_RUNS = 50
@@ -46,86 +52,113 @@ class _Backend:
     fallbacks: list
 
 
-def _backend(ctx, base: ExportOptions, fmt: str) -> _Backend:
-    if fmt == "onnx":
-        from ..formats.onnx import quantized_onnx, rank_nodes
-        return _Backend(lambda opts: quantized_onnx(ctx, opts), lambda data: open_onnxruntime(data, threads=1),
+def file_bytes(ctx, fmt, opts: ExportOptions) -> bytes:
+    """The file export writes for ``opts`` (normalization folded, metadata in), as bytes."""
+    with tempfile.TemporaryDirectory(prefix="cifar-edge-candidate-") as work:
+        path = Path(work) / file_name(fmt, opts)
+        fmt.export(ctx, path, opts)
+        return path.read_bytes()
+
+
+def _backend(ctx, base: ExportOptions, fmt) -> _Backend:
+    make = lambda opts: file_bytes(ctx, fmt, opts)  # noqa: E731
+    if fmt.name == "onnx":
+        from ..formats.onnx import rank_nodes
+        return _Backend(make, lambda data: open_onnxruntime(data, threads=1),
                         lambda sample: rank_nodes(ctx, base, sample), [])
     from ..formats._quant_error import rank_layers
-    from ..formats.tflite import calibrated_model, convert
+    from ..formats.tflite import calibrated_model
 
     def open_checked(data):
         check_litert_loads(data)
         return open_litert(data, threads=1)
-    return _Backend(lambda opts: convert(ctx, opts), open_checked,
+    return _Backend(make, open_checked,
                     lambda sample: rank_layers(ctx.model, calibrated_model(ctx), sample, per_channel=base.per_channel),
                     [(ExportOptions(int16x8=True, per_channel=base.per_channel), "int16x8")])
 
 
-def measure_candidate(runner, data: bytes, check, float_top1: float) -> dict:
-    """Top-1 drop (points) on the check images, size and 1-thread latency of a candidate file."""
-    outputs = runner.predict(check.images)
-    timing = latency(runner.run, check.images[:1], runs=LATENCY_RUNS, warmup=5)
-    acc = top1(outputs, check.labels)
-    return {"top1": acc, "agreement": agreement(check.keras, outputs)["top1_agreement"], "drop_points": round(100 * (float_top1 - acc), 3), "size_bytes": len(data),
-            "latency_ms_1thread": round(timing["p50_ms"], 4), "runtime": runner.runtime}
+def measure_candidate(runner, data: bytes, selection, max_drop: float, min_agreement: float) -> dict:
+    """A candidate file's figures on the selection images (top-1, drop in points, agreement), its
+    size, 1-thread latency and SHA-256."""
+    outputs = runner.predict(selection.images)
+    timing = latency(runner.run, selection.images[:1], runs=LATENCY_RUNS, warmup=5)
+    gate = accuracy_gate(selection.keras, outputs, selection.labels, max_drop, min_agreement, strict=True)
+    return {"top1": gate["file_top1"], "agreement": gate["agreement"], "drop_points": gate["drop_points"],
+            "p_value": gate["p_value"], "meets": gate["passes"], "size_bytes": len(data),
+            "latency_ms_1thread": round(timing["p50_ms"], 4), "runtime": runner.runtime,
+            "sha256": hashlib.sha256(data).hexdigest()}
 
 
-def search(ctx, check, max_drop: float, base: ExportOptions, min_agreement: float,
-           fmt: str = "tflite") -> tuple[ExportOptions | None, list[dict], list]:
-    """(winning options or None, every candidate tried, the diagnosis ranking).  A candidate
-    meets the budget only if it would also pass export's parity check (``min_agreement``)."""
+def search(ctx, selection, max_drop: float, base: ExportOptions, min_agreement: float,
+           fmt) -> tuple[ExportOptions | None, list[dict], list]:
+    """(winning options or None, every candidate tried, the diagnosis ranking), all on the
+    ``selection`` images.  A candidate meets the budget when its drop there is within
+    ``max_drop`` (no noise allowance) and it agrees with Keras above ``min_agreement``.  A set
+    of float layers already tried is not tried again."""
     backend = _backend(ctx, base, fmt)
-    float_top1 = top1(check.keras, check.labels)
+    float_top1 = top1(selection.keras, selection.labels)
     candidates = []
 
     def attempt(opts: ExportOptions, label: str) -> dict:
-        row = {"candidate": label, "variant": variant_name(get_format(fmt), opts),
+        row = {"candidate": label, "variant": variant_name(fmt, opts), "split": selection.split,
                "float_layers": list(opts.float_layers), "quantization": opts.quantization}
         try:
             data = backend.make(opts)
-            row.update(measure_candidate(backend.open(data), data, check, float_top1))
+            row.update(measure_candidate(backend.open(data), data, selection, max_drop, min_agreement))
         except CifarEdgeError as e:       # a candidate the runtime cannot run is one that does not meet the budget
             row.update(error=str(e), meets=False)
             candidates.append(row)
             console.warn(f"  {label}: {e}")
             return row
-        row["meets"] = row["drop_points"] <= max_drop and row["agreement"] >= min_agreement
         candidates.append(row)
-        console.info(f"  {label}: top-1 {row['top1']:.2%} ({-row['drop_points']:+.2f} points), "
-                     f"agreement {row['agreement']:.1%}, "
-                     f"{row['size_bytes'] / 1e6:.2f} MB, {row['latency_ms_1thread']:.2f} ms")
+        if row["meets"]:
+            ctx.measured[opts] = data         # export writes these very bytes
+        console.info(f"  candidate {len(candidates)}, {label}: top-1 {row['top1']:.2%} ({-row['drop_points']:+.2f} "
+                     f"points), agreement {row['agreement']:.1%}, {row['size_bytes'] / 1e6:.2f} MB, "
+                     f"{row['latency_ms_1thread']:.2f} ms")
         return row
 
-    console.info(f"repair: float top-1 {float_top1:.2%} on {len(check.labels)} {check.split} images; "
-                 f"budget {max_drop:g} points")
+    console.info(f"repair: Keras top-1 {float_top1:.2%} on {len(selection.labels)} {selection.split} images "
+                 f"(the check images stay unseen); budget {max_drop:g} points")
+    planned = 1 + MAX_FLOAT_LAYERS + len(backend.fallbacks)
     winner = None
-    if attempt(base, "int8")["meets"]:
-        winner = base
-    ranking = []
-    if winner is None:
-        sample = check.images[np.linspace(0, len(check.images) - 1, min(DIAGNOSIS_IMAGES, len(check.images))).astype(int)]
-        ranking = backend.rank(sample)
-        kept: list[str] = []
-        for row in ranking[:MAX_FLOAT_LAYERS]:
-            kept.extend(n for n in [*row.get("with", []), row["node"]] if n not in kept)
-            opts = dataclasses.replace(base, float_layers=tuple(kept))
-            if attempt(opts, f"int8, {len(kept)} layer(s) in float (+{row['layer']})")["meets"]:
+    with console.progress("repair", planned) as advance:
+        if attempt(base, "int8")["meets"]:
+            winner = base
+        advance(candidate=1)
+        ranking = []
+        if winner is None:
+            images = selection.images
+            sample = images[np.linspace(0, len(images) - 1, min(DIAGNOSIS_IMAGES, len(images))).astype(int)]
+            ranking = backend.rank(sample)
+            kept: list[str] = []
+            tried: set = set()
+            for row in ranking[:MAX_FLOAT_LAYERS]:
+                kept.extend(n for n in [*row.get("with", []), row["node"]] if n not in kept)
+                advance(candidate=len(candidates) + 1)
+                if frozenset(kept) in tried:          # this node came in with an earlier one's feeders
+                    continue
+                tried.add(frozenset(kept))
+                opts = dataclasses.replace(base, float_layers=tuple(kept))
+                if attempt(opts, f"int8, {len(kept)} layer(s) in float (+{row['layer']})")["meets"]:
+                    winner = opts
+                    break
+        for opts, label in backend.fallbacks:
+            if winner is None and attempt(opts, label)["meets"]:
                 winner = opts
-                break
-    for opts, label in backend.fallbacks:
-        if winner is None and attempt(opts, label)["meets"]:
-            winner = opts
+            advance(candidate=len(candidates))
     return winner, candidates, ranking
 
 
-def no_winner_error(candidates: list[dict], max_drop: float, min_agreement: float) -> CifarEdgeError:
+def no_winner_error(candidates: list[dict], max_drop: float, min_agreement: float, run) -> CifarEdgeError:
+    from .exporter import points
     ran = [c for c in candidates if "error" not in c]
     if not ran:
         return CifarEdgeError(f"none of the {len(candidates)} int8 candidates could be run: {candidates[0]['error']}")
     best = min(ran, key=lambda c: c["drop_points"])
     return CifarEdgeError(
-        f"no int8 file is within {max_drop:g} points of float with {min_agreement:.0%} agreement: the best, "
-        f"{best['candidate']}, loses {best['drop_points']:.2f} points at {best['agreement']:.1%} agreement "
-        f"({len(candidates)} candidates tried, all in export.json); train the model "
-        "quantization-aware (`cifar-edge optimize RUN --qat`) and export that run, or allow a larger --max-drop")
+        f"no int8 file is within {max_drop:g} points of Keras with at least {100 * min_agreement:g}% agreement on "
+        f"the {best['split']} images: the best, {best['candidate']}, {points(best['drop_points'])} at "
+        f"{100 * best['agreement']:.2f}% agreement, McNemar p = {best['p_value']:.2g} ({len(candidates)} candidates "
+        f"tried, all in export.json); train the model quantization-aware (`cifar-edge optimize {run} --qat`) and "
+        "export that run, or allow a larger --max-drop")

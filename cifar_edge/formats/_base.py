@@ -328,6 +328,27 @@ class ExportContext:
     flatbuffers: dict = field(default_factory=dict)   # ExportOptions -> converted .tflite bytes (no metadata)
     onnx_prepared: dict = field(default_factory=dict)  # opset -> the pre-processed float .onnx bytes
     onnx_models: dict = field(default_factory=dict)    # ExportOptions -> QDQ int8 .onnx bytes (no metadata)
+    identity_split: tuple = ()        # convs whose identity tap quantized files carry as a residual Add
+    measured: dict = field(default_factory=dict)       # ExportOptions -> the file bytes the repair search measured
+    quantized_view: object = None     # the context quantized files convert from, once made
+
+    def quantizable(self) -> "ExportContext":
+        """The context quantized files convert from: the model with dominant identity taps
+        split off as residual Adds (:mod:`._identity_split`), so int8 weights keep the learned
+        part's range; itself for QAT models (their ranges are learned) and when no conv qualifies.
+        Its own caches (SavedModel, calibration, converted bytes) belong to the split model."""
+        if self.quantized_view is None:
+            from ._identity_split import split_identity
+            model, names = (self.model, []) if self.qat else split_identity(self.model)
+            self.quantized_view = self if not names else dataclasses.replace(
+                self, model=model, identity_split=tuple(names), saved_model=None, calibrated=None, flatbuffers={},
+                onnx_prepared={}, onnx_models={}, measured={}, quantized_view=None)
+            self.quantized_view.quantized_view = self.quantized_view
+        return self.quantized_view
+
+    def for_options(self, opts) -> "ExportContext":
+        """The context a file with ``opts`` converts from: float files from the model as trained."""
+        return self.quantizable() if opts.quantized else self
 
     def model_facts(self, opts, folded: bool = False) -> dict:
         """What an app needs to run the exported file without cifar-edge (input size and type,

@@ -99,26 +99,29 @@ def layer_errors(calibrated: bytes, images: np.ndarray, denylist=(), per_channel
     producers = {o: op["op_name"] for op in dbg._get_ops_details() for o in op["outputs"]}  # noqa: SLF001
     quant_by_name = {t["name"]: t for t in quant.get_tensor_details()}
     float_by_name = {t["name"]: t for t in flt.get_tensor_details()}
+    from .. import console
     out: dict = {}
-    for image in images:
-        for interp in (dbg, quant, flt):
-            _feed(interp, image)
-        for op in verify:
-            q_idx, f_idx = op["inputs"][0], op["inputs"][1]
-            q_detail = dbg_tensors[q_idx]
-            name = dbg_tensors[f_idx]["name"]        # the float op's output: what the denylist names
-            q = _dequantize(dbg.get_tensor(q_idx), q_detail)
-            f = dbg.get_tensor(f_idx).astype(np.float32)
-            row = out.setdefault(name, (producers.get(q_idx, "?"), [], [], [], []))
-            row[1].append(channel_nsr(f, q))
-            row[2].append(cosine(f, q))
-            if name in quant_by_name and name in float_by_name:
-                qd = quant_by_name[name]
-                whole = _dequantize(quant.get_tensor(qd["index"]), qd)
-                ref = flt.get_tensor(float_by_name[name]["index"]).astype(np.float32)
-                if whole.shape == ref.shape:
-                    row[3].append(channel_nsr(ref, whole))
-                    row[4].append(cosine(ref, whole))
+    with console.progress(f"diagnosis ({len(verify)} layers)", len(images)) as advance:
+        for k, image in enumerate(images, start=1):
+            for interp in (dbg, quant, flt):
+                _feed(interp, image)
+            for op in verify:
+                q_idx, f_idx = op["inputs"][0], op["inputs"][1]
+                q_detail = dbg_tensors[q_idx]
+                name = dbg_tensors[f_idx]["name"]        # the float op's output: what the denylist names
+                q = _dequantize(dbg.get_tensor(q_idx), q_detail)
+                f = dbg.get_tensor(f_idx).astype(np.float32)
+                row = out.setdefault(name, (producers.get(q_idx, "?"), [], [], [], []))
+                row[1].append(channel_nsr(f, q))
+                row[2].append(cosine(f, q))
+                if name in quant_by_name and name in float_by_name:
+                    qd = quant_by_name[name]
+                    whole = _dequantize(quant.get_tensor(qd["index"]), qd)
+                    ref = flt.get_tensor(float_by_name[name]["index"]).astype(np.float32)
+                    if whole.shape == ref.shape:
+                        row[3].append(channel_nsr(ref, whole))
+                        row[4].append(cosine(ref, whole))
+            advance(image=k)
     return out
 
 

@@ -52,7 +52,7 @@ def _converter(ctx, opts):
     elif opts.calibrated:
         # QAT models carry learned ranges; calibration still fixes the input/output scales.
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
-        converter.representative_dataset = lambda: ([ctx.calibration[i:i + 1]] for i in range(len(ctx.calibration)))
+        converter.representative_dataset = lambda: _representative(ctx.calibration)
         converter.target_spec.supported_ops = [
             tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 if opts.int16x8
             else tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
@@ -61,6 +61,15 @@ def _converter(ctx, opts):
         if not opts.per_channel:
             converter._experimental_disable_per_channel = True  # noqa: SLF001 - the converter's only switch
     return converter
+
+
+def _representative(images):
+    """The calibration images one at a time, as the converter takes them, with progress."""
+    from .. import console
+    with console.progress("calibration", len(images)) as advance:
+        for i in range(len(images)):
+            yield [images[i:i + 1]]
+            advance(image=i + 1)
 
 
 def _run_converter(fn):
