@@ -135,6 +135,7 @@ class Format:
     probe: Callable | None = None   # probe(path, name): refuse, in a child process, a file that would crash this one
     folder: bool = False        # the export is a folder of files (an IR as .xml + .bin, say)
     other_suffixes: tuple = ()  # more suffixes its opener reads (Keras: a run's model.keras)
+    made_from: str = ""         # the format whose file its exporter converts ("": from the model itself)
 
     @property
     def runtimes(self) -> tuple:

@@ -147,7 +147,7 @@ def _placement(compiled) -> dict:
 register(
     Format("openvino", "_openvino_model", frozenset({"int8"}),
            "OpenVINO IR (model.xml + model.bin) from the .onnx; int8 from the ONNX QDQ file",
-           export=export, open=open_openvino, runtime="openvino", order=3, folder=True,
+           export=export, open=open_openvino, runtime="openvino", order=3, folder=True, made_from="onnx",
            variants={"openvino-float32": ExportOptions(), "openvino-int8": ExportOptions(int8=True)}),
     backends=(
         Backend("openvino", ("openvino", "onnx", "tflite"), "cpu", True,

@@ -54,14 +54,14 @@ class SourceKind:
     load: Callable                    # load(path, ImportOptions) -> (model, facts): a tf_keras model or a SourceModel
     order: int
     tfmot: bool = False               # QAT, pruning and clustering apply (tf_keras only)
-    makes: tuple = ("keras", "tflite", "onnx")    # the formats it converts to itself (OpenVINO reads the .onnx)
+    makes: tuple = ("keras", "tflite", "onnx")    # the formats it converts to itself (others convert those files)
     why_not: str = ""                 # why the formats it does not make are missing
     extra_refusal: Callable | None = None   # extra_refusal(format name, options) -> why not, for option limits
 
     def refusal(self, fmt_name: str, opts) -> str | None:
         """Why (format, options) cannot be made from this kind of source, or None."""
-        if fmt_name == "openvino":
-            fmt_name = "onnx"
+        from ..formats import FORMATS
+        fmt_name = getattr(FORMATS.get(fmt_name), "made_from", "") or fmt_name   # a format made from another's file
         if fmt_name == "keras" and "keras" not in self.makes:
             return (f"the keras variant is a tf_keras .h5, and a {self.name} source has none; its own file is kept in "
                     "the run's source/ folder")

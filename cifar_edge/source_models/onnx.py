@@ -1,5 +1,5 @@
 """ONNX models (.onnx, with external data beside it or inside): onnxruntime is the reference,
-the onnx and openvino files are made from the graph itself (NHWC input in front, quantized by
+the .onnx files (and what converts them) are made from the graph itself (NHWC input in front, quantized by
 onnxruntime for int8).  No maintained ONNX-to-TFLite converter installs beside TensorFlow 2.21,
 so the TFLite rows say so."""
 from __future__ import annotations
@@ -90,4 +90,4 @@ def _load(path: Path, options):
 
 register(SourceKind("onnx", "an .onnx (external data beside it is read too)", _detect, _load, order=2, makes=("onnx",),
                     why_not="no maintained ONNX-to-TFLite converter installs beside TensorFlow 2.21 (onnx2tf pins TF "
-                            "2.19 and downloads data at run time); use the onnx and openvino files"))
+                            "2.19 and downloads data at run time); use the .onnx and the formats made from it"))

@@ -1,8 +1,8 @@
 """PyTorch models saved as an ExportedProgram (``torch.export.save`` -> .pt2), with a dynamic
 batch dimension.  torch is the reference; litert-torch makes the .tflite files (float32, and
-int8 through PT2E calibrated on the run's images), torch.onnx (dynamo) the .onnx, and OpenVINO
-reads that.  Every file takes NHWC input, as the Android app and MediaPipe expect.  An optional
-extra: ``pip install -e '.[torch]'``."""
+int8 through PT2E calibrated on the run's images), torch.onnx (dynamo) the .onnx, and the
+formats made from an .onnx convert that.  Every file takes NHWC input, as the Android app and
+MediaPipe expect.  An optional extra: ``pip install -e '.[torch]'``."""
 from __future__ import annotations
 
 from pathlib import Path
