@@ -109,6 +109,17 @@ class RunFolder:
             return None                      # read_config says what is wrong with it
         return (config.get("optimize") or {}).get("method") if isinstance(config, dict) else None
 
+    def resumable(self, what: str, elsewhere: str) -> dict:
+        """config.json of an interrupted ``what`` (run, optimize run) in this folder, for --resume;
+        else one line saying there is nothing to resume (``elsewhere``: where to go instead)."""
+        if not self.config.is_file():
+            raise CifarEdgeError(f"nothing to resume in {self.root}: no config.json there; drop --resume to start a "
+                                 f"new {what}")
+        if self.metrics.is_file():
+            raise CifarEdgeError(f"run {self.root} already finished (metrics.json exists); nothing to resume. "
+                                 f"{elsewhere}")
+        return self.read_config()
+
     def refuse_unfinished_optimize(self, alternative: str = ""):
         """Raise when this is an unfinished optimize run, naming the command that finishes it."""
         method = self.unfinished_optimize()

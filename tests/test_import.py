@@ -63,29 +63,27 @@ def _notebook_cnn(K, classes=10, channels=3, lam=None):
     return K.Sequential(layers)
 
 
-def _fit(model, K, x, y, epochs=8):
+def _trained(K, data, path, epochs=8):
+    """The notebook CNN in Keras library ``K``, fitted on the real training images, saved at ``path``."""
+    _, x, y, _, _ = data
     K.utils.set_random_seed(0)
+    model = _notebook_cnn(K)
     model.compile(K.optimizers.Adam(2e-3), "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=epochs, batch_size=32, verbose=0)
-    return model
+    model.save(path)
+    return path
 
 
 @pytest.fixture(scope="module")
 def notebook_h5(data, tmp_path_factory):
     from cifar_edge._tf import keras
-    _, x, y, _, _ = data
-    path = tmp_path_factory.mktemp("nb") / "cifar10_model.h5"
-    _fit(_notebook_cnn(keras), keras, x, y).save(path)
-    return path
+    return _trained(keras, data, tmp_path_factory.mktemp("nb") / "cifar10_model.h5")
 
 
 @pytest.fixture(scope="module")
 def keras3_file(data, tmp_path_factory):
     import keras as keras3
-    _, x, y, _, _ = data
-    path = tmp_path_factory.mktemp("k3") / "cifar10_model.keras"
-    _fit(_notebook_cnn(keras3), keras3, x, y).save(path)
-    return path
+    return _trained(keras3, data, tmp_path_factory.mktemp("k3") / "cifar10_model.keras")
 
 
 CORE = ("tflite-float32", "tflite-int8", "tflite-int8-io-uint8", "onnx-float32", "onnx-int8", "openvino-float32")

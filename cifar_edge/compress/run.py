@@ -76,13 +76,7 @@ def _refuse_used(run: RunFolder):
 def _saved_settings(run: RunFolder, parent_dir, given: dict):
     """(parent folder, OptimizeConfig) of the interrupted optimize run in ``run``; settings the
     user typed that differ from the saved ones are refused, never silently ignored."""
-    if not run.config.is_file():
-        raise CifarEdgeError(f"nothing to resume in {run.root}: no config.json there; drop --resume to start a "
-                             "new optimize run")
-    if run.metrics.is_file():
-        raise CifarEdgeError(f"run {run.root} already finished (metrics.json exists); nothing to resume. "
-                             "Optimize into another --out")
-    config = run.read_config()
+    config = run.resumable("optimize run", "Optimize into another --out")
     if not (config.get("optimize") or {}).get("method") or not config.get("parent"):
         raise CifarEdgeError(f"{run.root} is a training run, not an optimize run; continue it with `cifar-edge "
                              f"train --out {run.root} --resume`")

@@ -231,14 +231,8 @@ def _fit_two_stages(model, spec, stage: _Stage) -> float:
 
 def _prepare_run(cfg: TrainConfig, run: RunFolder, resume: bool, given: dict) -> TrainConfig:
     if resume:
-        if not run.config.is_file():
-            raise CifarEdgeError(f"nothing to resume in {run.root}: no config.json there; drop --resume "
-                                 "to start a new run")
-        if run.metrics.is_file():
-            raise CifarEdgeError(f"run {run.root} already finished (metrics.json exists); nothing to resume. "
-                                 "Start a new run with another --out")
+        config = run.resumable("run", "Start a new run with another --out")
         run.refuse_unfinished_optimize()   # its settings are the parent's: train would fit a new model from scratch
-        config = run.read_config()
         differ = _differing(cfg, config, given)
         if differ:
             raise CifarEdgeError(f"--resume continues {run.root} with the settings it was started with, but "
