@@ -136,6 +136,8 @@ def train_resnet18(out: Path, epochs: int, seed: int, limit: int) -> tuple[Path,
 
 def measure(name: str, model: Path, runs: Path, extra: list, facts: dict) -> list[dict]:
     run = runs / name
+    if model is None:                      # --reuse: the figures of a finished run
+        return collect(name, run)
     cli("import", model, "--data", DATA, "--out", run, *extra)
     cli("export", run, "--all", "--check-images", "2000")
     manifest = json.loads((run / "export" / "export.json").read_text())
@@ -146,17 +148,26 @@ def measure(name: str, model: Path, runs: Path, extra: list, facts: dict) -> lis
     winner = next(iter(repaired.get("exports", {}).values()), None)
     cli("bench", run, "--limit", "10000", "--threads", "1", "--runs", "100", "--batch", "32", "--no-export",
         "--no-reference", "--no-siblings", "--runtime", "litert", "--runtime", "onnxruntime", "--runtime", "openvino")
+    (run / "benchmark_facts.json").write_text(json.dumps({"winner": (winner or {}).get("variant"), **facts}))
+    return collect(name, run)
+
+
+def collect(name: str, run: Path) -> list[dict]:
+    """One row per file and runtime (the backend that ran it) from the run's bench.json."""
+    facts = json.loads((run / "benchmark_facts.json").read_text())
+    winner = facts.pop("winner", None)
     bench = json.loads((run / "bench" / "bench.json").read_text())
     source = json.loads((run / "metrics.json").read_text())
     rows = []
     for r in bench["rows"]:
         if r["status"] != "ok":
             continue
-        rows.append({"source": name, "kind": source["source"]["kind"], "variant": r["variant"], "runtime": r["runtime"],
+        rows.append({"source": name, "kind": source["source"]["kind"], "variant": r["variant"],
+                     "runtime": r.get("backend") or r["runtime"],
                      "source_top1": source["top1"], "top1": r["top1"], "images": r["images"],
                      "drop_points": (source["top1"] - r["top1"]) * 100, "agreement": r["agreement_keras"],
                      "mb": r["size_bytes"] / 1e6, "p50_ms": (r.get("latency") or {}).get("p50_ms"),
-                     "max_drop_winner": (winner or {}).get("variant"), **facts})
+                     "max_drop_winner": winner, **facts})
     return rows
 
 
@@ -171,13 +182,14 @@ def main():
     ap.add_argument("--pt2-std", default="62.993,62.089,66.705")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "import-models")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--reuse", action="store_true", help="only re-read the finished runs under --out (no training)")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     chosen = args.only.split(",")
     rows = []
     for which in ("notebook", "keras3"):
         if which in chosen:
-            path, facts = train_keras(which, args.out, args.epochs, args.seed)
+            path, facts = (None, {}) if args.reuse else train_keras(which, args.out, args.epochs, args.seed)
             rows += measure(which, path, args.out / "runs", [], facts)
     if {"resnet18", "resnet18-onnx"} & set(chosen):
         pt2, onnx_path, facts = train_resnet18(args.out, args.resnet_epochs, args.seed, args.resnet_images)
