@@ -180,7 +180,7 @@ def import_model(model_path, data: str, out, labels=None, input_size: int | None
     digest = _sha256(files)
     run = RunFolder(out)
     with run.new("cifar-edge import", "choose a new --out for the imported run"):
-        copy = run.source_dir / (src.name if src.is_dir() else src.name)
+        copy = run.source_dir / src.name
         if src.is_dir():
             shutil.copytree(src, copy)
         else:
@@ -192,9 +192,9 @@ def import_model(model_path, data: str, out, labels=None, input_size: int | None
         console.info(f"evaluating it on {len(ds.x_test):,} {ds.name} test images ({facts['runtime']}) ...")
         metrics = evaluate_model(model, ds.x_test, ds.y_test, class_names=class_names, norm=norm, out_dir=run.root,
                                  image_size=int(size), split="test")
-        probe = model(np.zeros((2, size, size, 3), np.float32))
-        outputs = "softmax" if is_probabilities(probe) and is_probabilities(model(
-            np.random.default_rng(0).uniform(-2, 2, (2, size, size, 3)).astype(np.float32))) else "logits"
+        probes = (np.zeros((2, size, size, 3), np.float32),      # a head ends in a softmax when every row of
+                  np.random.default_rng(0).uniform(-2, 2, (2, size, size, 3)).astype(np.float32))  # both sums to 1
+        outputs = "softmax" if all(is_probabilities(model(x)) for x in probes) else "logits"
         source = {"kind": kind.name, "file": str(copy.relative_to(run.root)), "sha256": digest,
                   "original": str(src.resolve()), "files": [str(f.relative_to(src.resolve() if src.is_dir() else src.resolve().parent))
                                                            for f in files],
