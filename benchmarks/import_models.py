@@ -182,14 +182,15 @@ def main():
     ap.add_argument("--pt2-std", default="62.993,62.089,66.705")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "import-models")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--reuse", action="store_true", help="only re-read the finished runs under --out (no training)")
+    ap.add_argument("--reuse", action="store_true", help="re-read the finished runs under --out; train and measure the rest")
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     chosen = args.only.split(",")
     rows = []
     for which in ("notebook", "keras3"):
         if which in chosen:
-            path, facts = (None, {}) if args.reuse else train_keras(which, args.out, args.epochs, args.seed)
+            done = args.reuse and (args.out / "runs" / which / "benchmark_facts.json").is_file()
+            path, facts = (None, {}) if done else train_keras(which, args.out, args.epochs, args.seed)
             rows += measure(which, path, args.out / "runs", [], facts)
     if {"resnet18", "resnet18-onnx"} & set(chosen):
         pt2, onnx_path, facts = train_resnet18(args.out, args.resnet_epochs, args.seed, args.resnet_images)
