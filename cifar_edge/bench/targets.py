@@ -15,7 +15,7 @@ from ..export import ExportOptions, Format, export_run, read_failures, read_mani
 from ..formats import QAT_INT8_ONLY, file_name, qat_allows, variant_name
 from ..export.parity import file_facts
 from ..fileio import read_json
-from ..runs import QUANTIZED, RunFolder, source_kind
+from ..runs import QUANTIZED, RunFolder, optimize_method, source_kind
 from ..source_models import refusal
 
 
@@ -50,7 +50,7 @@ class Target:
 
 def _method(root: Path) -> str | None:
     try:
-        return (read_json(root / "config.json").get("optimize") or {}).get("method")
+        return optimize_method(read_json(root / "config.json"))
     except (OSError, CifarEdgeError):
         return None
 

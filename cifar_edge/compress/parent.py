@@ -5,12 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import CifarEdgeError
+from ..runs import optimize_method
 from .config import QUANTIZED
 
 
 def parent_method(config: dict) -> str | None:
     """The optimization that produced the parent run, or None for a plain training run."""
-    return (config.get("optimize") or {}).get("method")
+    return optimize_method(config)
 
 
 def check_parent(method: str, root: Path, config: dict):
