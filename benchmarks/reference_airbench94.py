@@ -14,7 +14,10 @@ It needs its own virtualenv (torch is not a project dependency):
     python3 -m venv .venv-airbench && .venv-airbench/bin/pip install airbench==0.1.8 torch torchvision numpy
     .venv-airbench/bin/python benchmarks/reference_airbench94.py --seed 0 [--epochs 9.9] [--precision float32]
 
-Writes benchmarks/results/reference_airbench94_seed<N>.{json,md}.
+Writes benchmarks/results/reference_airbench94_seed<N>.{json,md}.  With `--save-pt2 FILE` it also
+saves the trained network as a PyTorch ExportedProgram (`torch.export.save`, dynamic batch, float32
+NCHW input normalized with airbench's CIFAR mean/std), the file `cifar-edge import` takes:
+`benchmarks/import_models.py --pt2 FILE` then imports it (use the same torch version in both venvs).
 """
 from __future__ import annotations
 
@@ -108,6 +111,19 @@ def _cpu_float(torch):
         torch.nn.Module.half, torch.nn.Module.cuda = saved
 
 
+def _save_exported_program(torch, model, path: Path):
+    """The network as trained (eval mode, float32, NCHW), with a dynamic batch so that import can
+    evaluate and calibrate it in batches; written through a temp file, then renamed."""
+    model = model.float().eval()
+    program = torch.export.export(model, (torch.zeros(2, 3, 32, 32),),
+                                  dynamic_shapes=({0: torch.export.Dim("batch")},))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp.pt2")
+    torch.export.save(program, str(tmp))
+    tmp.replace(path)
+    print(f"saved the trained network as {path}")
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seed", type=int, default=0)
@@ -116,6 +132,7 @@ def main():
                         help="float32, or CPU bf16 autocast (with it the package's net stayed at chance "
                              "here: loss 2.302 after 11 and 48 steps, cause not found)")
     parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--save-pt2", type=Path, help="also save the trained network here as a .pt2 ExportedProgram")
     args = parser.parse_args()
 
     import torch
@@ -166,6 +183,8 @@ def main():
                 tta = utils.evaluate(model, test_loader, tta_level=lib_airbench94.hyp["net"]["tta_level"])
         finally:
             os.chdir(cwd)
+    if args.save_pt2:
+        _save_exported_program(torch, model, args.save_pt2)
 
     result = {
         "what": "airbench94 (PyPI airbench, unmodified) on the shared JPEG-q75 CIFAR-10 train set, CPU",
@@ -175,6 +194,7 @@ def main():
         "seconds_incl_per_epoch_eval": round(seconds, 1),
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count()},
         "package_log": log.lines,   # its per-epoch table: train loss/acc, test acc, training seconds
+        "saved_pt2": str(args.save_pt2) if args.save_pt2 else None,
         "command": "python " + " ".join([f"benchmarks/{Path(__file__).name}", *sys.argv[1:]]),
     }
     RESULTS.mkdir(parents=True, exist_ok=True)
