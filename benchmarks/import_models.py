@@ -137,6 +137,8 @@ def train_resnet18(out: Path, epochs: int, seed: int, limit: int) -> tuple[Path,
 def measure(name: str, model: Path, runs: Path, extra: list, facts: dict) -> list[dict]:
     run = runs / name
     if model is None:                      # --reuse: the figures of a finished run
+        if not (run / "mediapipe.json").is_file():
+            mediapipe(run, json.loads((run / "export" / "export.json").read_text()))
         return collect(name, run)
     cli("import", model, "--data", DATA, "--out", run, *extra)
     cli("export", run, "--all", "--check-images", "2000")
@@ -149,13 +151,42 @@ def measure(name: str, model: Path, runs: Path, extra: list, facts: dict) -> lis
     cli("bench", run, "--limit", "10000", "--threads", "1", "--runs", "100", "--batch", "32", "--no-export",
         "--no-reference", "--no-siblings", "--runtime", "litert", "--runtime", "onnxruntime", "--runtime", "openvino")
     (run / "benchmark_facts.json").write_text(json.dumps({"winner": (winner or {}).get("variant"), **facts}))
+    mediapipe(run, manifest)
     return collect(name, run)
+
+
+MEDIAPIPE = ROOT / ".tools" / "mediapipe-venv" / "bin" / "python"
+
+
+def mediapipe(run: Path, manifest: dict):
+    """MediaPipe Tasks' ImageClassifier (its own venv) on each .tflite with float or uint8 input, on
+    the 10k test images as uint8 pixels: nothing but the file and its metadata tells it the input
+    type, normalization and labels.  Its top-1 goes beside ours in the table."""
+    files = [e for e in manifest["exports"].values() if e["format"] == "tflite" and e["options"].get("io") != "int8"]
+    if not MEDIAPIPE.is_file() or not files:
+        print(f"MediaPipe rows skipped: {'no .tflite' if not files else f'{MEDIAPIPE} missing (bash .ci/run installs it)'}")
+        return
+    _, _, x, y = cifar10()
+    images = run / "mediapipe_images.npy"
+    np.save(images, x)
+    r = subprocess.run([str(MEDIAPIPE), str(ROOT / "tests" / "mediapipe_classify.py"), str(images),
+                        *[str(run / "export" / e["file"]) for e in files]], capture_output=True, text=True)
+    images.unlink()
+    if r.returncode != 0:
+        raise SystemExit(f"MediaPipe failed:\n{r.stderr[-2000:]}")
+    out = {}
+    for e, (path, got) in zip(files, json.loads(r.stdout).items()):
+        out[e["variant"]] = ({"error": got["error"]} if "error" in got else
+                             {"top1": float(np.mean(np.argmax(got["scores"], axis=1) == y)), "images": int(len(y))})
+        print(f"MediaPipe {e['variant']}: {out[e['variant']]}", flush=True)
+    (run / "mediapipe.json").write_text(json.dumps(out, indent=1))
 
 
 def collect(name: str, run: Path) -> list[dict]:
     """One row per file and runtime (the backend that ran it) from the run's bench.json."""
     facts = json.loads((run / "benchmark_facts.json").read_text())
     winner = facts.pop("winner", None)
+    by_mediapipe = json.loads((run / "mediapipe.json").read_text()) if (run / "mediapipe.json").is_file() else {}
     bench = json.loads((run / "bench" / "bench.json").read_text())
     source = json.loads((run / "metrics.json").read_text())
     rows = []
@@ -167,6 +198,7 @@ def collect(name: str, run: Path) -> list[dict]:
                      "source_top1": source["top1"], "top1": r["top1"], "images": r["images"],
                      "drop_points": (source["top1"] - r["top1"]) * 100, "agreement": r["agreement_keras"],
                      "mb": r["size_bytes"] / 1e6, "p50_ms": (r.get("latency") or {}).get("p50_ms"),
+                     "mediapipe_top1": (by_mediapipe.get(r["variant"]) or {}).get("top1"),
                      "max_drop_winner": winner, **facts})
     return rows
 
@@ -200,13 +232,18 @@ def main():
         if "resnet18-onnx" in chosen:
             rows += measure("resnet18-onnx", onnx_path, args.out / "runs", norm, facts)
     if args.pt2:
-        rows += measure(args.pt2.stem, args.pt2, args.out / "runs", ["--mean", args.pt2_mean, "--std", args.pt2_std], {})
+        done = args.reuse and (args.out / "runs" / args.pt2.stem / "benchmark_facts.json").is_file()
+        rows += measure(args.pt2.stem, None if done else args.pt2, args.out / "runs",
+                        ["--mean", args.pt2_mean, "--std", args.pt2_std], {})
     header = ("source", "kind", "variant", "runtime", "source top-1", "top-1", "drop (points)", "agreement", "MB",
-              "p50 ms (1 thread)", "--max-drop 0.5 winner")
+              "p50 ms (1 thread)", "MediaPipe top-1", "--max-drop 0.5 winner")
     table = [(r["source"], r["kind"], r["variant"], r["runtime"], f"{r['source_top1']:.2%}", f"{r['top1']:.2%}",
               f"{r['drop_points']:+.2f}", f"{r['agreement']:.2%}", f"{r['mb']:.2f}",
-              "-" if r["p50_ms"] is None else f"{r['p50_ms']:.3f}", r["max_drop_winner"] or "-") for r in rows]
-    command = f"python benchmarks/import_models.py --only {args.only} --epochs {args.epochs}"
+              "-" if r["p50_ms"] is None else f"{r['p50_ms']:.3f}",
+              "-" if r.get("mediapipe_top1") is None else f"{r['mediapipe_top1']:.2%}", r["max_drop_winner"] or "-")
+             for r in rows]
+    command = (f"python benchmarks/import_models.py --only {args.only} --epochs {args.epochs}"
+               + (f" --pt2 {args.pt2}" if args.pt2 else ""))
     lines = [f"# Models made elsewhere, through `cifar-edge import` (seed {args.seed})", "",
              f"`{command}` on {machine()['cpu']}: top-1 on the 10k CIFAR-10 test images, latency at 1 thread.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]

@@ -111,6 +111,39 @@ def _cpu_float(torch):
         torch.nn.Module.half, torch.nn.Module.cuda = saved
 
 
+def _torchvision_or_normalize_only(torch):
+    """airbench imports torchvision for two things: `datasets.CIFAR10` (its download path, which
+    this script never takes: it hands the package `train.pt`/`test.pt`) and `transforms.Normalize`.
+    PyPI's torchvision wheel is built against torch's CUDA libraries, so beside the CPU torch build
+    (the one the project's venv has, and the one a .pt2 for `cifar-edge import` must be saved with)
+    its extension fails to load.  Then the package gets a torchvision module holding just
+    Normalize, written here with torch, and a `datasets` that refuses the download."""
+    try:
+        import torchvision  # noqa: F401
+        return "torchvision " + torchvision.__version__
+    except (ImportError, OSError, RuntimeError):
+        pass
+    import types
+
+    class Normalize(torch.nn.Module):
+        def __init__(self, mean, std):
+            super().__init__()
+            self.mean, self.std = torch.tensor(mean).view(-1, 1, 1), torch.tensor(std).view(-1, 1, 1)
+
+        def forward(self, x):
+            return (x - self.mean.to(x.dtype)) / self.std.to(x.dtype)
+
+    def no_download(*_, **__):
+        raise RuntimeError("this script hands airbench its data; torchvision's download is not available")
+
+    vision = types.ModuleType("torchvision")
+    vision.transforms = types.ModuleType("torchvision.transforms")
+    vision.transforms.Normalize = Normalize
+    vision.datasets = types.SimpleNamespace(CIFAR10=no_download)
+    sys.modules.update({"torchvision": vision, "torchvision.transforms": vision.transforms})
+    return "no torchvision (its Normalize written with torch)"
+
+
 def _save_exported_program(torch, model, path: Path):
     """The network as trained (eval mode, float32, NCHW), with a dynamic batch so that import can
     evaluate and calibrate it in batches; written through a temp file, then renamed."""
@@ -136,6 +169,7 @@ def main():
     args = parser.parse_args()
 
     import torch
+    vision = _torchvision_or_normalize_only(torch)
     import airbench
     from airbench import lib_airbench94, utils
     torch.manual_seed(args.seed)
@@ -189,7 +223,7 @@ def main():
     result = {
         "what": "airbench94 (PyPI airbench, unmodified) on the shared JPEG-q75 CIFAR-10 train set, CPU",
         "airbench_version": getattr(airbench, "__version__", "0.1.8"), "torch": torch.__version__,
-        "seed": args.seed, "epochs": args.epochs, "precision": args.precision, "threads": args.threads,
+        "torchvision": vision, "seed": args.seed, "epochs": args.epochs, "precision": args.precision, "threads": args.threads,
         "test_top1": round(100 * single, 2), "test_top1_tta": round(100 * tta, 2),
         "seconds_incl_per_epoch_eval": round(seconds, 1),
         "machine": {"cpu": _cpu_name(), "cores": os.cpu_count()},

@@ -597,9 +597,9 @@ def formats(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = F
     if as_json:
         _print_json({"formats": [{"name": f.name, "suffix": f.suffix, "options": sorted(f.options),
                                   "runtimes": list(f.runtimes), "description": f.description} for f in FORMATS.values()],
-                     "variants": [{"name": name, "format": fmt.name,
-                                   "options": {k: getattr(opts, k) for k in sorted(opts.set_options())}}
-                                  for name, (fmt, opts) in variants().items()]})
+                     "variants": [{"name": name, "format": v.fmt.name,
+                                   "options": {k: getattr(v.opts, k) for k in sorted(v.opts.set_options())}}
+                                  for name, v in variants().items()]})
         return
     t = Table(title="export formats")
     for col in ("format", "suffix", "options", "runtimes", "description"):
@@ -611,8 +611,9 @@ def formats(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = F
     v.add_column("variant")
     v.add_column("format")
     v.add_column("options")
-    for name, (fmt, opts) in variants().items():
-        v.add_row(name, fmt.name, ", ".join(f"{k}={getattr(opts, k)}" for k in sorted(opts.set_options())) or "defaults")
+    for name, variant in variants().items():
+        opts = variant.opts
+        v.add_row(name, variant.fmt.name, ", ".join(f"{k}={getattr(opts, k)}" for k in sorted(opts.set_options())) or "defaults")
     if not stdout.is_terminal:
         typer.echo("")                                 # piped: a blank line between the two tables
     _print_table(v)

@@ -93,7 +93,7 @@ def file_rows(bench: dict, export_dir: Path) -> list[dict]:
     from .export import get_variant
     rows = []
     for variant in VARIANTS:
-        fmt, _ = get_variant(variant)
+        fmt = get_variant(variant).fmt
         row = next((r for r in bench["rows"] if r["variant"] == variant and r["backend"] == fmt.runtime
                     and r["threads"] == 1), None)
         if row is None or row["status"] != "ok":

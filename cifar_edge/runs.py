@@ -18,6 +18,11 @@ MANIFEST = "export.json"
 QUANTIZED = ("qat", "pqat")      # optimize methods whose model is quantize-wrapped: it ships as int8 only
 
 
+class FinalVerdict(CifarEdgeError):
+    """A run's outcome that a resume would only repeat (a fine-tune far below its parent): the
+    run is discarded, resumed or not."""
+
+
 @dataclass(frozen=True)
 class RunFolder:
     root: Path
@@ -41,21 +46,38 @@ class RunFolder:
     source_dir = property(lambda self: self.root / "source")        # an imported run's copy of the user's file
 
     @contextlib.contextmanager
-    def new(self, command: str, used: str):
-        """The one protocol of a command that makes a new run (train, optimize, import): a used
-        folder is refused (``used`` says what to do instead) before and after taking the lock,
-        and whatever fails or is interrupted leaves no half-made run behind."""
-        if self.has_files():
-            raise CifarEdgeError(f"run folder {self.root} is not empty; {used}")
+    def new(self, command: str, used: str, resume: bool = False, resumable: bool = False):
+        """The one protocol of a command that makes a run (train, optimize, import), under the lock.
+
+        A new run refuses a used folder (``used`` says what to do instead), before the lock adds
+        its file and again after it.  What a failure leaves behind:
+        - an error of ours (bad settings or data, a diverged run): resuming cannot change it, so a
+          new run is discarded; a resumed one keeps its progress, unless the error is a
+          :class:`FinalVerdict`, which a resume would only repeat;
+        - anything else, Ctrl-C included: a ``resumable`` command keeps what ``--resume`` continues
+          once its config.json is written; otherwise the new run is discarded.
+        """
+        if not resume:
+            self._refuse_used(used)
         created = not self.root.exists()
         with self.writing(command):
-            if self.has_files():              # a writer that finished between the check and the lock
-                raise CifarEdgeError(f"run folder {self.root} is not empty; {used}")
+            if not resume:
+                self._refuse_used(used)       # a writer that finished between the check and the lock
             try:
                 yield self
-            except BaseException:
-                self.discard(created)
+            except CifarEdgeError as e:
+                if not resume or isinstance(e, FinalVerdict):
+                    self.discard(created)
                 raise
+            except BaseException:
+                if not resume and not (resumable and self.config.is_file()):
+                    self.discard(created)
+                raise
+
+    def _refuse_used(self, used: str):
+        self.refuse_unfinished_optimize(", or choose a new --out")
+        if self.has_files():
+            raise CifarEdgeError(f"run folder {self.root} is not empty; {used}")
 
     @contextlib.contextmanager
     def writing(self, command: str):

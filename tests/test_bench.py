@@ -105,7 +105,7 @@ def test_rows_carry_the_measurements(benched):
     assert peak["float32"]["1"] > 0 and peak["int8"]["1"] > 0 and peak["method"]
     # LiteRT's own CLI timed every .tflite on the XNNPACK rows too; both figures and their ratio are kept.
     refs = [r["reference"] for r in ok if r["format"] == "tflite" and r["backend"] == "litert"]
-    assert len(refs) == sum(f.name == "tflite" for f, _ in variants().values()) and all(x.get("ratio", 0) > 0 and x["median_ms"] > 0 and x["threads"] == 1 for x in refs)
+    assert len(refs) == sum(v.fmt.name == "tflite" for v in variants().values()) and all(x.get("ratio", 0) > 0 and x["median_ms"] > 0 and x["threads"] == 1 for x in refs)
 
 
 def test_report_is_one_self_contained_page(run, benched):

@@ -246,7 +246,7 @@ def test_optimized_runs_export_int8_through_the_cli_with_drift_against_the_paren
         result = CliRunner().invoke(app, ["export", str(child), "--format", "tflite"])
         assert result.exit_code == 2 and "export it with --int8" in result.output
         entries = export_run(child, resolve_variants(all_variants=True), out_dir=tmp_path / "all", cfg=FAST)
-        assert {e["variant"] for e in entries} == {n for n, (_, o) in variants().items() if o.int8}
+        assert {e["variant"] for e in entries} == {n for n, v in variants().items() if v.opts.int8}
 
 
 def test_cli_optimize_takes_exactly_one_method(run):

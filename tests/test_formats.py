@@ -25,6 +25,19 @@ def test_every_format_is_a_module_and_openvino_is_named_only_by_its_own():
     assert "openvino" in FORMATS["tflite"].runtimes and "openvino" in FORMATS["onnx"].runtimes
 
 
+def test_every_variant_is_named_by_the_one_rule_and_carries_its_name():
+    """A table's names follow variant_name's rule, so a variant built from flags (`--format tflite
+    --int8`) and the same one named from the table (`--variant tflite-int8`) are one file."""
+    from cifar_edge.export import resolve_variants
+    from cifar_edge.formats import ExportOptions, Variant, variant_name
+    for name, v in variants().items():
+        assert v.name == name == variant_name(v.fmt, v.opts) and v.file_name == name + v.fmt.suffix
+    (from_flags,) = resolve_variants(fmt="tflite", opts=ExportOptions(int8=True))
+    assert from_flags == variants()["tflite-int8"]
+    kept = from_flags.with_options(ExportOptions(int8=True, float_layers=("s1_conv",)))
+    assert kept.name == "tflite-int8-selective" and isinstance(kept, Variant)
+
+
 def test_openvino_ir_export_agrees_and_every_runtime_reads_the_files(exported_run):
     from cifar_edge.formats.openvino import read_ir_metadata
     from cifar_edge.runs import load_run

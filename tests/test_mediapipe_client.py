@@ -18,7 +18,7 @@ def test_mediapipe_reads_every_variant_and_agrees_exactly(exported_run, cifar10_
     require_mediapipe()
     run, exported = exported_run
     assert {n for n, e in exported.items() if e["format"] == "tflite"} == \
-        {n for n, (fmt, _) in variants().items() if fmt.name == "tflite"}
+        {n for n, v in variants().items() if v.fmt.name == "tflite"}
     agreement = compare(run, cifar10_real[2][:IMAGES], tmp_path)
     assert set(agreement) == {"tflite-float32", "tflite-fp16", "tflite-dynamic", "tflite-int8", "tflite-int8-io-uint8",
                               "tflite-int16x8"}     # every variant but int8 I/O, which MediaPipe refuses (checked)

@@ -48,10 +48,10 @@ class BenchConfig:
         return self
 
     def chosen_variants(self) -> list:
-        """(Format, ExportOptions) of each variant to bench, in the format table's order."""
+        """The variants to bench (formats.Variant), in the format table's order."""
         formats = {get_format(f).name for f in self.formats}
         chosen = resolve_variants(list(self.variants) or None, all_variants=not self.variants)
-        return [(f, o) for f, o in chosen if not formats or f.name in formats]
+        return [v for v in chosen if not formats or v.fmt.name in formats]
 
     @property
     def thread_counts(self) -> tuple:

@@ -108,12 +108,11 @@ def _flops(loaded) -> int | None:
 
 
 def _unusable(ref: RunRef, cfg: BenchConfig, reason: str) -> list[dict]:
-    from ..formats import variant_name
     from .measure import base_row
     console.warn(f"{ref.root}: {reason}")
     rows = []
-    for fmt, opts in cfg.chosen_variants():
-        rows.append(base_row(ref, Target(variant_name(fmt, opts), fmt, opts, status="failed", reason=reason)))
+    for v in cfg.chosen_variants():
+        rows.append(base_row(ref, Target(v.name, v.fmt, v.opts, status="failed", reason=reason)))
     return rows
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from ..errors import CifarEdgeError
 from ..export import ExportOptions, Format, export_run, read_failures, read_manifest
-from ..formats import QAT_INT8_ONLY, file_name, qat_allows, variant_name
+from ..formats import QAT_INT8_ONLY, Variant, qat_allows
 from ..export.parity import file_facts
 from ..fileio import read_json
 from ..runs import QUANTIZED, RunFolder, optimize_method, source_kind
@@ -117,7 +117,7 @@ _WHY = {"missing": "not exported yet", "changed": "its SHA-256 differs from expo
 
 def prepare_targets(ref: RunRef, variants, export: bool = True, export_cfg=None, command: str = "",
                     loaded=None) -> list[Target]:
-    """A :class:`Target` per (Format, ExportOptions) of ``variants`` for ``ref``'s run,
+    """A :class:`Target` per variant (formats.Variant) of ``variants`` for ``ref``'s run,
     exporting what is missing or stale (from ``loaded``, the run bench already holds)."""
     run = RunFolder(ref.root)
     model = run.require_model()
@@ -125,8 +125,8 @@ def prepare_targets(ref: RunRef, variants, export: bool = True, export_cfg=None,
     out = run.export_dir
     manifest, failed = read_manifest(out), read_failures(out)
     targets, pending = [], []
-    for fmt, opts in variants:
-        name, path = variant_name(fmt, opts), out / file_name(fmt, opts)
+    for variant in variants:
+        fmt, opts, name, path = variant.fmt, variant.opts, variant.name, out / variant.file_name
         t = Target(name, fmt, opts, path)
         targets.append(t)
         if ref.method in QUANTIZED and not qat_allows(fmt, opts):
@@ -162,7 +162,7 @@ def _export(root, pending: list[Target], export_cfg, command: str):
         return
     failures = {}
     try:
-        entries = export_run(root, [(t.fmt, t.opts) for t in pending], cfg=export_cfg or ExportConfig(),
+        entries = export_run(root, [Variant(t.fmt, t.opts, t.variant) for t in pending], cfg=export_cfg or ExportConfig(),
                              command=command, failures=failures)
     except CifarEdgeError as e:
         entries, failures = [], {t.variant: str(e) for t in pending}

@@ -23,7 +23,7 @@ from ..models import get_model_spec
 from ..train.callbacks import EpochStats, HistoryCSV, NonFiniteLoss, Progress
 from ..train.config import TrainConfig
 from ..train.loop import compile_model, evaluate_model, fit_resumable, seed_everything, training_throughput
-from ..runs import RunFolder, load_model, load_run, run_data, save_model
+from ..runs import FinalVerdict, RunFolder, load_model, load_run, run_data, save_model
 from ..train.whitening import frozen_stem
 from ..versions import versions
 from . import cluster, measure, prune
@@ -46,31 +46,13 @@ def optimize_run(parent_dir, out_dir, cfg: OptimizeConfig | None = None, resume:
     run = RunFolder(out_dir)
     if not resume:
         cfg.validate()
-        _refuse_used(run)                # before the lock, which would add its file to the user's folder
-    created = not run.root.exists()
-    with run.writing("cifar-edge optimize"):
+    with run.new("cifar-edge optimize", "choose a new --out for the optimized run", resume=resume, resumable=True):
         if resume:
             parent_dir, cfg = _saved_settings(run, parent_dir, given or {})
-        else:
-            _refuse_used(run)
         try:
             return _prepare_and_optimize(parent_dir, run, cfg, resume)
-        except CifarEdgeError as e:
-            # Bad settings or data, a diverged or too lossy fine-tune: a new run leaves nothing
-            # (resuming cannot help); a resume keeps its progress unless the verdict is final.
-            if not resume or isinstance(e, BelowParent):
-                run.discard(created)
-            raise
         except KeyboardInterrupt:
-            if not run.config.is_file():     # interrupted before it wrote anything to resume
-                run.discard(created)
             raise Interrupted(run.resume_hint("optimize")) from None
-
-
-def _refuse_used(run: RunFolder):
-    run.refuse_unfinished_optimize(", or choose a new --out")
-    if run.has_files():
-        raise CifarEdgeError(f"output folder {run.root} is not empty; choose a new --out for the optimized run")
 
 
 def _saved_settings(run: RunFolder, parent_dir, given: dict):
@@ -216,7 +198,7 @@ def _freeze_batchnorm(model) -> int:
     return frozen
 
 
-class BelowParent(CifarEdgeError):
+class BelowParent(FinalVerdict):
     """The fine-tuned model ended too far below its parent: a verdict a resume would repeat."""
 
 

@@ -29,7 +29,8 @@ def diagnose_run(run_dir, variant: str = "tflite-int8", cfg: ExportConfig = Expo
                  out_dir=None) -> dict:
     """Diagnose ``variant`` (an int8 TFLite variant with float I/O) of the run; returns the
     report written to ``out_dir`` (default RUN/export/diagnose)."""
-    fmt, opts = get_variant(variant)
+    chosen = get_variant(variant)
+    fmt, opts = chosen.fmt, chosen.opts
     if fmt.name != "tflite" or not opts.int8 or opts.io != "float":
         raise CifarEdgeError(f"diagnose takes an int8 TFLite variant with float I/O (e.g. tflite-int8), not "
                              f"{variant}; integer I/O adds no error of its own beyond the tflite-int8 file's")

@@ -19,7 +19,7 @@ from .. import console
 from ..data import limit_images, prepare_images
 from ..errors import CifarEdgeError
 from ..fileio import atomic_path, read_json, remove_stale_system_temps, remove_stale_temps, write_json, write_text
-from ..formats import QAT_INT8_ONLY, ExportOptions, Format, file_name, get_variant, qat_allows, validate, variant_name
+from ..formats import QAT_INT8_ONLY, ExportOptions, Format, Variant, get_variant, qat_allows, validate
 from ..formats.keras import keras_runner
 from ..runs import MANIFEST, RunFolder, as_loaded, inside_run, load_model, run_data
 from ..versions import versions
@@ -60,7 +60,7 @@ class _Check:
 
 
 def resolve_variants(names=None, fmt: str | None = None, opts: ExportOptions | None = None,
-                     all_variants: bool = False) -> list[tuple[Format, ExportOptions]]:
+                     all_variants: bool = False) -> list[Variant]:
     """Variants by name, one format + options, or every variant of the table; validated up front."""
     from ..formats import get_format, variants
     if (all_variants or names) and opts is not None and opts.set_options():
@@ -77,8 +77,10 @@ def resolve_variants(names=None, fmt: str | None = None, opts: ExportOptions | N
     else:
         if fmt is None:
             raise CifarEdgeError("nothing to export: pass --format tflite|onnx|keras or --all")
-        chosen = [(get_format(fmt), opts or ExportOptions())]
-    return [(f, validate(f, o)) for f, o in chosen]
+        chosen = [Variant(get_format(fmt), opts or ExportOptions())]
+    for v in chosen:
+        validate(v.fmt, v.opts)
+    return chosen
 
 
 def _calibration(data, n: int, norm, size) -> tuple[np.ndarray, np.ndarray]:
@@ -124,7 +126,7 @@ def prepare(loaded, cfg: ExportConfig, calibrate: bool) -> tuple[ExportContext, 
     return ctx, check
 
 
-def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=None,
+def export_run(run_dir, variants: list[Variant], out_dir=None,
                cfg: ExportConfig = ExportConfig(), command: str = "", android_dir=None,
                failures: dict | None = None) -> list[dict]:
     """Export ``variants`` of the run's model into ``out_dir`` (default RUN/export); returns
@@ -139,35 +141,35 @@ def export_run(run_dir, variants: list[tuple[Format, ExportOptions]], out_dir=No
     qat = loaded.quantization_aware
     variants = _applicable(loaded, variants)
     if qat:
-        refused = [variant_name(f, o) for f, o in variants if not qat_allows(f, o)]
+        refused = [v.name for v in variants if not qat_allows(v.fmt, v.opts)]
         if refused and len(refused) == len(variants):
             raise CifarEdgeError(f"{QAT_INT8_ONLY}: export it with --int8")
         if refused:
             console.warn(f"skipping {', '.join(refused)}: {QAT_INT8_ONLY}")
-            variants = [(f, o) for f, o in variants if qat_allows(f, o)]
-    if android_dir is not None and [f.name for f, _ in variants] != ["tflite"]:
+            variants = [v for v in variants if qat_allows(v.fmt, v.opts)]
+    if android_dir is not None and [v.fmt.name for v in variants] != ["tflite"]:
         raise CifarEdgeError("--android takes exactly one .tflite: use --format tflite (not --all)")
-    if qat and any(f.name == "onnx" and o.float_layers for f, o in variants):
+    if qat and any(v.fmt.name == "onnx" and v.opts.float_layers for v in variants):
         raise CifarEdgeError("a quantization-aware run's ONNX carries the QDQ nodes it learned, with no onnxruntime "
                              "quantization to keep layers out of; use --float-layers with --format tflite")
-    ctx, check = prepare(loaded, cfg, calibrate=qat or any(o.calibrated for _, o in variants))
-    variants = [(f, resolve_float_layers(ctx.for_options(o), f, o)) for f, o in variants]
-    repair = cfg.repair and len(variants) == 1 and repairable(ctx, *variants[0])
+    ctx, check = prepare(loaded, cfg, calibrate=qat or any(v.opts.calibrated for v in variants))
+    variants = [v.with_options(resolve_float_layers(ctx.for_options(v.opts), v.fmt, v.opts)) for v in variants]
+    repair = cfg.repair and len(variants) == 1 and repairable(ctx, variants[0])
     entries = []
     with console.progress("export", len(variants)) as advance:
-        for fmt, opts in variants:
-            name = variant_name(fmt, opts)
+        for variant in variants:
+            name = variant.name
             error = None
             try:
                 try:
-                    entries.append(_export_one(ctx, fmt, opts, out, check, cfg, loaded, command))
+                    entries.append(_export_one(ctx, variant, out, check, cfg, loaded, command))
                 except ExportCheckFailed as e:
                     if not (repair and e.figures["gate"]["failed_on"] == "drop"):
                         raise
                     console.info(f"{name} misses the {cfg.max_drop:g}-point budget: searching for a file within it "
                                  "(--no-repair to skip)")
-                    fmt, opts = _repaired(ctx, check, (fmt, opts), cfg, loaded.run.root, refused=e)
-                    entries.append(_export_one(ctx, fmt, opts, out, check, cfg, loaded, command))   # failures: as asked
+                    repaired = _repaired(ctx, check, variant, cfg, loaded.run.root, refused=e)
+                    entries.append(_export_one(ctx, repaired, out, check, cfg, loaded, command))   # failures: as asked
             except CifarEdgeError as e:
                 error = e
             except Exception as e:  # noqa: BLE001 - with ``failures``, one broken converter must not stop the rest
@@ -193,19 +195,20 @@ def _applicable(loaded, variants):
     """The variants this run's source can be made into: the others are skipped, saying why (all of
     them refused: one error)."""
     from ..source_models import refusal
-    refused = {variant_name(f, o): refusal(loaded.config, f.name, o) for f, o in variants}
+    refused = {v.name: refusal(loaded.config, v.fmt.name, v.opts) for v in variants}
     refused = {name: why for name, why in refused.items() if why}
     if refused and len(refused) == len(variants):
         name, why = next(iter(refused.items()))
         raise CifarEdgeError(f"{name} cannot be made from this imported {loaded.source} model: {why}")
     for name, why in refused.items():
         console.warn(f"skipping {name}: {why}")
-    return [(f, o) for f, o in variants if variant_name(f, o) not in refused]
+    return [v for v in variants if v.name not in refused]
 
 
-def repairable(ctx, fmt: Format, opts: ExportOptions) -> bool:
+def repairable(ctx, variant: Variant) -> bool:
     """Whether the repair search takes this variant: int8 TFLite or ONNX with float I/O, nothing
     kept in float yet, quantized here (not converted from the .tflite, not a QAT run's ONNX)."""
+    fmt, opts = variant.fmt, variant.opts
     return (fmt.name in ("tflite", "onnx") and opts.int8 and opts.io == "float" and not opts.float_layers
             and not opts.from_tflite and not (ctx.qat and fmt.name == "onnx"))
 
@@ -228,11 +231,11 @@ def _selection(ctx, check: _Check) -> _Check:
     return _Check(ctx.calibration, check.calibration_labels, "calibration (train)", reference, reference)
 
 
-def _repaired(ctx, check: _Check, variant, cfg: ExportConfig, run, refused=None):
-    """The (format, options) the repair search picks on the selection images; its candidates go
-    with the entry, whose figures export then measures on the held-out check images."""
+def _repaired(ctx, check: _Check, variant: Variant, cfg: ExportConfig, run, refused=None) -> Variant:
+    """The variant the repair search picks on the selection images; its candidates go with the
+    entry, whose figures export then measures on the held-out check images."""
     from .repair import no_winner_error, search
-    fmt, base = variant
+    fmt, base = variant.fmt, variant.opts
     source = ctx.quantizable()
     selection = _selection(ctx, check)
     winner, candidates, ranking = search(source, selection, cfg.max_drop, base, cfg.min_agreement_int8, fmt)
@@ -248,12 +251,11 @@ def _repaired(ctx, check: _Check, variant, cfg: ExportConfig, run, refused=None)
         error = no_winner_error(candidates, cfg.max_drop, cfg.min_agreement_int8, run)
         error.figures = {"repair": ctx.repair, **({"gate": refused.figures["gate"]} if refused is not None else {})}
         raise error                     # export_run records it under the variant asked for
-    return fmt, winner
+    return variant.with_options(winner)
 
 
-def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check, cfg: ExportConfig,
-                loaded, command: str) -> dict:
-    name, target = variant_name(fmt, opts), out / file_name(fmt, opts)
+def _export_one(ctx, variant: Variant, out: Path, check: _Check, cfg: ExportConfig, loaded, command: str) -> dict:
+    fmt, opts, name, target = variant.fmt, variant.opts, variant.name, out / variant.file_name
     quantized = opts.quantized or ctx.qat
     threshold = cfg.min_agreement_int8 if quantized else cfg.min_agreement
     console.info(f"exporting {name} ...")
@@ -280,7 +282,7 @@ def _export_one(ctx, fmt: Format, opts: ExportOptions, out: Path, check: _Check,
             parity["gate"] = accuracy_gate(check.keras, outputs, check.labels, cfg.max_drop, cfg.min_agreement_int8)
             if not parity["gate"]["passes"]:
                 raise ExportCheckFailed(parity, refusal(name, check.split, parity["gate"],
-                                                        _advice(ctx, fmt, opts, loaded.run.root, cfg)))
+                                                        _advice(ctx, variant, loaded.run.root, cfg)))
         elif parity["top1_agreement"] < threshold:
             raise ExportCheckFailed(parity,
                 f"{name} agrees with Keras on only {parity['top1_agreement']:.1%} of {parity['images']} "
@@ -334,12 +336,13 @@ def points(drop: float) -> str:
     return f"loses {drop:.2f} points" if drop > 0 else f"gains {-drop:.2f} points" if drop < 0 else "loses nothing"
 
 
-def _advice(ctx, fmt: Format, opts: ExportOptions, run, cfg: ExportConfig) -> str:
+def _advice(ctx, variant: Variant, run, cfg: ExportConfig) -> str:
     """The command that reaches the budget, true for this variant."""
+    fmt, opts = variant.fmt, variant.opts
     qat = f"train quantization-aware (`cifar-edge optimize {run} --qat`) and export that run"
     if ctx.repair is not None:
         return f"The repair's winner missed it on the check images: {qat}, or allow a larger --max-drop"
-    if repairable(ctx, fmt, opts):
+    if repairable(ctx, variant):
         return (f"Reach it with `cifar-edge export {run} --format {fmt.name} --int8 --max-drop {cfg.max_drop:g}` "
                 f"(keeps the worst layers in float), or {qat}")
     if opts.dynamic:

@@ -164,9 +164,31 @@ def register(fmt: Format | None = None, backends=()):
         BACKENDS[b.name] = b
 
 
-def variants() -> dict[str, tuple[Format, ExportOptions]]:
+@dataclass(frozen=True)
+class Variant:
+    """One file export can write: a format, its options and the name its file and its rows carry.
+    Made once (from the format table or from a command's flags) and carried through export, repair
+    and bench, so no later step has to work a name out of options again."""
+    fmt: Format
+    opts: ExportOptions
+    name: str = ""
+
+    def __post_init__(self):
+        if not self.name:
+            object.__setattr__(self, "name", variant_name(self.fmt, self.opts))
+
+    @property
+    def file_name(self) -> str:
+        return self.name + self.fmt.suffix
+
+    def with_options(self, opts: ExportOptions) -> "Variant":
+        """The same format with other options (a repaired or resolved file), named for them."""
+        return self if opts == self.opts else Variant(self.fmt, opts)
+
+
+def variants() -> dict[str, Variant]:
     """Every named variant of every format: what `export --all` and the bench produce, in table order."""
-    return {name: (fmt, opts) for fmt in FORMATS.values() for name, opts in fmt.variants.items()}
+    return {name: Variant(fmt, opts, name) for fmt in FORMATS.values() for name, opts in fmt.variants.items()}
 
 
 def get_format(name: str) -> Format:
@@ -175,7 +197,7 @@ def get_format(name: str) -> Format:
     return FORMATS[name]
 
 
-def get_variant(name: str) -> tuple[Format, ExportOptions]:
+def get_variant(name: str) -> Variant:
     table = variants()
     if name not in table:
         raise unknown_choice("variant", name, table)
@@ -218,10 +240,8 @@ def qat_allows(fmt: Format, opts: ExportOptions) -> bool:
 
 
 def variant_name(fmt: Format, opts: ExportOptions) -> str:
-    """A stable name (and file stem) for a format + options: ``tflite-int8-io-uint8``."""
-    for name, o in fmt.variants.items():
-        if o == opts:
-            return name
+    """The stable name (and file stem) of a format + options, by one rule: ``tflite-int8-io-uint8``
+    (the format tables' names follow it; tests/test_formats.py holds them to it)."""
     parts = [fmt.name]
     parts += [m for m in ("int8", "int16x8", "fp16", "dynamic") if getattr(opts, m)] or (["float32"] if fmt.name != "keras" else [])
     if opts.float_layers:

@@ -67,7 +67,7 @@ def _load(path: Path, options):
 
     def predict(x):
         with torch.no_grad():
-            return model(torch.from_numpy(np.ascontiguousarray(x, np.float32))).numpy()
+            return model(torch.from_numpy(np.array(x, np.float32))).numpy()   # a copy: a loaded split is read-only
 
     def onnx(path_out, opset):
         with console.chatter_hidden():

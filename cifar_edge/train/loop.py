@@ -279,13 +279,6 @@ def _fit_to_data(requested: TrainConfig, cfg: TrainConfig, n_images: int) -> Tra
     return fitted
 
 
-def _refuse_used(run: RunFolder):
-    run.refuse_unfinished_optimize(", or choose a new --out")
-    if run.has_files():
-        raise CifarEdgeError(f"run folder {run.root} is not empty; pass --resume to continue that run "
-                             "or choose a new --out")
-
-
 def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None, given: dict | None = None) -> dict:
     """Train per ``cfg`` into ``out_dir`` and evaluate; returns the metrics dict, with the model
     name under ``"model"`` (a resume takes it from the run, not from ``cfg``).  A resume refuses
@@ -299,18 +292,10 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None, given: 
     requested = cfg
     if not resume:
         cfg = cfg.resolved()          # bad settings fail before anything touches the disk
-        _refuse_used(run)             # and a used folder before the lock adds its file there
-    created = not run.root.exists()
-    with run.writing("cifar-edge train"):
-        if not resume:
-            _refuse_used(run)         # a writer that finished between the check above and the lock
+    with run.new("cifar-edge train", "pass --resume to continue that run or choose a new --out",
+                 resume=resume, resumable=True):
         try:
             return _train(cfg, run, resume, dataset, requested, given or {})
-        except CifarEdgeError:
-            # Bad data, or a run that diverged: resuming cannot help, so a new run leaves nothing.
-            if not resume:            # (a used folder was refused above, so this run wrote all of it)
-                run.discard(created)
-            raise
         except (OSError, tf.errors.OpError) as e:
             if _disk_full(e):
                 raise CifarEdgeError(f"the disk holding {run.root} is full ({_first_line(e)}); free some space "
