@@ -3,8 +3,9 @@
 - ``python`` blocks run, all pages in one session and one empty folder, README first, then
   docs/ in PAGES' order (the README's block trains the smoke-sized run the others use);
 - ``bash`` blocks: each ``cifar-edge`` line is parsed by the CLI's own parser (a subcommand or flag
-  that does not exist fails), each ``python benchmarks/...`` or ``examples/...`` script must exist
-  and define every flag given; other programs (pip, npm, adb ...) must be on a short list;
+  that does not exist fails) and the cheap ones (CHEAP) run; each ``python benchmarks/...`` or
+  ``examples/...`` script must exist and define every flag given; other programs (pip, npm, adb,
+  grep ...) must be on a short list;
 - ``text`` blocks are output, never code.
 Inline `cifar-edge ...` commands in the prose and tables are parsed the same way, in the results
 record too.  The README's format and model tables equal `cifar-edge formats/models --markdown`."""
@@ -131,6 +132,22 @@ def test_every_documented_command_parses():
                 problems.append(f"{page.relative_to(ROOT)}:{line}: {' '.join(argv)}\n    {problem}")
     assert not problems, "\n".join(problems)
     assert checked > 80
+
+
+# Documented shell commands cheap enough to run for real here (no run folder, no TensorFlow).
+CHEAP = {("cifar-edge", "formats"), ("cifar-edge", "formats", "--json"), ("cifar-edge", "formats", "--markdown")}
+
+
+def test_the_cheap_shell_commands_run():
+    ran = 0
+    for page in PAGES:
+        for lang, code, line in blocks(page):
+            for argv in commands(code) if lang == "bash" else ():
+                if tuple(argv) in CHEAP:
+                    result = CliRunner().invoke(app, argv[1:])
+                    assert result.exit_code == 0 and result.stdout.strip(), f"{page.name}:{line}: {result.output}"
+                    ran += 1
+    assert ran >= 1
 
 
 def test_a_wrong_name_is_caught():
