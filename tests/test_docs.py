@@ -185,11 +185,21 @@ def test_readme_tables_equal_the_registries(command):
     assert in_readme == result.stdout.strip(), f"README.md's table differs: regenerate it with `cifar-edge {' '.join(command)}`"
 
 
+def _anchors(page: Path) -> set:
+    """The #anchors GitHub gives the page's headings."""
+    return {re.sub(r"[^\w\- ]", "", h.strip().lower()).replace(" ", "-")
+            for h in re.findall(r"^#+ (.+)$", BLOCK.sub("", page.read_text()), re.MULTILINE)}
+
+
 def test_links_between_pages_resolve():
     for page in [*PAGES, RECORD]:
-        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", page.read_text()):
-            if not re.match(r"[a-z]+:", target):
-                assert (page.parent / target).exists(), f"{page.relative_to(ROOT)} links to {target}, which is not there"
+        for target, anchor in re.findall(r"\]\(([^)#\s]*)(?:#([^)\s]*))?\)", page.read_text()):
+            if re.match(r"[a-z]+:", target):
+                continue
+            path = page.parent / target if target else page
+            assert path.exists(), f"{page.relative_to(ROOT)} links to {target}, which is not there"
+            if anchor and path.suffix == ".md":
+                assert anchor in _anchors(path), f"{page.relative_to(ROOT)} links to {target}#{anchor}: no such heading"
 
 
 def test_importing_the_package_loads_no_tensorflow_and_every_entry_point_says_why():
