@@ -214,6 +214,17 @@ def test_importing_the_package_loads_no_tensorflow_and_every_entry_point_says_wh
         assert f"{name}(" in library, f"docs/library.md does not show {name}"
 
 
+def test_a_library_mistake_is_one_line_naming_the_fix(tmp_path):
+    import cifar_edge
+    from cifar_edge.errors import CifarEdgeError
+    with pytest.raises(CifarEdgeError, match="tflite-int8"):
+        cifar_edge.export_files(tmp_path / "no-run", ["tflite-int9"])          # refused before any work
+    with pytest.raises(CifarEdgeError, match="--max-drop"):
+        cifar_edge.export_files(tmp_path / "no-run", ["tflite-int8"], max_drop=-1)
+    with pytest.raises(TypeError, match="epoch"):
+        cifar_edge.train_run(tmp_path / "run", epoch=1)                       # a setting TrainConfig lacks
+
+
 def test_the_headline_picture_is_drawn_from_the_results(tmp_path):
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
