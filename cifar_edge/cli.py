@@ -95,6 +95,17 @@ def _print_table(table: Table):
 
 
 JSON_HELP = "Print one JSON document to stdout instead of tables (progress stays on stderr)."
+MARKDOWN_HELP = "Print the table as Markdown: the README's copy, which a test keeps equal to this output."
+
+
+def _markdown(table: Table, leave_out=()) -> str:
+    """A rich table as a Markdown table (``|`` inside a cell escaped), without the columns named in
+    ``leave_out``: the README holds this text, so it must not depend on the machine."""
+    columns = [c for c in table.columns if c.header not in leave_out]
+    cell = lambda v: " ".join(str(v).split()).replace("|", "\\|")      # noqa: E731
+    lines = ["| " + " | ".join(cell(c.header) for c in columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(map(cell, row)) + " |" for row in zip(*(c.cells for c in columns))]
+    return "\n".join(lines)
 
 
 @contextlib.contextmanager
@@ -591,7 +602,8 @@ def serve(
 
 @app.command()
 @friendly
-def formats(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False):
+def formats(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+            markdown: Annotated[bool, typer.Option("--markdown", help=MARKDOWN_HELP)] = False):
     """The export format table: formats, their options, and the named variants."""
     from .formats import FORMATS, variants
     if as_json:
@@ -606,7 +618,6 @@ def formats(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = F
         t.add_column(col)
     for f in FORMATS.values():
         t.add_row(f.name, f.suffix, ", ".join(sorted(f.options)) or "-", ", ".join(f.runtimes), f.description)
-    _print_table(t)
     v = Table(title="variants (export --variant NAME, export --all, bench)")
     v.add_column("variant")
     v.add_column("format")
@@ -614,6 +625,10 @@ def formats(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = F
     for name, variant in variants().items():
         opts = variant.opts
         v.add_row(name, variant.fmt.name, ", ".join(f"{k}={getattr(opts, k)}" for k in sorted(opts.set_options())) or "defaults")
+    if markdown:
+        typer.echo(_markdown(t) + "\n\n" + _markdown(v))
+        return
+    _print_table(t)
     if not stdout.is_terminal:
         typer.echo("")                                 # piped: a blank line between the two tables
     _print_table(v)
@@ -624,6 +639,8 @@ def formats(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = F
 def models(
     pattern: Annotated[str, typer.Argument(help="Glob over model names.")] = "*",
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
+    markdown: Annotated[bool, typer.Option("--markdown", help=MARKDOWN_HELP + " Without the weights column, which "
+                                           "says what this machine has.")] = False,
 ):
     """List the model registry: parameters, FLOPs, input size, recipe, weights available here."""
     from .models import count_flops, list_models
@@ -644,6 +661,9 @@ def models(
     for r in rows:
         t.add_row(r["name"], f"{r['params']:,}", f"{r['flops'] / 1e6:.1f}", f"{r['input_size']}px",
                   ", ".join(f"{k}={v}" for k, v in r["recipe"].items()), r["weights"], r["description"])
+    if markdown:
+        typer.echo(_markdown(t, leave_out=("weights",)))
+        return
     _print_table(t)
 
 

@@ -18,7 +18,7 @@ from ..fileio import write_json
 from ..formats import get_variant
 from ..formats._quant_error import plot_layers, rank_layers
 from ..formats.tflite import calibrated_model, convert, open_litert
-from ..runs import load_run
+from ..runs import as_loaded
 from .exporter import ExportConfig, prepare
 from .parity import class_drift, overall_drift, top1
 
@@ -37,7 +37,7 @@ def diagnose_run(run_dir, variant: str = "tflite-int8", cfg: ExportConfig = Expo
     if images < 1:
         raise CifarEdgeError(f"--images {images} is invalid; use 1 or more held-out images")
     cfg.validate()
-    loaded = load_run(run_dir)
+    loaded = as_loaded(run_dir)
     ctx, check = prepare(loaded, cfg, calibrate=True)
     ctx = ctx.for_options(opts)          # the model the int8 file converts from
     out = Path(out_dir) if out_dir else loaded.run.export_dir / DIAGNOSE_DIR
