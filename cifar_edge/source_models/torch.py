@@ -49,6 +49,11 @@ def _load(path: Path, options):
         raise CifarEdgeError(f"{path.name} was exported for a fixed batch of {shape[0]}; export it with a dynamic batch: "
                              "torch.export.export(model, (x,), dynamic_shapes=({0: torch.export.Dim('batch')},))")
     inner = program.module()
+    with torch.no_grad():
+        # litert-torch reads a weight's storage as if it were contiguous: the channels_last weights
+        # of PyTorch's fast-path code (airbench94's net) came out scrambled (80% top-1 agreement).
+        for tensor in [*inner.parameters(), *inner.buffers()]:
+            tensor.data = tensor.data.contiguous()
 
     class NHWC(torch.nn.Module):
         """The user's program behind an NHWC input, so every file made from it takes what the others take."""
