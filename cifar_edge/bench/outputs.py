@@ -57,8 +57,18 @@ def _placement(r):
         return f"{p['engine']}: not all {p['nodes']} nodes"
     text = f"{p['engine']} {p['delegated']}/{p['nodes']}"
     if p.get("fallback") and p["delegated"]:
-        text += " + " + ", ".join(f"{op} x{n}" for op, n in p["fallback_ops"].items()) + " builtin"
+        text += " + " + ", ".join(f"{op} x{n}" for op, n in p["fallback_ops"].items()) + \
+            f" {p.get('fallback_engine', 'builtin')}"
     return text
+
+
+def _adapter(r):
+    """The GPU adapter a row ran on (a GPU accelerator's or the browser's WebGPU), marked when it
+    is software: the CPU emulating a GPU, whose latency is no device's."""
+    a = (r.get("placement") or {}).get("adapter")
+    if not a:
+        return None
+    return f"{a['name']}{' (software)' if a.get('software') else ''}"
 
 
 def _footprint(key, scale=1024):
@@ -83,6 +93,7 @@ def columns(batches=(32, 64)) -> list[Column]:
         Column("drop pts", lambda r: r.get("top1_drop_points"), "{:+.2f}"),
         Column("agree Keras %", _pct("agreement_keras"), "{:.2f}"),
         Column("agree file %", _pct("agreement_file"), "{:.2f}", show="m"),
+        Column("max |diff| file", lambda r: r.get("max_abs_diff_file"), "{:.2g}", show="m"),
         Column("MB", _mb("size_bytes"), "{:.3f}"),
         Column("gzip MB", _mb("gzip_bytes"), "{:.3f}", show="m"),
         Column("p50 ms", _lat("p50_ms"), "{:.3f}"),
@@ -99,6 +110,7 @@ def columns(batches=(32, 64)) -> list[Column]:
         Column("ref ms", _ref("median_ms"), "{:.3f}", show="m"),
         Column("ours/ref", _ref("ratio", same_engine_only=True), "{:.2f}"),
         Column("placement", _placement, show="m"),
+        Column("GPU adapter", _adapter, show="m"),
         Column("arena KB", _footprint("arena_bytes"), "{:.1f}", show="m"),
         Column("flash KB", _footprint("flash_bytes"), "{:.1f}", show="m"),
         Column("MCU fits", _fits, show="m"),
