@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..fileio import write_csv, write_json, write_text
+from .gpu import gpu_lines
 from .reference import ROUNDS
 
 JSON, CSV, MD = "bench.json", "bench.csv", "bench.md"
@@ -200,6 +201,7 @@ def markdown(result: dict, plots: dict) -> str:
                     f"(ours/theirs {min(x['ratio'] for x in refs):.2f}..{max(x['ratio'] for x in refs):.2f}; "
                     f"{sum(x.get('rounds', 1) > 1 for x in refs)} disagreed at first and were measured again, "
                     f"both sides, up to {ROUNDS} rounds: medians compared)."]
+    out += gpu_lines(result.get("gpu"))
     out += op_profiles(rows)
     out += ["", *[f"![{name}]({file})" for name, file in plots.items()], ""]
     return "\n".join(out)

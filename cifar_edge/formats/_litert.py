@@ -375,17 +375,96 @@ def refused_ops(log: str) -> dict:
     return fields
 
 
-def open_compiled(path, threads: int | None = None, gpu: bool = False, enforce_f32: bool = False) -> Runner:
+# The GPU accelerator runs in a child process: loading it (Dawn) in a process that has imported
+# TensorFlow segfaults (seen with TF 2.21 and ai-edge-litert 2.3.0), and the bench always has.
+# The child imports LiteRT alone and answers pickled batches on its stdin/stdout.
+_GPU_CHILD = """
+import dataclasses, os, pickle, sys
+from cifar_edge.formats._litert import open_compiled
+replies, requests = os.fdopen(os.dup(1), "wb"), sys.stdin.buffer
+os.dup2(2, 1)             # what native code prints (Dawn does, on fd 1) must not enter the replies
+def send(*msg):
+    pickle.dump(msg, replies)
+    replies.flush()
+try:
+    runner = open_compiled(sys.argv[1], int(sys.argv[2]), gpu=True, enforce_f32=sys.argv[3] == "1", child=False)
+except Exception as e:
+    send("error", type(e).__name__, str(e))
+    sys.exit(0)
+send("ready", dataclasses.replace(runner, _call=None))
+while True:
+    try:
+        x = pickle.load(requests)
+    except EOFError:
+        break
+    try:
+        send("ok", runner.run(x), runner.notes)
+    except Exception as e:
+        send("error", type(e).__name__, str(e))
+"""
+
+
+def _open_gpu_child(path, threads: int, enforce_f32: bool) -> Runner:
+    """:func:`open_compiled` on the GPU in a child process (:data:`_GPU_CHILD`); its Runner here
+    sends each batch there.  A child that dies is a failed row naming its signal."""
+    import pickle
+    import subprocess
+    import sys
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    child = subprocess.Popen([sys.executable, "-c", _GPU_CHILD, str(path), str(threads), "1" if enforce_f32 else "0"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+
+    def receive(what):
+        try:
+            reply = pickle.load(child.stdout)
+        except EOFError:
+            code = child.wait()
+            raise CifarEdgeError(f"LiteRT's GPU accelerator crashed {what} {Path(path).name} (exit {code})") from None
+        if reply[0] == "error":
+            child.stdin.close()
+            child.wait()
+            kind = {"Unavailable": Unavailable, "CifarEdgeError": CifarEdgeError}.get(reply[1], RuntimeError)
+            raise kind(reply[2])
+        return reply[1:]
+
+    def close():
+        if child.poll() is None:
+            child.stdin.close()
+            child.wait(timeout=30)
+
+    try:
+        [runner] = receive("loading")
+    except BaseException:
+        close()
+        raise
+
+    def call(x):
+        pickle.dump(x, child.stdin)
+        child.stdin.flush()
+        y, notes = receive("running")
+        runner.notes[:] = notes
+        return y
+
+    runner._call, runner.close = call, close
+    return runner
+
+
+def open_compiled(path, threads: int | None = None, gpu: bool = False, enforce_f32: bool = False,
+                  child: bool = True) -> Runner:
     """``CompiledModel.from_file`` on the CPU accelerator (XNNPACK), or the GPU accelerator
     (WebGPU through Dawn: Vulkan or GL) with CPU fallback for ops it refuses, at its default
     precision (fp16 kernels) or ``enforce_f32``.  Integer I/O is quantized here with the scales
-    the file declares.  Unavailable when no WebGPU adapter exists: there is nothing to measure."""
+    the file declares.  Unavailable when no WebGPU adapter exists: there is nothing to measure.
+    The GPU runs in a child process unless ``child`` is False (the child itself)."""
+    threads = threads or default_threads()
+    if gpu and child:
+        return _open_gpu_child(path, threads, enforce_f32)
     from ai_edge_litert.compiled_model import CompiledModel
     from ai_edge_litert.hardware_accelerator import HardwareAccelerator
     from ai_edge_litert.interpreter import Interpreter
     from ai_edge_litert.options import CpuOptions, GpuOptions, Options
 
-    threads = threads or default_threads()
     accel = HardwareAccelerator.GPU | HardwareAccelerator.CPU if gpu else HardwareAccelerator.CPU
     with native_stderr() as log:
         try:
