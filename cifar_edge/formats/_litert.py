@@ -479,6 +479,11 @@ def open_compiled(path, threads: int | None = None, gpu: bool = False, enforce_f
             err = None
     if gpu and "No adapters found" in log[0]:
         raise Unavailable(NO_ADAPTER)
+    if err is not None and gpu:      # the accelerator says why in its log (a plugin's warning is noise)
+        why = [ln.strip().removeprefix("WARNING: ").removeprefix("ERROR: ") for ln in log[0].splitlines()
+               if ln.startswith(("WARNING:", "ERROR:")) and not any(k in ln for k in ("plugin", "NPU", "InitGoogle"))]
+        raise CifarEdgeError(f"LiteRT's GPU accelerator refused {Path(path).name}: "
+                             + "; ".join([*why, str(err).splitlines()[-1].strip("└ ")])[:300])
     if err is not None:
         reason = last_error(log[0]) or str(err).splitlines()[0]
         raise CifarEdgeError(f"LiteRT CompiledModel cannot load {path} ({reason}); the file is corrupt, "
