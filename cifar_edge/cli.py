@@ -549,6 +549,7 @@ def bench(
 ):
     """Measure every exported variant on every runtime: accuracy, latency, throughput, memory, ops/s."""
     from .bench import BenchConfig, bench_run, check_thresholds, gate, parse_ints, rich_table
+    from .bench.gpu import gpu_lines
     check_thresholds(fail_under, max_int8_drop)
     cfg = BenchConfig(runs=runs, warmup=warmup, limit=limit, threads=parse_ints(threads, "threads"),
                       batches=parse_ints(batch, "batch"), variants=tuple(variant or ()), formats=tuple(format or ()),
@@ -562,6 +563,8 @@ def bench(
         _print_json({**result, "gate_failures": problems})
     else:
         _print_table(rich_table(result))
+        for line in gpu_lines(result.get("gpu")):
+            stdout.print(line, markup=False, highlight=False)
         stdout.print(f"written to {out or Path(run) / 'bench'}: bench.json, bench.csv, bench.md, *.png")
     for p in problems:
         typer.echo(f"gate failed: {p}", err=True)

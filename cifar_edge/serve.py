@@ -5,9 +5,9 @@ GET /api/models lists what is loaded, POST /api/predict takes the raw bytes of o
 answers, for every exported format and the Keras model, the top-5 and the latency.  Bad
 uploads (not an image, too large, empty) get a JSON error the page shows; nothing crashes.
 Where onnxruntime-web is installed, the page also runs the run's .onnx in the browser itself
-(GET /ort/* and /model/*), beside the server's answers.  The run folder is input like an
-upload: only export.json's files inside RUN/export are opened or handed out, at most
-MAX_CONNECTIONS connections get a thread, and beyond loopback it listens only with --public.
+(GET /ort/* and /model/*), beside the server's answers: on WebGPU where the browser has it.
+The run folder is input like an upload: only export.json's files inside RUN/export are opened
+or handed out, at most MAX_CONNECTIONS connections get a thread, and beyond loopback it listens only with --public.
 """
 from __future__ import annotations
 

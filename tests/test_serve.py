@@ -180,7 +180,9 @@ def test_the_page_in_headless_chromium(server, exported_run, photo_files, tmp_pa
                 server_onnx = next(r for r in api["results"] if r["variant"] == "onnx-float32")
                 cells = page.locator("tr[data-variant='onnx-float32 in browser'] .label").all_text_contents()
                 assert cells == [t["label"] for t in server_onnx["top"]]
-                assert "onnxruntime-web" in page.locator("tr[data-variant='onnx-float32 in browser']").text_content()
+                engine = page.locator("tr[data-variant='onnx-float32 in browser']").text_content()
+                webgpu = page.evaluate("async () => Boolean(navigator.gpu && await navigator.gpu.requestAdapter())")
+                assert "onnxruntime-web" in engine and ("WebGPU on " if webgpu else "wasm, ") in engine
             assert all(t.endswith(" ms") for t in page.locator("td.latency").all_text_contents())
             assert page.locator("#error").text_content() == ""
             page.screenshot(path=str(tmp_path / "results.png"))

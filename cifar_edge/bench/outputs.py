@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..fileio import write_csv, write_json, write_text
+from .gpu import gpu_lines
 from .reference import ROUNDS
 
 JSON, CSV, MD = "bench.json", "bench.csv", "bench.md"
@@ -57,8 +58,18 @@ def _placement(r):
         return f"{p['engine']}: not all {p['nodes']} nodes"
     text = f"{p['engine']} {p['delegated']}/{p['nodes']}"
     if p.get("fallback") and p["delegated"]:
-        text += " + " + ", ".join(f"{op} x{n}" for op, n in p["fallback_ops"].items()) + " builtin"
+        text += " + " + ", ".join(f"{op} x{n}" for op, n in p["fallback_ops"].items()) + \
+            f" {p.get('fallback_engine', 'builtin')}"
     return text
+
+
+def _adapter(r):
+    """The GPU adapter a row ran on (a GPU accelerator's or the browser's WebGPU), marked when it
+    is software: the CPU emulating a GPU, whose latency is no device's."""
+    a = (r.get("placement") or {}).get("adapter")
+    if not a:
+        return None
+    return f"{a['name']}{' (software)' if a.get('software') else ''}"
 
 
 def _footprint(key, scale=1024):
@@ -83,6 +94,7 @@ def columns(batches=(32, 64)) -> list[Column]:
         Column("drop pts", lambda r: r.get("top1_drop_points"), "{:+.2f}"),
         Column("agree Keras %", _pct("agreement_keras"), "{:.2f}"),
         Column("agree file %", _pct("agreement_file"), "{:.2f}", show="m"),
+        Column("max |diff| file", lambda r: r.get("max_abs_diff_file"), "{:.2g}", show="m"),
         Column("MB", _mb("size_bytes"), "{:.3f}"),
         Column("gzip MB", _mb("gzip_bytes"), "{:.3f}", show="m"),
         Column("p50 ms", _lat("p50_ms"), "{:.3f}"),
@@ -99,6 +111,7 @@ def columns(batches=(32, 64)) -> list[Column]:
         Column("ref ms", _ref("median_ms"), "{:.3f}", show="m"),
         Column("ours/ref", _ref("ratio", same_engine_only=True), "{:.2f}"),
         Column("placement", _placement, show="m"),
+        Column("GPU adapter", _adapter, show="m"),
         Column("arena KB", _footprint("arena_bytes"), "{:.1f}", show="m"),
         Column("flash KB", _footprint("flash_bytes"), "{:.1f}", show="m"),
         Column("MCU fits", _fits, show="m"),
@@ -188,6 +201,7 @@ def markdown(result: dict, plots: dict) -> str:
                     f"(ours/theirs {min(x['ratio'] for x in refs):.2f}..{max(x['ratio'] for x in refs):.2f}; "
                     f"{sum(x.get('rounds', 1) > 1 for x in refs)} disagreed at first and were measured again, "
                     f"both sides, up to {ROUNDS} rounds: medians compared)."]
+    out += gpu_lines(result.get("gpu"))
     out += op_profiles(rows)
     out += ["", *[f"![{name}]({file})" for name, file in plots.items()], ""]
     return "\n".join(out)

@@ -6,6 +6,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..evaluate.plots import _save
+from ..formats import on_software_gpu
 
 ACCURACY_LATENCY, SIZES, DRIFT = "accuracy_latency.png", "sizes.png", "int8_drift.png"
 
@@ -33,7 +34,8 @@ def _empty(path, text):
 
 
 def plot_accuracy_latency(rows, path):
-    pts = [r for r in rows if r["status"] == "ok" and r.get("top1") is not None and r["latency"]["p50_ms"]]
+    pts = [r for r in rows if r["status"] == "ok" and r.get("top1") is not None and r["latency"]["p50_ms"]
+           and not on_software_gpu(r.get("placement"))]        # a CPU emulating a GPU: no device's latency
     if not pts:
         return _empty(path, "no row measured both accuracy and latency")
     lat = [r["latency"]["p50_ms"] for r in pts]

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..export import read_manifest
 from ..fileio import read_json, write_text
 from ..runs import RunFolder
+from .gpu import HEADERS as GPU_HEADERS, gpu_table
 from .outputs import JSON, cell, columns, summary_lines
 from .plots import ACCURACY_LATENCY, DRIFT, SIZES
 
@@ -92,6 +93,11 @@ def _bench(run: RunFolder) -> list[str]:
     out.append('<div class="wide">' + _table([c.header for c in cols], [[cell(c, r) for c in cols]
                                                                        for r in result["rows"]],
                                              [r["status"] for r in result["rows"]]) + "</div>")
+    if result.get("gpu"):
+        adapter, rows, advice = gpu_table(result["gpu"])
+        out += ["<h3>GPU path (LiteRT's GPU accelerator)</h3>", f"<p>{html.escape(adapter)}</p>",
+                _table(list(GPU_HEADERS), rows),
+                '<ul class="facts">' + "".join(f"<li>{html.escape(a)}</li>" for a in advice) + "</ul>"]
     for name, alt in ((ACCURACY_LATENCY, "accuracy vs latency"), (SIZES, "file sizes"), (DRIFT, "int8 drift")):
         if (folder / name).is_file():
             out.append(_img(folder / name, alt))

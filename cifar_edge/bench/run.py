@@ -18,6 +18,7 @@ from ..formats import default_threads, gpu_missing
 from ..formats.keras import keras_runner
 from ..runs import QUANTIZED, RunFolder, load_run, run_data
 from .config import BenchConfig
+from .gpu import gpu_summary
 from .measure import Context, row_count, target_rows
 from .peak import measure_peak
 from .targets import RunRef, Target, collect_runs, prepare_targets
@@ -49,6 +50,7 @@ def bench_run(run_dir, cfg: BenchConfig = BenchConfig(), out_dir=None, command: 
         "config": cfg.to_dict(), "machine": _machine(load), "peak": peak,
         "versions": versions(), "seconds": None, "rows": rows,
     }
+    result["gpu"] = gpu_summary(rows)
     result["machine"]["load_after"] = os.getloadavg() if hasattr(os, "getloadavg") else None
     result["seconds"] = round(time.perf_counter() - started, 1)
     write_outputs(result, Path(out_dir) if out_dir else RunFolder(refs[0].root).bench_dir)

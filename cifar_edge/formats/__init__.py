@@ -13,7 +13,7 @@ import pkgutil
 
 from ._base import (BACKENDS, FOLDED_NORMALIZATION, FORMATS, IO_TYPES, QAT_INT8_ONLY, Backend, ExportContext,
                     HOST_DEVICES, ExportOptions, Format, Runner, Unavailable, backends_for, check_runtime_names, default_threads,
-                    file_name, format_of, get_format, get_variant, gpu_missing, open_backend, open_model, qat_allows,
+                    file_name, format_of, get_format, get_variant, gpu_missing, on_software_gpu, open_backend, open_model, qat_allows,
                     register, validate, variant_name, variants, Variant)
 
 
@@ -27,5 +27,5 @@ _discover()
 
 __all__ = ["BACKENDS", "FOLDED_NORMALIZATION", "FORMATS", "IO_TYPES", "QAT_INT8_ONLY", "Backend", "ExportContext",
            "HOST_DEVICES", "ExportOptions", "Format", "Runner", "Unavailable", "backends_for", "check_runtime_names",
-           "default_threads", "file_name", "format_of", "get_format", "get_variant", "gpu_missing", "open_backend",
+           "default_threads", "file_name", "format_of", "get_format", "get_variant", "gpu_missing", "on_software_gpu", "open_backend",
            "open_model", "qat_allows", "register", "validate", "Variant", "variant_name", "variants"]

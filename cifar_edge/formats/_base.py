@@ -104,6 +104,21 @@ def gpu_missing() -> str | None:
     return None if nodes else "no GPU"
 
 
+def is_software_adapter(description: str) -> bool:
+    """An adapter that is the CPU emulating a GPU: its latency is not a GPU's."""
+    text = description.lower()
+    return any(k in text for k in ("software", "llvmpipe", "lavapipe", "swiftshader", "cpu"))
+
+
+def on_software_gpu(placement: dict | None) -> bool:
+    """A runner's (or row's) placement says it ran on a software GPU adapter."""
+    return bool(((placement or {}).get("adapter") or {}).get("software"))
+
+
+SOFTWARE_GPU_NOTE = ("software GPU ({}): latency is this CPU emulating a GPU, not a device figure; "
+                     "agreement and placement are what this row shows")
+
+
 @dataclass(frozen=True)
 class Backend:
     """A runtime on one device with one set of options: what a bench row runs a file on."""

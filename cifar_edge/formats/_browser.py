@@ -20,10 +20,13 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CifarEdgeError
-from ._base import Runner, Unavailable
+from ._base import SOFTWARE_GPU_NOTE, Runner, Unavailable, is_software_adapter
 
+# --enable-unsafe-webgpu: Linux Chromium hides WebGPU without it; headless, with no GPU, it then
+# offers SwiftShader (Vulkan on the CPU) as a fallback adapter, which the WebGPU rows run on.
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                  "--enable-unsafe-webgpu"]
 
 CODEC_JS = """
 const ARRAYS = {float32: Float32Array, int32: Int32Array, uint8: Uint8Array, int8: Int8Array};
@@ -31,6 +34,33 @@ const decode = (b64, dtype) => new ARRAYS[dtype](Uint8Array.from(atob(b64), c =>
 const encode = (a) => { let s = ""; const u = new Uint8Array(a.buffer, a.byteOffset, a.byteLength);
   for (let i = 0; i < u.length; i += 0x8000) s += String.fromCharCode(...u.subarray(i, i + 0x8000)); return btoa(s); };
 """
+
+# A page's WebGPU adapter: ``await webgpuAdapter()`` gives what ``ready.adapter`` reports, or throws
+# (the page then sets ``ready = {error, stage: "webgpu"}``: the row is skipped, not failed).
+WEBGPU_JS = """
+const webgpuAdapter = async () => {
+  if (!navigator.gpu) throw new Error("this browser has no WebGPU (navigator.gpu)");
+  const a = await navigator.gpu.requestAdapter();
+  if (!a) throw new Error("navigator.gpu.requestAdapter() found no adapter");
+  const i = a.info || {};
+  return {name: [i.vendor, i.architecture, i.device, i.description].filter(Boolean).join(" ") || "unnamed",
+          fallback: Boolean(i.isFallbackAdapter), f16: a.features.has("shader-f16")};
+};
+"""
+NO_WEBGPU = "Chromium offers no WebGPU adapter here ({}); run Chromium 113 or newer (apt-get install chromium)"
+
+
+def webgpu_placement(engine: str, ready: dict, nodes: int | None = None) -> dict:
+    """A WebGPU page's row placement: the adapter (software when it is the browser's CPU
+    fallback, SwiftShader), and whether the accelerator took the whole graph where the runtime says."""
+    a = ready["adapter"]
+    where = {"engine": engine, "adapter": {"name": a["name"], "backend": "WebGPU", "shader_f16": a["f16"],
+                                           "software": a["fallback"] or is_software_adapter(a["name"])}}
+    if "fullyAccelerated" in ready and nodes is not None:
+        where.update(nodes=nodes, fully_accelerated=bool(ready["fullyAccelerated"]))
+        if ready["fullyAccelerated"]:
+            where.update(delegated=nodes, fallback=0, fallback_ops={})
+    return where
 
 
 def chromium() -> str:
@@ -122,6 +152,8 @@ def open_in_browser(name: str, page: str, path, mounts: dict, threads: int, what
         tab.goto(f"http://127.0.0.1:{server.server_address[1]}/?threads={threads}")
         tab.wait_for_function("window.ready !== undefined", timeout=60_000)
         ready = tab.evaluate("window.ready")
+        if "error" in ready and ready.get("stage") == "webgpu":
+            raise Unavailable(NO_WEBGPU.format(ready["error"][:160]))
         if "error" in ready:
             hint = ("it may use an op the browser runtime lacks: bench the file on its own runtime instead"
                     if ready.get("stage") == "model" else "its wasm did not load: install its npm package again")
@@ -149,5 +181,7 @@ def open_in_browser(name: str, page: str, path, mounts: dict, threads: int, what
 
     notes = [f"{what}{' ' + ready['version'] if ready.get('version') else ''} {ready.get('kernels', 'wasm')}, "
              f"{ready['threads']} thread(s)" + ("" if ready["isolated"] else " (page not cross-origin isolated: no threads)")]
+    if (where or {}).get("adapter", {}).get("software"):
+        notes.append(SOFTWARE_GPU_NOTE.format(where["adapter"]["name"]))
     return Runner(name, str(path), input_size, input_dtype, ready["threads"], notes, call, timer=timer,
                   close=close, placement=where)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import os
+import re
 import tempfile
 from pathlib import Path
 
@@ -13,7 +14,7 @@ import numpy as np
 
 from ..errors import CifarEdgeError
 from ..fileio import system_temp_prefix
-from ._base import Runner, default_threads, op_profile
+from ._base import SOFTWARE_GPU_NOTE, Runner, Unavailable, default_threads, is_software_adapter, op_profile
 from ._tflite_metadata import folded_normalization
 
 
@@ -331,26 +332,158 @@ def last_error(log: str) -> str:
     return (errors or lines or [""])[-1][:160]
 
 
-def open_compiled(path, threads: int | None = None, gpu: bool = False) -> Runner:
-    """``CompiledModel.from_file`` on the CPU accelerator (XNNPACK), or the GPU accelerator with
-    CPU fallback.  Integer I/O is quantized here with the scales the file declares."""
+MESA_INSTALL = ("apt-get install -t bookworm-backports mesa-vulkan-drivers (Mesa 25: lavapipe, a software "
+                "Vulkan driver, runs it on the CPU; bookworm's own Mesa 22 offers no usable adapter)")
+NO_ADAPTER = f"no WebGPU adapter for LiteRT's GPU accelerator (no GPU, no Vulkan driver): {MESA_INSTALL}"
+
+
+def gpu_adapter(log: str) -> dict | None:
+    """The adapter LiteRT's WebGPU accelerator chose, from its log line ``Selected adapter: NAME,
+    arch=..., vendor=..., backend=..., adapterType=...`` (the Python API does not say);
+    ``software`` when it is the CPU emulating a GPU (lavapipe/llvmpipe, SwiftShader)."""
+    line = next((ln.split("Selected adapter:", 1)[1].strip() for ln in log.splitlines() if "Selected adapter:" in ln),
+                None)
+    if line is None:
+        return None
+    name = re.split(r", \w+=", line)[0]
+    facts = dict(re.findall(r"(\w+)=([^,]+)", line))
+    return {"name": name, "backend": facts.get("backend"), "type": facts.get("adapterType"),
+            "software": is_software_adapter(line)}
+
+
+def refused_ops(log: str) -> dict:
+    """What LiteRT's GPU accelerator logs when it refuses ops (its Python API says only
+    ``is_fully_accelerated``): ``Following operations are not supported by GPU delegate:``, one
+    ``OP: why`` line each, then ``N operations will run on the GPU, and the remaining M ...``.
+    Returns placement fields: node counts per engine and the refused ops with their reasons."""
+    lines = log.splitlines()
+    start = next((i for i, ln in enumerate(lines) if "are not supported by GPU delegate" in ln), None)
+    if start is None:
+        return {}
+    refused, counts = {}, None
+    for ln in lines[start + 1:]:
+        counts = re.search(r"(\d+) operations will run on the GPU, and the remaining (\d+)", ln)
+        if counts:
+            break
+        op = re.match(r"([A-Z][A-Z0-9_]*): (.*)", ln.strip())
+        if op and op.group(1) not in ("INFO", "WARNING", "ERROR"):
+            refused.setdefault(op.group(1), op.group(2).strip())
+    fields = {"fallback_engine": "CPU", "refused": refused,
+              "fallback_ops": {op: 1 for op in refused}}      # the log names each op type once
+    if counts:
+        fields.update(delegated=int(counts.group(1)), fallback=int(counts.group(2)))
+    return fields
+
+
+# The GPU accelerator runs in a child process: loading it (Dawn) in a process that has imported
+# TensorFlow segfaults (seen with TF 2.21 and ai-edge-litert 2.3.0), and the bench always has.
+# The child imports LiteRT alone and answers pickled batches on its stdin/stdout.
+_GPU_CHILD = """
+import dataclasses, os, pickle, sys
+from cifar_edge.formats._litert import open_compiled
+replies, requests = os.fdopen(os.dup(1), "wb"), sys.stdin.buffer
+os.dup2(2, 1)             # what native code prints (Dawn does, on fd 1) must not enter the replies
+def send(*msg):
+    pickle.dump(msg, replies)
+    replies.flush()
+try:
+    runner = open_compiled(sys.argv[1], int(sys.argv[2]), gpu=True, enforce_f32=sys.argv[3] == "1", child=False)
+except Exception as e:
+    send("error", type(e).__name__, str(e))
+    sys.exit(0)
+send("ready", dataclasses.replace(runner, _call=None))
+while True:
+    try:
+        x = pickle.load(requests)
+    except EOFError:
+        break
+    try:
+        send("ok", runner.run(x), runner.notes)
+    except Exception as e:
+        send("error", type(e).__name__, str(e))
+"""
+
+
+def _open_gpu_child(path, threads: int, enforce_f32: bool) -> Runner:
+    """:func:`open_compiled` on the GPU in a child process (:data:`_GPU_CHILD`); its Runner here
+    sends each batch there.  A child that dies is a failed row naming its signal."""
+    import pickle
+    import subprocess
+    import sys
+    root = str(Path(__file__).resolve().parents[2])
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    child = subprocess.Popen([sys.executable, "-c", _GPU_CHILD, str(path), str(threads), "1" if enforce_f32 else "0"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env)
+
+    def receive(what):
+        try:
+            reply = pickle.load(child.stdout)
+        except EOFError:
+            code = child.wait()
+            raise CifarEdgeError(f"LiteRT's GPU accelerator crashed {what} {Path(path).name} (exit {code})") from None
+        if reply[0] == "error":
+            child.stdin.close()
+            child.wait()
+            kind = {"Unavailable": Unavailable, "CifarEdgeError": CifarEdgeError}.get(reply[1], RuntimeError)
+            raise kind(reply[2])
+        return reply[1:]
+
+    def close():
+        if child.poll() is None:
+            child.stdin.close()
+            child.wait(timeout=30)
+
+    try:
+        [runner] = receive("loading")
+    except BaseException:
+        close()
+        raise
+
+    def call(x):
+        pickle.dump(x, child.stdin)
+        child.stdin.flush()
+        y, notes = receive("running")
+        runner.notes[:] = notes
+        return y
+
+    runner._call, runner.close = call, close
+    return runner
+
+
+def open_compiled(path, threads: int | None = None, gpu: bool = False, enforce_f32: bool = False,
+                  child: bool = True) -> Runner:
+    """``CompiledModel.from_file`` on the CPU accelerator (XNNPACK), or the GPU accelerator
+    (WebGPU through Dawn: Vulkan or GL) with CPU fallback for ops it refuses, at its default
+    precision (fp16 kernels) or ``enforce_f32``.  Integer I/O is quantized here with the scales
+    the file declares.  Unavailable when no WebGPU adapter exists: there is nothing to measure.
+    The GPU runs in a child process unless ``child`` is False (the child itself)."""
+    threads = threads or default_threads()
+    if gpu and child:
+        return _open_gpu_child(path, threads, enforce_f32)
     from ai_edge_litert.compiled_model import CompiledModel
     from ai_edge_litert.hardware_accelerator import HardwareAccelerator
     from ai_edge_litert.interpreter import Interpreter
-    from ai_edge_litert.options import CpuOptions, Options
+    from ai_edge_litert.options import CpuOptions, GpuOptions, Options
 
-    threads = threads or default_threads()
     accel = HardwareAccelerator.GPU | HardwareAccelerator.CPU if gpu else HardwareAccelerator.CPU
     with native_stderr() as log:
         try:
             model = CompiledModel.from_file(str(path), options=Options(
-                hardware_accelerators=accel, cpu_options=CpuOptions(num_threads=threads)))
+                hardware_accelerators=accel, cpu_options=CpuOptions(num_threads=threads),
+                gpu_options=GpuOptions(enforce_f32=enforce_f32) if gpu else None))
             details = Interpreter(model_path=str(path))   # only for the I/O quantization scales
             inp, out = details.get_input_details()[0], details.get_output_details()[0]
         except (RuntimeError, ValueError) as e:
             err = e
         else:
             err = None
+    if gpu and "No adapters found" in log[0]:
+        raise Unavailable(NO_ADAPTER)
+    if err is not None and gpu:      # the accelerator says why in its log (a plugin's warning is noise)
+        why = [ln.strip().removeprefix("WARNING: ").removeprefix("ERROR: ") for ln in log[0].splitlines()
+               if ln.startswith(("WARNING:", "ERROR:")) and not any(k in ln for k in ("plugin", "NPU", "InitGoogle"))]
+        raise CifarEdgeError(f"LiteRT's GPU accelerator refused {Path(path).name}: "
+                             + "; ".join([*why, str(err).splitlines()[-1].strip("└ ")])[:300])
     if err is not None:
         reason = last_error(log[0]) or str(err).splitlines()[0]
         raise CifarEdgeError(f"LiteRT CompiledModel cannot load {path} ({reason}); the file is corrupt, "
@@ -360,7 +493,15 @@ def open_compiled(path, threads: int | None = None, gpu: bool = False) -> Runner
     # CompiledModel reports only whether the accelerator took every op; the node counts are the
     # interpreter's XNNPACK partition of the same file (the CPU accelerator is XNNPACK).
     if gpu:
-        where = {"engine": "CompiledModel GPU accelerator, CPU fallback", "fully_accelerated": full}
+        adapter = gpu_adapter(log[0])
+        where = {"engine": f"LiteRT GPU accelerator (WebGPU), {'f32' if enforce_f32 else 'default precision, fp16'} "
+                           "kernels, CPU fallback", "nodes": len(details._get_ops_details()),
+                 "fully_accelerated": full, "adapter": adapter}
+        where.update({"delegated": where["nodes"], "fallback": 0, "fallback_ops": {}} if full else refused_ops(log[0]))
+        if where.get("refused"):
+            notes[0] = f"not fully accelerated: {', '.join(where['refused'])} refused by the GPU accelerator, ran on the CPU"
+        if adapter and adapter["software"]:
+            notes.append(SOFTWARE_GPU_NOTE.format(adapter["name"]))
     else:
         details.allocate_tensors()          # the interpreter read for the I/O scales, now XNNPACK-delegated
         where = {**placement(details, "XNNPACK (CompiledModel CPU accelerator)"), "fully_accelerated": full}
@@ -393,7 +534,7 @@ def open_compiled(path, threads: int | None = None, gpu: bool = False) -> Runner
             return np.concatenate([run(x[i:i + 1]) for i in range(len(x))])
         return run(x)
 
-    name = "litert-compiled-gpu" if gpu else "litert-compiled"
+    name = ("litert-gpu-f32" if enforce_f32 else "litert-gpu") if gpu else "litert-compiled"
     return Runner(name, str(path), int(inp["shape"][1]), np.dtype(inp["dtype"]).name, threads, notes, call,
                   placement=where)
 

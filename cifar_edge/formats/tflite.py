@@ -6,7 +6,7 @@ and, through ``cifar-edge bench --device android``, LiteRT's benchmark_model on 
 from __future__ import annotations
 
 
-from ._base import Backend, ExportOptions, Format, Unavailable, gpu_missing, register
+from ._base import Backend, ExportOptions, Format, register
 from ._litert import (check_litert_loads, dead_activation_tensors, from_output, open_compiled, open_litert, profile_litert,
                       to_input)
 from ._base import FOLDED_NORMALIZATION
@@ -37,10 +37,6 @@ def _open(path, threads=None):
     return open_litert(path, threads)
 
 
-def _compiled(path, threads, gpu: bool):
-    if gpu and gpu_missing():
-        raise Unavailable(gpu_missing())
-    return open_compiled(path, threads, gpu=gpu)
 
 
 register(
@@ -64,9 +60,15 @@ register(
                 lambda p, t: open_litert(p, t, xnnpack=False),
                 profiler=lambda p, t, x, runs: profile_litert(p, t, x, runs, xnnpack=False)),
         Backend("litert-compiled", ("tflite",), "cpu", True, "LiteRT CompiledModel, CPU accelerator",
-                lambda p, t: _compiled(p, t, gpu=False)),
-        Backend("litert-compiled-gpu", ("tflite",), "gpu", False, "LiteRT CompiledModel, GPU accelerator (CPU fallback)",
-                lambda p, t: _compiled(p, t, gpu=True)),
+                lambda p, t: open_compiled(p, t)),
+        # The GPU accelerator is WebGPU (Dawn over Vulkan or GL): it runs wherever an adapter exists,
+        # a software one included (Mesa's lavapipe), so these rows measure placement and parity anywhere.
+        Backend("litert-gpu", ("tflite",), "gpu", False,
+                "LiteRT CompiledModel, GPU accelerator (WebGPU), default precision (fp16 kernels), CPU fallback",
+                lambda p, t: open_compiled(p, t, gpu=True)),
+        Backend("litert-gpu-f32", ("tflite",), "gpu", False,
+                "LiteRT CompiledModel, GPU accelerator (WebGPU), enforce_f32, CPU fallback",
+                lambda p, t: open_compiled(p, t, gpu=True, enforce_f32=True)),
         Backend("android-cpu", ("tflite",), "android", True, "benchmark_model on the phone, XNNPACK"),
         Backend("android-gpu-fp16", ("tflite",), "android", False, "benchmark_model on the phone, GPU delegate, fp16 allowed"),
         Backend("android-gpu-fp32", ("tflite",), "android", False, "benchmark_model on the phone, GPU delegate, fp32"),
