@@ -32,7 +32,7 @@ PAGES = [README, DOCS / "library.md", *sorted(p for p in DOCS.glob("*.md") if p.
 RECORD = ROOT / "benchmarks" / "results" / "README.md"
 LANGUAGES = {"python", "bash", "text"}
 # Programs a bash block may name besides ours: installing and testing, not our interface.
-OTHER_PROGRAMS = {"pip", "pip3", "npm", "npx", "adb", "./gradlew", "cd", "export", "git", "kotlinc", "unzip",
+OTHER_PROGRAMS = {"pip", "apt-get", "pip3", "npm", "npx", "adb", "./gradlew", "cd", "export", "git", "kotlinc", "unzip",
                   "grep", "head", "sort", "cut", "jq"}
 BLOCK = re.compile(r"^```([^\n`]*)\n(.*?)^```[ \t]*$", re.MULTILINE | re.DOTALL)
 INLINE = re.compile(r"`((?:\.venv/bin/)?(?:cifar-edge [^`]+|python3? (?:benchmarks|examples)/[^`]*))`")
