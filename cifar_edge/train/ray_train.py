@@ -61,8 +61,12 @@ def train_on_ray(cfg: TrainConfig, out_dir, workers: int, address: str | None = 
     env = {**_tf.ENVIRONMENT, **{k: os.environ[k] for k in (console.VERBOSE_ENV, "TF_CPP_MIN_LOG_LEVEL")
                                  if k in os.environ}}
     quiet = "INFO" if console.verbose() else "ERROR"      # Ray's own lines, in every process it starts
-    ray.init(address=address or "local", runtime_env={"env_vars": env}, include_dashboard=False,
-             logging_level=quiet, logging_config=ray.LoggingConfig(log_level=quiet))
+    try:
+        ray.init(address=address or "local", runtime_env={"env_vars": env}, include_dashboard=False,
+                 logging_level=quiet, logging_config=ray.LoggingConfig(log_level=quiet))
+    except (ConnectionError, RuntimeError, ValueError) as e:
+        where = f"the Ray cluster at {address}" if address else "a local Ray instance"
+        raise CifarEdgeError(f"cannot start or reach {where} ({_gist(e)}); check --ray-address") from None
     storage = tempfile.mkdtemp(prefix="cifar-edge-ray-")   # Ray's own run records; ours are in the run folder
     try:
         cpus = int(ray.cluster_resources().get("CPU", 0))
