@@ -71,12 +71,12 @@ def test_two_ray_workers_resume_after_kill_9_and_match_multiworker(tmp_path, ray
                 "--ray-workers", "2")
     try:
         deadline = time.monotonic() + 900      # Ray and TensorFlow start in three processes: minutes on a busy CPU
-        while not list((run / "backup" / "chief").glob("*.index")):    # epoch 1's crash backup is complete
+        while not (run / "backup" / "chief" / "checkpoint").is_file():   # epoch 1's backup recorded as complete
             assert proc.poll() is None, proc.communicate()[1][-3000:]
             assert time.monotonic() < deadline, "no crash backup after 900 s"
             time.sleep(0.2)
     finally:
-        if proc.poll() is None and not list((run / "backup" / "chief").glob("*.index")):
+        if proc.poll() is None and not (run / "backup" / "chief" / "checkpoint").is_file():
             proc.terminate()                   # the driver stops its local Ray instance with it
             proc.communicate(timeout=120)
     rank0 = int(re.search(r"PID (\d+)", (run / ".lock").read_text()).group(1))
