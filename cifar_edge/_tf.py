@@ -10,7 +10,11 @@ import warnings
 
 from . import console
 
-os.environ.setdefault("TF_USE_LEGACY_KERAS", "1")
+# What a process must have in its environment before TensorFlow loads; other processes that
+# run our code (Ray Train's workers) are started with it too.
+ENVIRONMENT = {"TF_USE_LEGACY_KERAS": "1"}
+for _name, _value in ENVIRONMENT.items():
+    os.environ.setdefault(_name, _value)
 console.tensorflow_environment()
 
 with console.native_stderr_silenced():
@@ -25,4 +29,4 @@ if not console.verbose():
     # int8 I/O with a representative dataset needs no input statistics; the converter warns anyway
     warnings.filterwarnings("ignore", message="Statistics for quantized inputs were expected", category=UserWarning)
 
-__all__ = ["tf", "keras"]
+__all__ = ["tf", "keras", "ENVIRONMENT"]

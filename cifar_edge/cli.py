@@ -198,6 +198,8 @@ def train(
     mixup: Annotated[float, typer.Option(help="MixUp Beta alpha (0: off).")] = 0.0,
     cutmix: Annotated[float, typer.Option(help="CutMix Beta alpha (0: off).")] = 0.0,
     strategy: Annotated[str, typer.Option(help="auto, default, mirrored or multiworker (tf.distribute).")] = "auto",
+    ray_workers: Annotated[Optional[int], typer.Option(help="Train on N Ray Train workers (multiworker strategy; rank 0 writes the run folder; extra: pip install -e '.[ray]').")] = None,
+    ray_address: Annotated[Optional[str], typer.Option(help="With --ray-workers: the Ray cluster to join (ray://host:10001 or host:6379) [default: a new local one].")] = None,
     precision: Annotated[str, typer.Option(help="auto (mixed float16 on GPU, float32 on CPU), float32, or bf16 (bfloat16 compute; faster on CPUs with AVX512-BF16). Saved models are float32 either way.")] = "auto",
     kfold: Annotated[int, typer.Option(help="Train K stratified folds and report mean ± std.")] = 0,
     mlflow: Annotated[bool, typer.Option(help="Also log to a local MLflow store (extra: cifar-edge[mlflow]).")] = False,
@@ -226,7 +228,14 @@ def train(
         unfreeze=unfreeze,
         augment=AugmentConfig(flip_h=flip_h, flip_v=flip_v, translate=translate, rotation=rotation, zoom=zoom,
                               contrast=contrast, cutout=cutout, mixup=mixup, cutmix=cutmix))
-    metrics = run_training(cfg, out, resume=resume, given=_train_flags(_typed(ctx) - {"out", "resume"}))
+    given = _train_flags(_typed(ctx) - {"out", "resume", "ray_workers", "ray_address"})
+    if ray_workers is not None:
+        from .train.ray_train import train_on_ray
+        metrics = train_on_ray(cfg, out, ray_workers, ray_address, resume=resume, given=given)
+    elif ray_address is not None:
+        raise CifarEdgeError("--ray-address needs --ray-workers N: how many workers to start there")
+    else:
+        metrics = run_training(cfg, out, resume=resume, given=given)
     _print_result(metrics["model"], out, metrics)     # a resumed run's own model, not this command's default
 
 

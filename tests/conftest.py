@@ -19,7 +19,7 @@ CIFAR10_DIR = SHARED / "cifar10"
 # left running one of them alone at the end (pyproject's --no-loadscope-reorder keeps this order;
 # xdist would otherwise hand out the groups with the most tests first, the one-test families last).
 LONGEST_MODULES = ("test_families_fresh", "test_bench", "test_transfer", "test_run_trust", "test_reliability",
-                   "test_android_contract")
+                   "test_android_contract", "test_ray")
 
 
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook, which reads the marks to group the tests

@@ -92,9 +92,10 @@ def test_kotlin_contract_reproduces_python_on_every_exported_variant(classpath, 
     r = run_kotlin_tests(classpath, golden)
     assert r.returncode == 0, r.stdout + r.stderr
     passed = [line for line in r.stdout.splitlines() if line.startswith("PASS")]
-    assert len(passed) == 3 + 3 * len(tflite_variants), r.stdout    # crops, presence, bad input + 3 per variant
+    assert len(passed) == 3 + 4 * len(tflite_variants), r.stdout    # crops, presence, bad input + 4 per variant
     for name in tflite_variants:
         assert f"PASS {name}: input bytes ({IMAGES} images)" in r.stdout
+        assert f"PASS {name}: CompiledModel tensor buffers" in r.stdout
     assert {"tflite-float32", "tflite-int8-io-int8", "tflite-int8-io-uint8"} <= set(tflite_variants)
 
 

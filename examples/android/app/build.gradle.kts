@@ -15,6 +15,22 @@ android {
         versionName = "1.0"
     }
 
+    // compiled (default): LiteRT 2's CompiledModel API on CPU, GPU, and NPU where the device offers one.
+    // legacyNnapi (deprecated): LiteRT 1's Interpreter with the NNAPI delegate, which Android 15
+    // deprecated and LiteRT 2 dropped; only for devices whose accelerator nothing else reaches.
+    flavorDimensions += "runtime"
+    productFlavors {
+        create("compiled") {
+            dimension = "runtime"
+            isDefault = true
+        }
+        create("legacyNnapi") {
+            dimension = "runtime"
+            applicationIdSuffix = ".nnapi"
+            versionNameSuffix = "-nnapi-deprecated"
+        }
+    }
+
     buildTypes {
         release {
             isMinifyEnabled = false
@@ -34,9 +50,10 @@ android {
 }
 
 dependencies {
-    implementation("com.google.ai.edge.litert:litert:1.4.0")
-    implementation("com.google.ai.edge.litert:litert-gpu:1.4.0")
-    implementation("com.google.ai.edge.litert:litert-gpu-api:1.4.0")
+    // CompiledModel, Environment, TensorBuffer, Accelerator (the GPU accelerator is built in)
+    "compiledImplementation"("com.google.ai.edge.litert:litert:2.2.0")
+    // Interpreter and org.tensorflow.lite.nnapi.NnApiDelegate
+    "legacyNnapiImplementation"("com.google.ai.edge.litert:litert:1.4.0")
     implementation("androidx.core:core-ktx:1.15.0")
     implementation("androidx.appcompat:appcompat:1.7.0")
     implementation("androidx.activity:activity-ktx:1.9.3")

@@ -13,7 +13,9 @@ import dev.cifaredge.classifier.contract.centerSquare
 import dev.cifaredge.classifier.contract.decodeOutput
 import dev.cifaredge.classifier.contract.encodeInput
 import dev.cifaredge.classifier.contract.parseLabels
+import dev.cifaredge.classifier.contract.readOutput
 import dev.cifaredge.classifier.contract.topK
+import dev.cifaredge.classifier.contract.writeInput
 import java.io.File
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
@@ -104,6 +106,38 @@ fun outputsDecodeAndRankLikePython(g: Golden) {
     }
 }
 
+/** What CompiledModel's TensorBuffers are given and read back: the same bytes as Python's, through
+ * the one call each type needs (the other one fails the test). */
+fun tensorBuffersCarryPythonsBytes(g: Golden) {
+    val spec = ModelSpec.read(g.model)
+    val float = spec.outputType == TensorType.FLOAT32
+    for (i in 0 until g.images) {
+        var written: ByteArray? = null
+        writeInput(encodeInput(argb(g, i), spec), spec,
+            { floats ->
+                assertEquals(TensorType.FLOAT32, spec.inputType, "${g.name}: writeFloat on a ${spec.inputType} input")
+                written = ByteBuffer.allocate(floats.size * 4).order(ByteOrder.LITTLE_ENDIAN)
+                    .also { it.asFloatBuffer().put(floats) }.array()
+            },
+            { bytes ->
+                assertTrue(spec.inputType.isInteger, "${g.name}: writeInt8 on a float32 input")
+                written = bytes
+            })
+        val theirs = g.input.copyOfRange(i * spec.inputBytes, (i + 1) * spec.inputBytes)
+        assertTrue(theirs.contentEquals(written), "${g.name} image $i: the tensor buffer's input differs from Python's")
+        val raw = g.output.copyOfRange(i * spec.outputBytes, (i + 1) * spec.outputBytes)
+        val le = ByteBuffer.wrap(raw).order(ByteOrder.LITTLE_ENDIAN)
+        val read = readOutput(spec,
+            { assertTrue(float, "${g.name}: readFloat on a ${spec.outputType} output"); FloatArray(spec.numClasses) { le.getFloat(4 * it) } },
+            { assertTrue(!float, "${g.name}: readInt8 on a float32 output"); raw })
+        val scores = decodeOutput(read, spec)
+        for (c in scores.indices) {
+            assertEquals(g.scores[i * spec.numClasses + c], scores[c], 1e-5f * maxOf(1f, abs(scores[c])),
+                "${g.name} image $i class $c through the tensor buffer")
+        }
+    }
+}
+
 fun cropsMatchPython(root: File) {
     val lines = File(root, "crops.txt").readLines().filter { it.isNotBlank() }
     assertTrue(lines.isNotEmpty(), "crops.txt is empty")
@@ -128,6 +162,12 @@ fun badInputFailsClearly(root: File, g: Golden) {
     assertTrue("resize the image" in pixels.message!!, pixels.message)
     val short = assertFailsWith<ModelContractException> { decodeOutput(ByteBuffer.allocate(1), spec) }
     assertTrue("output buffer" in short.message!!, short.message)
+    val input = assertFailsWith<ModelContractException> { writeInput(ByteBuffer.allocate(3), spec, {}, {}) }
+    assertTrue("input buffer holds 3 bytes" in input.message!!, input.message)
+    val other = assertFailsWith<ModelContractException> {
+        readOutput(spec, { FloatArray(spec.numClasses + 1) }, { ByteArray(spec.numClasses + 1) })
+    }
+    assertTrue("holds ${spec.numClasses + 1} values" in other.message!!, other.message)
 }
 
 fun main(args: Array<String>) {
@@ -140,6 +180,7 @@ fun main(args: Array<String>) {
         tests += "${g.name}: spec read from the model" to { specIsReadFromTheModel(g) }
         tests += "${g.name}: input bytes (${g.images} images)" to { inputBytesMatchPython(g) }
         tests += "${g.name}: dequantized scores and top-5" to { outputsDecodeAndRankLikePython(g) }
+        tests += "${g.name}: CompiledModel tensor buffers" to { tensorBuffersCarryPythonsBytes(g) }
     }
     goldens.firstOrNull()?.let { g -> tests += "bad input fails clearly" to { badInputFailsClearly(root, g) } }
     var failed = 0

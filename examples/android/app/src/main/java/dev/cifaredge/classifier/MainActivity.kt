@@ -23,12 +23,13 @@ import kotlinx.coroutines.withContext
 
 /**
  * Pick an image (gallery or camera), classify it with the bundled model.tflite, show the top-5
- * with scores and the inference time.  CPU (1-8 threads), GPU or NNAPI is chosen at run time;
+ * with scores and the inference time.  CPU (1-8 threads), GPU or NPU (the NPU where the device
+ * offers one; NNAPI in the deprecated legacyNnapi build) is chosen at run time;
  * any variant `cifar-edge export --format tflite --android app/src/main/assets` writes works.
  */
 class MainActivity : AppCompatActivity() {
 
-    // One thread owns the interpreter: loading, classifying and closing never overlap.
+    // One thread owns the model: loading, classifying and closing never overlap.
     private val modelThread = Dispatchers.Default.limitedParallelism(1)
     private var classifier: Classifier? = null
     private var bitmap: Bitmap? = null
@@ -53,7 +54,7 @@ class MainActivity : AppCompatActivity() {
         info = findViewById(R.id.model_info)
         accelerator = findViewById(R.id.accelerator)
         threads = findViewById(R.id.threads)
-        accelerator.adapter = ArrayAdapter(this, android.R.layout.simple_spinner_dropdown_item, Accelerator.values())
+        accelerator.adapter = ArrayAdapter(this, android.R.layout.simple_spinner_dropdown_item, Classifier.backends(this))
         threads.adapter = ArrayAdapter(this, android.R.layout.simple_spinner_dropdown_item, listOf(1, 2, 4, 8))
         val reload = object : AdapterView.OnItemSelectedListener {
             override fun onItemSelected(parent: AdapterView<*>?, view: View?, position: Int, id: Long) = openModel()
@@ -67,9 +68,9 @@ class MainActivity : AppCompatActivity() {
         findViewById<Button>(R.id.camera).setOnClickListener { takePhoto.launch(null) }
     }
 
-    /** (Re)creates the interpreter for the chosen accelerator and thread count. */
+    /** (Re)opens the model on the chosen backend and thread count. */
     private fun openModel() {
-        val chosen = accelerator.selectedItem as Accelerator
+        val chosen = accelerator.selectedItem as Backend
         val count = threads.selectedItem as Int
         lifecycleScope.launch {
             val opened = withContext(modelThread) {
@@ -82,7 +83,7 @@ class MainActivity : AppCompatActivity() {
                 val s = clf.spec
                 info.text = buildString {
                     append("model.tflite: ${s.inputSize}x${s.inputSize} ${s.inputType} input, ${s.numClasses} classes, ")
-                    append("${clf.accelerator}, ${clf.threads} thread(s)")
+                    append("${clf.backend}, ${clf.threads} thread(s)")
                     note?.let { append("\n$it") }
                 }
                 bitmap?.let { classify(it) }
@@ -128,7 +129,7 @@ class MainActivity : AppCompatActivity() {
             result.onSuccess { (clf, r) ->
                 results.text = r.top.joinToString("\n") { "%6.2f%%  %s".format(it.score * 100, it.label) }
                 timing.text = "inference %.2f ms (with pre/post-processing %.2f ms) on %s, %d thread(s)"
-                    .format(r.inferenceMs, r.totalMs, clf.accelerator, clf.threads)
+                    .format(r.inferenceMs, r.totalMs, clf.backend, clf.threads)
             }.onFailure { results.text = "classification failed: ${it.message}" }
         }
     }
