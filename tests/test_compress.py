@@ -191,6 +191,7 @@ def test_onnx_repair_of_a_qat_run_is_refused_as_it_would_measure_another_file(qa
     write: --float-layers is refused and the search never takes it."""
     from cifar_edge.export import ExportConfig, ExportOptions, export_run, resolve_variants
     from cifar_edge.export.exporter import prepare, repairable
+    from cifar_edge.formats import Variant
     from cifar_edge.formats import get_format
     from cifar_edge.runs import load_run
     out, _ = qat_run
@@ -200,8 +201,8 @@ def test_onnx_repair_of_a_qat_run_is_refused_as_it_would_measure_another_file(qa
                    out_dir=tmp_path / "e", cfg=cfg)
     assert not (tmp_path / "e").exists()
     ctx, _ = prepare(load_run(out), cfg, calibrate=True)
-    assert ctx.qat and not repairable(ctx, get_format("onnx"), ExportOptions(int8=True))
-    assert repairable(ctx, get_format("tflite"), ExportOptions(int8=True))
+    assert ctx.qat and not repairable(ctx, Variant(get_format("onnx"), ExportOptions(int8=True)))
+    assert repairable(ctx, Variant(get_format("tflite"), ExportOptions(int8=True)))
 
 
 def test_qat_lr_follows_the_recipe_it_was_measured_with():

@@ -292,17 +292,18 @@ def train(cfg: TrainConfig, out_dir, resume: bool = False, dataset=None, given: 
     requested = cfg
     if not resume:
         cfg = cfg.resolved()          # bad settings fail before anything touches the disk
-    with run.new("cifar-edge train", "pass --resume to continue that run or choose a new --out",
-                 resume=resume, resumable=True):
-        try:
-            return _train(cfg, run, resume, dataset, requested, given or {})
-        except (OSError, tf.errors.OpError) as e:
-            if _disk_full(e):
-                raise CifarEdgeError(f"the disk holding {run.root} is full ({_first_line(e)}); free some space "
-                                     f"and continue with `cifar-edge train --out {run.root} --resume`") from None
-            raise
-        except KeyboardInterrupt:
-            raise Interrupted(run.resume_hint("train")) from None
+    try:
+        with run.new("cifar-edge train", "pass --resume to continue that run or choose a new --out",
+                     resume=resume, resumable=True):
+            try:
+                return _train(cfg, run, resume, dataset, requested, given or {})
+            except KeyboardInterrupt:
+                raise Interrupted(run.resume_hint("train")) from None
+    except (OSError, tf.errors.OpError) as e:   # said after the run kept what --resume continues
+        if _disk_full(e):
+            raise CifarEdgeError(f"the disk holding {run.root} is full ({_first_line(e)}); free some space "
+                                 f"and continue with `cifar-edge train --out {run.root} --resume`") from None
+        raise
 
 
 def _disk_full(e: Exception) -> bool:
