@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import pickle
+import signal
 import tarfile
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+# A harness that starts the suite in the background without job control hands it SIGINT ignored,
+# and an ignored signal stays ignored in every child: the tests that press Ctrl-C on a command
+# would see it do nothing (measured: a CI rehearsal started so failed both).  A handled signal
+# is reset to the default across exec, so each child's Python gets its KeyboardInterrupt back.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 CIFAR100_TEST = SHARED / "cifar100" / "cifar100_test.npz"
