@@ -153,7 +153,13 @@ def test_notebook_h5_through_the_pipeline(notebook_h5, data, tmp_path):
     metrics = json.loads((run / "metrics.json").read_text())
     assert metrics["n"] == TEST and metrics["top1"] > 0.25, metrics["top1"]        # well above chance (10%)
     exports = _check_files(run, _pipeline(run, data, tmp_path))
-    assert {"keras", "tflite-float32", "tflite-int8", "onnx-float32", "onnx-int8", "openvino-float32"} <= set(exports)
+    assert {"keras", "tflite-float32", "onnx-float32", "onnx-int8", "openvino-float32"} <= set(exports)
+    if "tflite-int8" not in exports:
+        # a 40% model trained here differs a little run to run, and its plain int8 file sometimes loses
+        # more than the 1-point budget beyond noise: then `export --int8` repairs it, as a user gets it
+        cli("export", run, "--format", "tflite", "--int8", *FAST_EXPORT, "--out", tmp_path / "repaired")
+        (entry,) = json.loads((tmp_path / "repaired" / "export.json").read_text())["exports"].values()
+        assert entry["variant"].startswith("tflite-int") and entry["parity"]["gate"]["passes"], entry["parity"]
     if MEDIAPIPE.is_file():
         compare(run, data[3][:200], tmp_path)      # MediaPipe reads the files by their metadata alone
 
