@@ -66,6 +66,14 @@ def cifar10_real():
             test["x_test"], test["y_test"].astype(np.int64), [str(n) for n in test["class_names"]])
 
 
+def real_npz(cifar10_real, path: Path, train: int, test: int) -> str:
+    """The first ``train``/``test`` real CIFAR-10 images as an .npz source at ``path``."""
+    xtr, ytr, xte, yte, names = cifar10_real
+    np.savez(path, x_train=xtr[:train], y_train=ytr[:train], x_test=xte[:test], y_test=yte[:test],
+             class_names=np.array(names))
+    return str(path)
+
+
 def md5(path) -> str:
     return hashlib.md5(Path(path).read_bytes()).hexdigest()
 

@@ -15,8 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import pytest
+from conftest import real_npz
 
 from cifar_edge.train import TrainConfig, train
 
@@ -57,11 +57,7 @@ def ray_installed():
 
 @pytest.fixture(scope="module")
 def real3k_npz(tmp_path_factory, cifar10_real):
-    xtr, ytr, xte, yte, names = cifar10_real
-    path = tmp_path_factory.mktemp("data") / "cifar10_3k.npz"
-    np.savez(path, x_train=xtr[:3300], y_train=ytr[:3300], x_test=xte[:1000], y_test=yte[:1000],
-             class_names=np.array(names))
-    return str(path)
+    return real_npz(cifar10_real, tmp_path_factory.mktemp("data") / "cifar10_3k.npz", 3300, 1000)
 
 
 def test_two_ray_workers_resume_after_kill_9_and_match_multiworker(tmp_path, ray_installed, real3k_npz):

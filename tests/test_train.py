@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import real_npz
 
 from cifar_edge.errors import CifarEdgeError
 from cifar_edge.train import TrainConfig, load_model, train
@@ -27,11 +28,7 @@ def _history(run: Path):
 @pytest.fixture(scope="module")
 def real10_npz(tmp_path_factory, cifar10_real):
     """4,000 real CIFAR-10 training images and 1,000 test images, as an .npz source."""
-    xtr, ytr, xte, yte, names = cifar10_real
-    path = tmp_path_factory.mktemp("data") / "cifar10_small.npz"
-    np.savez(path, x_train=xtr[:4000], y_train=ytr[:4000], x_test=xte[:1000], y_test=yte[:1000],
-             class_names=np.array(names))
-    return str(path)
+    return real_npz(cifar10_real, tmp_path_factory.mktemp("data") / "cifar10_small.npz", 4000, 1000)
 
 
 def test_short_run_on_real_cifar10_beats_chance_and_writes_run_folder(tmp_path, real10_npz):
