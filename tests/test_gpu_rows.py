@@ -12,6 +12,7 @@ import pytest
 
 from cifar_edge.bench import BenchConfig, bench_run
 from cifar_edge.data import prepare_images
+from cifar_edge.errors import CifarEdgeError
 from cifar_edge.formats import BACKENDS, Unavailable, open_backend, open_model
 from cifar_edge.formats._litert import MESA_INSTALL
 from cifar_edge.runs import load_run, run_data
@@ -90,6 +91,34 @@ def test_an_op_the_gpu_refuses_is_named_and_runs_on_the_cpu(tmp_path):
                                    atol=1e-2)
     finally:
         runner.close()
+
+
+def test_a_graph_with_run_time_shapes_is_refused_naming_its_reshapes(tmp_path):
+    """ConvNeXt's case: tf_keras' Dense on a 4-D tensor reshapes to a shape computed at run time;
+    the GPU accelerator refuses the whole graph ("static-sized tensors") and names no op, so the
+    row's reason names the RESHAPEs.  A graph of convolutions has none."""
+    from cifar_edge._tf import keras
+    from cifar_edge._tf import tf
+    from cifar_edge.formats._litert import runtime_shaped_ops
+
+    def convert(model, name):
+        path = tmp_path / name
+        path.write_bytes(tf.lite.TFLiteConverter.from_keras_model(model).convert())
+        return path
+
+    x = keras.Input((8, 8, 4))
+    dense = convert(keras.Model(x, keras.layers.GlobalAveragePooling2D()(keras.layers.Dense(6)(x))), "dense4d.tflite")
+    conv = convert(keras.Model(x, keras.layers.GlobalAveragePooling2D()(keras.layers.Conv2D(6, 1)(x))), "conv.tflite")
+    assert runtime_shaped_ops(dense) == {"RESHAPE": 2} and runtime_shaped_ops(conv) == {}
+    try:
+        runner = open_backend(BACKENDS["litert-gpu"], dense, None)
+    except Unavailable as e:      # no adapter: it names the install command
+        pytest.skip(str(e))
+    except CifarEdgeError as e:
+        assert "static-sized" in str(e) and "RESHAPE x2" in str(e), e
+    else:
+        runner.close()
+        pytest.fail("LiteRT's GPU accelerator took a graph with run-time shapes; the RESHAPE naming is moot")
 
 
 def test_without_an_adapter_the_row_is_skipped_naming_the_install_command(exported_run, monkeypatch):

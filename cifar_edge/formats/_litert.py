@@ -351,6 +351,21 @@ def gpu_adapter(log: str) -> dict | None:
             "software": is_software_adapter(line)}
 
 
+def runtime_shaped_ops(path) -> dict:
+    """The ops whose output shape is known only at run time (a RESHAPE to a shape another op
+    computes: tf.keras' Dense on a 4-D tensor becomes SHAPE, GATHER, REDUCE_PROD, PACK, RESHAPE),
+    op name -> count.  LiteRT's GPU accelerator refuses such a graph whole ("only supports
+    static-sized tensors") without naming an op; these are the ones to make static."""
+    from ai_edge_litert.interpreter import Interpreter
+    ops = Interpreter(model_path=str(path))._get_ops_details()   # noqa: SLF001 - the only node list
+    computed = {t for op in ops for t in op["outputs"]}
+    counts: dict = {}
+    for op in ops:
+        if op["op_name"] == "RESHAPE" and len(op["inputs"]) > 1 and op["inputs"][1] in computed:
+            counts[op["op_name"]] = counts.get(op["op_name"], 0) + 1
+    return counts
+
+
 def refused_ops(log: str) -> dict:
     """What LiteRT's GPU accelerator logs when it refuses ops (its Python API says only
     ``is_fully_accelerated``): ``Following operations are not supported by GPU delegate:``, one
@@ -482,8 +497,11 @@ def open_compiled(path, threads: int | None = None, gpu: bool = False, enforce_f
     if err is not None and gpu:      # the accelerator says why in its log (a plugin's warning is noise)
         why = [ln.strip().removeprefix("WARNING: ").removeprefix("ERROR: ") for ln in log[0].splitlines()
                if ln.startswith(("WARNING:", "ERROR:")) and not any(k in ln for k in ("plugin", "NPU", "InitGoogle"))]
+        dynamic = runtime_shaped_ops(path) if any("static-sized" in w for w in why) else {}
+        culprit = (f" (ops with a run-time shape: {', '.join(f'{op} x{n}' for op, n in dynamic.items())}; "
+                   "e.g. a Dense on a 4-D tensor, which a 1x1 Conv2D or a constant-shape Reshape avoids)") if dynamic else ""
         raise CifarEdgeError(f"LiteRT's GPU accelerator refused {Path(path).name}: "
-                             + "; ".join([*why, str(err).splitlines()[-1].strip("└ ")])[:300])
+                             + "; ".join([*why, str(err).splitlines()[-1].strip("└ ")])[:300] + culprit)
     if err is not None:
         reason = last_error(log[0]) or str(err).splitlines()[0]
         raise CifarEdgeError(f"LiteRT CompiledModel cannot load {path} ({reason}); the file is corrupt, "
