@@ -6,7 +6,11 @@ file (``--pt2 PATH``: e.g. airbench94's own network, trained by its own code), t
 exported (every variant its kind makes), repaired (``--max-drop``) and benched at one thread on
 the 10k test images, each step a `cifar-edge` command in a new process.
 
-    python benchmarks/import_models.py [--only notebook,keras3,resnet18] [--epochs 10] [--pt2 airbench.pt2]
+    python benchmarks/import_models.py [--only notebook,keras3,resnet18] [--epochs 10] [--pt2 airbench.pt2 [--pt2-onnx]]
+
+``--pt2-onnx`` also writes that network as an .onnx (torch's dynamo exporter, external data), imports
+that, and scores every ONNX/OpenVINO file of both runs against torch itself (``torch agreement``):
+the files' agreement with their own source says nothing about torch when the source is an .onnx.
 
 Writes benchmarks/results/import_models.{json,md}: per file its top-1 on the 10k test images,
 size, 1-thread latency, drop against the source model, and the --max-drop winner.
@@ -134,6 +138,43 @@ def train_resnet18(out: Path, epochs: int, seed: int, limit: int) -> tuple[Path,
                             "train_images": int(limit), **stats}
 
 
+def onnx_of(pt2: Path, out: Path) -> Path:
+    """The .pt2's network as an .onnx, as its users would write it: torch.onnx.export (dynamo)."""
+    import torch
+    path = out / f"{pt2.stem}.onnx"
+    if not path.is_file():
+        torch.onnx.export(torch.export.load(str(pt2)), dynamo=True, input_names=["x"]).save(str(path), external_data=True)
+    return path
+
+
+def torch_agreement(pt2: Path, run: Path) -> dict:
+    """Top-1 agreement with torch (the .pt2 run on the 10k test images) of each ONNX and OpenVINO
+    file of ``run``, run by each runtime that takes it; written to run/torch_agreement.json."""
+    import torch
+    from cifar_edge.data import prepare_images
+    from cifar_edge.formats import open_model
+    from cifar_edge.runs import load_run
+    loaded = load_run(run)
+    _, _, x, y = cifar10()
+    images = prepare_images(x, loaded.norm, loaded.input_size)
+    net = torch.export.load(str(pt2)).module()
+    with torch.no_grad():
+        ref = np.concatenate([net(torch.from_numpy(np.ascontiguousarray(images[i:i + 500].transpose(0, 3, 1, 2))))
+                              .numpy() for i in range(0, len(images), 500)]).argmax(1)
+    manifest = json.loads((run / "export" / "export.json").read_text())
+    out = {"torch_top1": float(np.mean(ref == y))}
+    for e in manifest["exports"].values():
+        if e["format"] not in ("onnx", "openvino"):
+            continue
+        for runtime in ("onnxruntime", "openvino") if e["format"] == "onnx" else ("openvino",):
+            pred = open_model(run / "export" / e["file"], runtime=runtime).predict(images, batch_size=500).argmax(1)
+            key = f"{e['variant']}@{runtime}"
+            out[key] = {"agreement": float(np.mean(pred == ref)), "top1": float(np.mean(pred == y))}
+            print(f"torch agreement {run.name} {key}: {out[key]}", flush=True)
+    (run / "torch_agreement.json").write_text(json.dumps(out, indent=1))
+    return out
+
+
 def measure(name: str, model: Path, runs: Path, extra: list, facts: dict) -> list[dict]:
     run = runs / name
     if model is None:                      # --reuse: the figures of a finished run
@@ -210,6 +251,8 @@ def main():
     ap.add_argument("--resnet-epochs", type=int, default=2)
     ap.add_argument("--resnet-images", type=int, default=10000)
     ap.add_argument("--pt2", type=Path, help="a .pt2 made elsewhere (airbench94's network, say) to import too")
+    ap.add_argument("--pt2-onnx", action="store_true", help="also import the --pt2 network as an .onnx, and score "
+                    "both runs' ONNX/OpenVINO files against torch")
     ap.add_argument("--pt2-mean", default="125.307,122.950,113.865")
     ap.add_argument("--pt2-std", default="62.993,62.089,66.705")
     ap.add_argument("--out", type=Path, default=ROOT / "runs" / "import-models")
@@ -218,23 +261,40 @@ def main():
     args = ap.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     chosen = args.only.split(",")
-    rows = []
+    rows, against_torch = [], {}          # run name -> the .pt2 its ONNX/OpenVINO files are scored against
     for which in ("notebook", "keras3"):
         if which in chosen:
             done = args.reuse and (args.out / "runs" / which / "benchmark_facts.json").is_file()
             path, facts = (None, {}) if done else train_keras(which, args.out, args.epochs, args.seed)
             rows += measure(which, path, args.out / "runs", [], facts)
     if {"resnet18", "resnet18-onnx"} & set(chosen):
-        pt2, onnx_path, facts = train_resnet18(args.out, args.resnet_epochs, args.seed, args.resnet_images)
+        trained = args.out / "resnet18_cifar.json"     # the facts of a finished training, for --reuse
+        if args.reuse and trained.is_file():
+            pt2, onnx_path, facts = args.out / "resnet18_cifar.pt2", args.out / "resnet18_cifar.onnx", json.loads(trained.read_text())
+        else:
+            pt2, onnx_path, facts = train_resnet18(args.out, args.resnet_epochs, args.seed, args.resnet_images)
+            trained.write_text(json.dumps(facts))
         norm = ["--mean", ",".join(f"{v:.4f}" for v in facts["mean"]), "--std", ",".join(f"{v:.4f}" for v in facts["std"])]
-        if "resnet18" in chosen:
-            rows += measure("resnet18", pt2, args.out / "runs", norm, facts)
-        if "resnet18-onnx" in chosen:
-            rows += measure("resnet18-onnx", onnx_path, args.out / "runs", norm, facts)
+        for name, model in (("resnet18", pt2), ("resnet18-onnx", onnx_path)):
+            if name in chosen:
+                done = args.reuse and (args.out / "runs" / name / "benchmark_facts.json").is_file()
+                rows += measure(name, None if done else model, args.out / "runs", norm, facts)
+        against_torch.update({name: pt2 for name in ("resnet18", "resnet18-onnx") if name in chosen})
     if args.pt2:
         done = args.reuse and (args.out / "runs" / args.pt2.stem / "benchmark_facts.json").is_file()
         rows += measure(args.pt2.stem, None if done else args.pt2, args.out / "runs",
                         ["--mean", args.pt2_mean, "--std", args.pt2_std], {})
+        if args.pt2_onnx:
+            name = f"{args.pt2.stem}-onnx"
+            done = args.reuse and (args.out / "runs" / name / "benchmark_facts.json").is_file()
+            rows += measure(name, None if done else onnx_of(args.pt2, args.out), args.out / "runs",
+                            ["--mean", args.pt2_mean, "--std", args.pt2_std], {})
+            against_torch.update({args.pt2.stem: args.pt2, name: args.pt2})
+    torch_rows = {}
+    for run, pt2 in against_torch.items():
+        done = args.reuse and (args.out / "runs" / run / "torch_agreement.json").is_file()
+        torch_rows[run] = (json.loads((args.out / "runs" / run / "torch_agreement.json").read_text()) if done
+                           else torch_agreement(pt2, args.out / "runs" / run))
     header = ("source", "kind", "variant", "runtime", "source top-1", "top-1", "drop (points)", "agreement", "MB",
               "p50 ms (1 thread)", "MediaPipe top-1", "--max-drop 0.5 winner")
     table = [(r["source"], r["kind"], r["variant"], r["runtime"], f"{r['source_top1']:.2%}", f"{r['top1']:.2%}",
@@ -243,13 +303,19 @@ def main():
               "-" if r.get("mediapipe_top1") is None else f"{r['mediapipe_top1']:.2%}", r["max_drop_winner"] or "-")
              for r in rows]
     command = (f"python benchmarks/import_models.py --only {args.only} --epochs {args.epochs}"
-               + (f" --pt2 {args.pt2}" if args.pt2 else ""))
+               + (f" --pt2 {args.pt2}" if args.pt2 else "") + (" --pt2-onnx" if args.pt2_onnx else ""))
     lines = [f"# Models made elsewhere, through `cifar-edge import` (seed {args.seed})", "",
              f"`{command}` on {machine()['cpu']}: top-1 on the 10k CIFAR-10 test images, latency at 1 thread.", "",
              "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in table]
+    if torch_rows:
+        lines += ["", "Against torch itself (the .pt2 run on the same 10k images): each ONNX and OpenVINO file of the "
+                  "run imported from the .pt2 and of the run imported from its .onnx.", "",
+                  "| run | file@runtime | top-1 agreement with torch | top-1 | torch top-1 |", "|---|---|---|---|---|"]
+        lines += [f"| {run} | {key} | {v['agreement']:.2%} | {v['top1']:.2%} | {got['torch_top1']:.2%} |"
+                  for run, got in torch_rows.items() for key, v in got.items() if key != "torch_top1"]
     write_results("import_models", {"seed": args.seed, "epochs": args.epochs, "command": command, "machine": machine(),
-                                    "rows": rows}, "\n".join(lines) + "\n")
+                                    "rows": rows, "torch_agreement": torch_rows}, "\n".join(lines) + "\n")
 
 
 if __name__ == "__main__":
