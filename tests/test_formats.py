@@ -32,9 +32,9 @@ def test_every_variant_is_named_by_the_one_rule_and_carries_its_name():
     from cifar_edge.formats import ExportOptions, Variant, variant_name
     for name, v in variants().items():
         assert v.name == name == variant_name(v.fmt, v.opts) and v.file_name == name + v.fmt.suffix
-    (from_flags,) = resolve_variants(fmt="tflite", opts=ExportOptions(int8=True))
+    (from_flags,) = resolve_variants(fmt="tflite", opts=ExportOptions(quantization="int8"))
     assert from_flags == variants()["tflite-int8"]
-    kept = from_flags.with_options(ExportOptions(int8=True, float_layers=("s1_conv",)))
+    kept = from_flags.with_options(ExportOptions(quantization="int8", float_layers=("s1_conv",)))
     assert kept.name == "tflite-int8-selective" and isinstance(kept, Variant)
 
 
@@ -44,7 +44,7 @@ def test_openvino_ir_export_agrees_and_every_runtime_reads_the_files(exported_ru
     run, by = exported_run
     out = Path(run) / "export"
     assert by["openvino-float32"]["parity"]["top1_agreement"] >= 0.99
-    assert by["openvino-int8"]["options"]["int8"] and by["openvino-int8"]["size_bytes"] < by["openvino-float32"]["size_bytes"]
+    assert by["openvino-int8"]["options"]["quantization"] == "int8" and by["openvino-int8"]["size_bytes"] < by["openvino-float32"]["size_bytes"]
     ir = out / by["openvino-float32"]["file"]
     assert sorted(p.name for p in ir.iterdir()) == ["model.bin", "model.xml"] and format_of(ir).name == "openvino"
     assert read_ir_metadata(ir)["labels"] == load_run(run).class_names
