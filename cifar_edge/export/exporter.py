@@ -419,9 +419,22 @@ def _read(out_dir) -> tuple[dict, dict]:
         return {}, {}
     try:
         doc = read_json(path)
-        return dict(doc["exports"]), dict(doc.get("failures") or {})
+        exports, failures = dict(doc["exports"]), dict(doc.get("failures") or {})
     except (ValueError, KeyError, TypeError, AttributeError):
         raise CifarEdgeError(f"{path} is corrupt; delete it and export again") from None
+    for entry in exports.values():
+        _current_options(entry)
+    return exports, failures
+
+
+def _current_options(entry):
+    """An entry's options as this version writes them: an older export.json held the quantization
+    mode as four booleans (``int8``, ``fp16``, ``dynamic``, ``int16x8``); they read as the one field."""
+    if isinstance(entry, dict) and isinstance(entry.get("options"), dict):
+        try:
+            entry["options"] = ExportOptions.from_dict(entry["options"]).to_dict()
+        except (TypeError, ValueError):
+            pass                      # an edited entry: its other fields decide whether it is used
 
 
 def read_manifest(out_dir) -> dict:

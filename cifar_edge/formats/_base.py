@@ -78,7 +78,7 @@ class ExportOptions:
 def quantization_from_flags(**flags: bool) -> str:
     """The one quantization mode the CLI's ``--int8``/``--fp16``/``--dynamic``/``--int16x8`` flags
     name (``none`` without one); two of them conflict."""
-    modes = [m for m in QUANTIZATIONS if flags.get(m)]
+    modes = [m for m, on in flags.items() if on and m in QUANTIZATIONS]
     if len(modes) > 1:
         raise CifarEdgeError(f"--{' and --'.join(modes)} conflict: choose one quantization mode")
     return modes[0] if modes else "none"
