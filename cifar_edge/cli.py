@@ -623,7 +623,7 @@ def formats(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = F
         _print_json({"formats": [{"name": f.name, "suffix": f.suffix, "options": sorted(f.options),
                                   "runtimes": list(f.runtimes), "description": f.description} for f in FORMATS.values()],
                      "variants": [{"name": name, "format": v.fmt.name,
-                                   "options": {k: getattr(v.opts, k) for k in sorted(v.opts.set_options())}}
+                                   "options": dict(sorted(v.opts.changed().items()))}
                                   for name, v in variants().items()]})
         return
     t = Table(title="export formats")
@@ -637,7 +637,7 @@ def formats(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = F
     v.add_column("options")
     for name, variant in variants().items():
         opts = variant.opts
-        v.add_row(name, variant.fmt.name, ", ".join(f"{k}={getattr(opts, k)}" for k in sorted(opts.set_options())) or "defaults")
+        v.add_row(name, variant.fmt.name, ", ".join(f"{k}={val}" for k, val in sorted(opts.changed().items())) or "defaults")
     if markdown:
         typer.echo(_markdown(t) + "\n\n" + _markdown(v))
         return

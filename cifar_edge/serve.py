@@ -11,7 +11,6 @@ or handed out, at most MAX_CONNECTIONS connections get a thread, and beyond loop
 """
 from __future__ import annotations
 
-
 import ipaddress
 import re
 import threading

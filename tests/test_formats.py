@@ -153,7 +153,7 @@ def test_a_new_format_is_one_module_that_the_cli_export_and_bench_pick_up(tmp_pa
 
     def cli(*args):
         done = subprocess.run([sys.executable, "-m", "cifar_edge", *map(str, args)], capture_output=True, text=True,
-                              env=env, timeout=900)
+                              env=env, cwd=package, timeout=900)      # not the checkout's cwd: the copy is imported
         assert done.returncode == 0, done.stderr[-2000:]
         return done.stdout
 

@@ -153,10 +153,10 @@ def export_run(run_dir, variants: list[Variant], out_dir=None,
         raise CifarEdgeError(f"--android takes exactly one {ANDROID_MODEL.suffix} file: use --format "
                              f"{_formats_with(lambda f: f.suffix == ANDROID_MODEL.suffix)} (not --all)")
     for v in variants:
-        if qat and v.opts.float_layers and not v.fmt.float_layers.qat:
-            raise CifarEdgeError(f"a quantization-aware run's {v.fmt.name} file carries the quantization it learned, "
-                                 "with no quantizer to keep layers out of; use --float-layers with --format "
-                                 f"{_formats_with(lambda f: f.float_layers is not None and f.float_layers.qat)}")
+        if qat and v.opts.float_layers and v.fmt.float_layers.qat_refusal:
+            raise CifarEdgeError(f"a quantization-aware run's {v.fmt.name} file {v.fmt.float_layers.qat_refusal}; use "
+                                 "--float-layers with --format "
+                                 f"{_formats_with(lambda f: f.float_layers is not None and not f.float_layers.qat_refusal)}")
     ctx, check = prepare(loaded, cfg, calibrate=qat or any(v.opts.calibrated for v in variants))
     variants = [v.with_options(resolve_float_layers(ctx.for_options(v.opts), v.fmt, v.opts)) for v in variants]
     repair = cfg.repair and len(variants) == 1 and repairable(ctx, variants[0])
@@ -221,7 +221,7 @@ def repairable(ctx, variant: Variant) -> bool:
     quantized here (not converted from another file, not a QAT run's where the format cannot)."""
     fmt, opts = variant.fmt, variant.opts
     return (fmt.float_layers is not None and opts.quantization == "int8" and opts.io == "float"
-            and not opts.float_layers and not opts.from_tflite and not (ctx.qat and not fmt.float_layers.qat))
+            and not opts.float_layers and not opts.from_tflite and not (ctx.qat and fmt.float_layers.qat_refusal))
 
 
 def resolve_float_layers(ctx, fmt: Format, opts: ExportOptions) -> ExportOptions:

@@ -53,11 +53,16 @@ class ExportOptions:
         """The exported file's input tensor type."""
         return self.io if self.quantization == "int8" and self.io != "float" else "float32"
 
+    def changed(self) -> dict:
+        """{field: value} of the fields that differ from the defaults (the format table shows them)."""
+        default = ExportOptions()
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)}
+
     def set_options(self) -> set:
         """The option names that differ from the defaults, a quantization by its mode (``int8``): the
         names formats accept and flags are made of."""
-        default = ExportOptions()
-        names = {f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(default, f.name)}
+        names = set(self.changed())
         return names - {"quantization"} | ({self.quantization} if "quantization" in names else set())
 
     def to_dict(self) -> dict:
@@ -176,7 +181,7 @@ class FloatLayers:
                              # "added_nsr", "accumulated_nsr"} (+ "with": nodes kept together with it)
     open: Callable           # open(data: bytes) -> a 1-thread Runner on a candidate file's bytes (refusing what would crash)
     fallbacks: Callable = lambda opts: []   # fallbacks(opts) -> [(options, label)]: whole-model files tried after the selective ones
-    qat: bool = True         # a quantization-aware run's file can keep layers in float too
+    qat_refusal: str = ""    # why a quantization-aware run's file cannot keep layers in float ("": it can)
     diagnose: Callable | None = None   # diagnose(ctx, opts, held_out, calibration, images) -> (per-layer ranking on
                                        # held_out and calibration, the int8 file's outputs on images): `cifar-edge diagnose`
 

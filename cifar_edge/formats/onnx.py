@@ -137,8 +137,9 @@ register(
            "ONNX via tf2onnx (dynamic batch); int8 as QDQ through onnxruntime or from the int8 .tflite",
            export=export, open=lambda path, threads=None: open_onnxruntime(path, threads), runtime="onnxruntime",
            order=2, check=_check, packages=("tf2onnx", "onnx", "onnxruntime"),
-           # a QAT run's .onnx carries the QDQ nodes it learned: no onnxruntime quantization to keep nodes out of
-           float_layers=FloatLayers(_float_nodes, rank_nodes, lambda data: open_onnxruntime(data, threads=1), qat=False),
+           float_layers=FloatLayers(_float_nodes, rank_nodes, lambda data: open_onnxruntime(data, threads=1),
+                                    qat_refusal="carries the QDQ nodes it learned, with no onnxruntime quantization "
+                                                "to keep layers out of"),
            variants={
                "onnx-float32": ExportOptions(),
                "onnx-int8": ExportOptions(quantization="int8"),

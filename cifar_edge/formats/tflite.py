@@ -72,8 +72,6 @@ def _diagnose(ctx, opts, held_out, calibration, images):
 _CLI = ReferenceTimer(run_reference, same_engine=lambda engine: engine != "litert-builtin")
 
 
-
-
 register(
     Format("tflite", ".tflite", frozenset({"int8", "fp16", "dynamic", "io", "per_channel", "int16x8", "float_layers"}),
            "LiteRT flatbuffer with labels and normalization metadata, for Android/iOS/microcontrollers",
