@@ -56,7 +56,7 @@ def measure(run: Path, data: str) -> dict:
     row = {"run": str(run), "test_images": len(labels), "keras_top1": acc(keras_runner(loaded.model).predict(images))}
     ctx, _ = prepare(loaded, ExportConfig(), calibrate=True)
     for name, flags in VARIANTS.items():
-        opts = ExportOptions(int8=name == "int8", dynamic=name == "dynamic")
+        opts = ExportOptions(quantization=name)
         before = file_bytes(ctx, get_format("tflite"), opts)     # the file export wrote from the unsplit model
         row[f"{name}_before_top1"] = acc(engine(open_litert(before, threads=1), f"{name}_before").predict(images))
         out = run / "export-bench"

@@ -61,8 +61,8 @@ def export_files(run, variants, out=None, **checks) -> list[dict]:
     return export_run(run, chosen, out, ExportConfig(**checks), command=f"cifar_edge.export_files({variants!r})")
 
 
-def diagnose_int8(run, variant: str = "tflite-int8", images: int = 200, **checks) -> dict:
-    """Rank the layers of an int8 TFLite variant by the error each adds, linked to per-class drift
+def diagnose_int8(run, variant: str | None = None, images: int = 200, **checks) -> dict:
+    """Rank the layers of an int8 variant (default tflite-int8) by the error each adds, linked to per-class drift
     beyond noise, as ``cifar-edge diagnose``; returns the report (also in RUN/export/diagnose/).
 
     ``checks`` are the :class:`cifar_edge.export.ExportConfig` fields export would use.

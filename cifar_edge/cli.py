@@ -467,9 +467,10 @@ def export(
     as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = False,
 ):
     """Export a run's model (TFLite, ONNX, Keras), checked against Keras, with an export.json manifest."""
-    from .export import ExportConfig, ExportOptions, export_run, resolve_variants
-    opts = ExportOptions(int8=int8, fp16=fp16, dynamic=dynamic, io=io, opset=opset, per_channel=not per_tensor,
-                         from_tflite=from_tflite, int16x8=int16x8,
+    from .export import ExportConfig, ExportOptions, export_run, quantization_from_flags, resolve_variants
+    quantization = quantization_from_flags(int8=int8, fp16=fp16, dynamic=dynamic, int16x8=int16x8)
+    opts = ExportOptions(quantization=quantization, io=io, opset=opset, per_channel=not per_tensor,
+                         from_tflite=from_tflite,
                          float_layers=tuple(n.strip() for n in (float_layers or "").split(",") if n.strip()))
     chosen = resolve_variants(variant, format, opts, all_variants)
     cfg = ExportConfig(calibration_images=calibration_images, check_images=check_images,
@@ -497,7 +498,7 @@ def export(
 @friendly
 def diagnose(
     run: Annotated[Path, typer.Argument(help="Run folder (from train or optimize).")],
-    variant: Annotated[str, typer.Option(help="The int8 TFLite variant to diagnose.")] = "tflite-int8",
+    variant: Annotated[Optional[str], typer.Option(help="The int8 variant to diagnose [default: tflite-int8, the first format's that can].")] = None,
     images: Annotated[int, typer.Option(help="Held-out (and calibration) images the per-layer errors are averaged over.")] = 200,
     top: Annotated[int, typer.Option(min=1, help="Layers to print.")] = 15,
     calibration_images: Annotated[int, typer.Option(help="Training images for int8 calibration (as export).")] = 500,
@@ -510,7 +511,7 @@ def diagnose(
     report = diagnose_run(run, variant, ExportConfig(calibration_images=calibration_images, check_images=check_images,
                                                      data=data), images=images)
     o = report["overall"]
-    t = Table(title=f"{variant} of {run}: top-1 {report['int8_top1']:.2%} vs float {report['float_top1']:.2%} on "
+    t = Table(title=f"{report['variant']} of {run}: top-1 {report['int8_top1']:.2%} vs float {report['float_top1']:.2%} on "
                     f"{report['check_images']} {report['split']} images (McNemar p = {o['p_value']:.3g})")
     for col in ("rank", "layer", "op", "added n/s", "accumulated n/s", "added cos", "node"):
         t.add_column(col, justify="right" if col in ("rank", "added n/s", "accumulated n/s", "added cos") else "left")
@@ -525,7 +526,7 @@ def diagnose(
                     f"none ({report['classes_moved']} classes moved, all within noise)"))
     stdout.print(f"written: {report['json']}, {report['plot']}")
     if report["int8_top1"] < report["float_top1"]:
-        stdout.print(f"repair: cifar-edge export {run} --format tflite --int8 (searches for a file within --max-drop, "
+        stdout.print(f"repair: cifar-edge export {run} --format {report['format']} --int8 (searches for a file within --max-drop, "
                      "default 1 point, when plain int8 misses it), or --float-layers LAYER,... with names from the "
                      "layer column")
 
@@ -622,7 +623,7 @@ def formats(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = F
         _print_json({"formats": [{"name": f.name, "suffix": f.suffix, "options": sorted(f.options),
                                   "runtimes": list(f.runtimes), "description": f.description} for f in FORMATS.values()],
                      "variants": [{"name": name, "format": v.fmt.name,
-                                   "options": {k: getattr(v.opts, k) for k in sorted(v.opts.set_options())}}
+                                   "options": dict(sorted(v.opts.changed().items()))}
                                   for name, v in variants().items()]})
         return
     t = Table(title="export formats")
@@ -636,7 +637,7 @@ def formats(as_json: Annotated[bool, typer.Option("--json", help=JSON_HELP)] = F
     v.add_column("options")
     for name, variant in variants().items():
         opts = variant.opts
-        v.add_row(name, variant.fmt.name, ", ".join(f"{k}={getattr(opts, k)}" for k in sorted(opts.set_options())) or "defaults")
+        v.add_row(name, variant.fmt.name, ", ".join(f"{k}={val}" for k, val in sorted(opts.changed().items())) or "defaults")
     if markdown:
         typer.echo(_markdown(t) + "\n\n" + _markdown(v))
         return

@@ -26,7 +26,6 @@ MARKER = ".cifar-edge-quickstart"
 # trains the full `cnn` the same way.  A larger batch and lower peak rate than the recipe's, because
 # a few epochs of a few thousand images are too few steps for batch 512 at lr 0.4.
 MODEL, BATCH_SIZE, LR = "cnn-tiny", 128, 0.2
-VARIANTS = ("tflite-float32", "tflite-int8", "onnx-float32")     # the float reference first
 TRAIN_IMAGES = 8000            # stratified subset of the training split (10% of it held out for validation)
 CALIBRATION_IMAGES = 200       # int8 calibration (export's default is 500)
 CHECK_IMAGES = 500             # held-out images each file is checked against Keras on
@@ -87,12 +86,21 @@ def _fresh_folder(out_dir) -> Path:
     return out_dir
 
 
+def quickstart_variants() -> tuple:
+    """The files the quickstart makes: float32 and int8 of the first format converted from the
+    model (.tflite), float32 of the second (.onnx); the float reference first."""
+    from .formats import FORMATS, ExportOptions, Variant
+    first, second = [f for f in FORMATS.values() if f.precision_in_name and not f.made_from][:2]
+    return (Variant(first, ExportOptions()).name, Variant(first, ExportOptions(quantization="int8")).name,
+            Variant(second, ExportOptions()).name)
+
+
 def file_rows(bench: dict, export_dir: Path) -> list[dict]:
     """One row per file from the bench: its own runtime (LiteRT for .tflite, onnxruntime for
     .onnx) at 1 thread, with size and latency relative to the float .tflite."""
     from .export import get_variant
     rows = []
-    for variant in VARIANTS:
+    for variant in quickstart_variants():
         fmt = get_variant(variant).fmt
         row = next((r for r in bench["rows"] if r["variant"] == variant and r["backend"] == fmt.runtime
                     and r["threads"] == 1), None)
@@ -135,10 +143,12 @@ def run_quickstart(out_dir, epochs: int = 4) -> dict:
     metrics = train(cfg, out_dir, dataset=data.dataset)
     command = "cifar-edge quickstart"
     failures: dict = {}          # a file that fails its check is a row saying why, not the end of the quickstart
-    export_run(out_dir, resolve_variants(list(VARIANTS)), cfg=ExportConfig(
+    chosen = resolve_variants(list(quickstart_variants()))
+    export_run(out_dir, chosen, cfg=ExportConfig(
         calibration_images=CALIBRATION_IMAGES, check_images=CHECK_IMAGES), command=command, failures=failures)
     bench = bench_run(out_dir, BenchConfig(runs=BENCH_RUNS, warmup=10, limit=BENCH_IMAGES, threads=(1,), batches=(32,),
-                                           variants=VARIANTS, runtimes=("litert", "onnxruntime"), siblings=False,
+                                           variants=tuple(v.name for v in chosen),
+                                           runtimes=tuple(dict.fromkeys(v.fmt.runtime for v in chosen)), siblings=False,
                                            export=False, reference=False), command=command)
     from .runs import RunFolder
     export_dir = RunFolder(out_dir).export_dir

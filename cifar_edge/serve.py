@@ -11,8 +11,6 @@ or handed out, at most MAX_CONNECTIONS connections get a thread, and beyond loop
 """
 from __future__ import annotations
 
-import dataclasses
-
 import ipaddress
 import re
 import threading
@@ -31,9 +29,8 @@ from .errors import CifarEdgeError
 from .export import MANIFEST, read_manifest
 from .fileio import to_json
 from .images import read_image
-from .formats import Runner, Unavailable, open_model
-from .formats.keras import keras_runner
-from .formats.onnx_web import ort_web_dist
+from .formats import (BACKENDS, MODEL_VARIANT, ExportOptions, Runner, Unavailable, Variant, get_format, model_runner,
+                      open_model)
 from .runs import RunFolder, inside_run, load_run
 
 MAX_UPLOAD_BYTES = 20_000_000
@@ -59,16 +56,14 @@ class Predictor:
         self.class_names, self.norm, self.input_size = loaded.class_names, loaded.norm, loaded.input_size
         self.run = loaded.run.root
         model_file = loaded.run.require_model()
-        runtime = (loaded.config.get("source") or {}).get("runtime", "keras")     # an import's own runtime
-        self.models = [Loaded("keras", model_file.name, model_file.stat().st_size,
-                              dataclasses.replace(keras_runner(loaded.model), runtime=runtime))]
+        self.models = [Loaded(MODEL_VARIANT, model_file.name, model_file.stat().st_size, model_runner(loaded))]
         manifest = read_manifest(RunFolder(self.run).export_dir)
-        unknown = sorted(set(variants or []) - {e["variant"] for e in manifest.values()} - {"keras"})
+        unknown = sorted(set(variants or []) - {e["variant"] for e in manifest.values()} - {MODEL_VARIANT})
         if unknown:
             raise CifarEdgeError(f"{', '.join(unknown)} not exported in {self.run / 'export'}; "
                                  "export it first or drop it from --variant")
         for entry in manifest.values():
-            if entry["format"] == "keras" or (variants and entry["variant"] not in variants):
+            if entry["variant"] == MODEL_VARIANT or (variants and entry["variant"] not in variants):
                 continue                      # the exported .h5 is the model already loaded above
             try:
                 path = inside_run(RunFolder(self.run).export_dir, entry["file"], MANIFEST)
@@ -121,13 +116,20 @@ class Predictor:
         return {"image": name, "input_size": self.input_size, "results": results}
 
 
+def page_runtime():
+    """The browser runtime the page runs a file in (the backend that serves its scripts, ``page_assets``)."""
+    return next(b for b in BACKENDS.values() if b.page_assets is not None)
+
+
 def _browser_file(manifest: dict, variants) -> dict | None:
-    """The .onnx the page runs in the browser (float32 first), when onnxruntime-web is installed."""
+    """The file the page runs in the browser (float32 first, then int8), when its runtime is installed."""
+    backend = page_runtime()
     try:
-        ort_web_dist()
+        backend.page_assets()
     except Unavailable:
         return None
-    for name in ("onnx-float32", "onnx-int8"):
+    names = [Variant(get_format(f), ExportOptions(quantization=q)).name for f in backend.formats for q in ("none", "int8")]
+    for name in names:
         entry = next((e for e in manifest.values() if e["variant"] == name), None)
         if entry is not None and (not variants or name in variants):
             return entry
@@ -144,7 +146,7 @@ def _ort_file(dist, name: str) -> bool:
 
 def make_server(predictor: Predictor, host: str = "127.0.0.1", port: int = 8000) -> ThreadingHTTPServer:
     page = resources.files("cifar_edge.web").joinpath("index.html").read_bytes()
-    ort_dist = ort_web_dist() if predictor.browser_file is not None else None
+    ort_dist = page_runtime().page_assets() if predictor.browser_file is not None else None
 
     class Handler(BaseHTTPRequestHandler):
         server_version = "cifar-edge"

@@ -196,13 +196,13 @@ def test_onnx_repair_of_a_qat_run_is_refused_as_it_would_measure_another_file(qa
     from cifar_edge.runs import load_run
     out, _ = qat_run
     cfg = ExportConfig(calibration_images=100, check_images=60, max_drop=1.0)
-    with pytest.raises(CifarEdgeError, match="quantization-aware run's ONNX.*--format tflite"):
-        export_run(out, resolve_variants(fmt="onnx", opts=ExportOptions(int8=True, float_layers=("s1_conv",))),
+    with pytest.raises(CifarEdgeError, match="quantization-aware run's onnx file carries the QDQ nodes.*--format tflite"):
+        export_run(out, resolve_variants(fmt="onnx", opts=ExportOptions(quantization="int8", float_layers=("s1_conv",))),
                    out_dir=tmp_path / "e", cfg=cfg)
     assert not (tmp_path / "e").exists()
     ctx, _ = prepare(load_run(out), cfg, calibrate=True)
-    assert ctx.qat and not repairable(ctx, Variant(get_format("onnx"), ExportOptions(int8=True)))
-    assert repairable(ctx, Variant(get_format("tflite"), ExportOptions(int8=True)))
+    assert ctx.qat and not repairable(ctx, Variant(get_format("onnx"), ExportOptions(quantization="int8")))
+    assert repairable(ctx, Variant(get_format("tflite"), ExportOptions(quantization="int8")))
 
 
 def test_qat_lr_follows_the_recipe_it_was_measured_with():

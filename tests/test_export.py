@@ -55,10 +55,10 @@ def test_every_variant_of_the_table_exports_and_agrees_with_keras(run, exported,
         # Run the file ourselves, independently of the manifest.
         outputs = open_model(path).predict(images)
         agree = np.mean(outputs.argmax(1) == reference.argmax(1))
-        quantized = entry["options"]["int8"] or entry["options"]["dynamic"] or entry["options"]["int16x8"]
+        quantized = entry["options"]["quantization"] in ("int8", "dynamic", "int16x8")
         assert agree >= (0.9 if quantized else 0.99), (name, agree)
         if not quantized:
-            assert np.max(np.abs(outputs - reference)) < (0.05 if entry["options"]["fp16"] else 1e-3), name
+            assert np.max(np.abs(outputs - reference)) < (0.05 if entry["options"]["quantization"] == "fp16" else 1e-3), name
         assert entry["parity"]["top1_agreement"] >= entry["parity"]["threshold"]
     assert not list((run / "export").glob(".*")), "temp files left behind"
 
@@ -150,7 +150,7 @@ def test_onnx_files_carry_the_same_model_facts_as_tflite(run, exported):
         facts = read_onnx_metadata(run / "export" / entry["file"])
         assert facts["labels"] == loaded.class_names and facts["input_size"] == 32, name
         assert np.allclose(facts["mean"], loaded.norm.mean) and np.allclose(facts["std"], loaded.norm.std), name
-        assert facts["input_dtype"] == "float32" and facts["quantization"] == ("int8" if entry["options"]["int8"] else "none")
+        assert facts["input_dtype"] == "float32" and facts["quantization"] == entry["options"]["quantization"]
         assert {k: facts[k] for k in ("mean", "std", "labels", "output_is_logits")} == \
             {k: tflite_facts[k] for k in ("mean", "std", "labels", "output_is_logits")}
 
@@ -169,9 +169,8 @@ def test_export_that_disagrees_with_keras_fails_and_leaves_nothing(run, tmp_path
 
 @pytest.mark.parametrize("kwargs, message", [
     (dict(fmt="tflte"), "did you mean 'tflite'"),
-    (dict(fmt="tflite", opts=ExportOptions(int8=True, fp16=True)), "conflict"),
     (dict(fmt="tflite", opts=ExportOptions(io="uint8")), "add --int8"),
-    (dict(fmt="onnx", opts=ExportOptions(fp16=True)), "does not take --fp16"),
+    (dict(fmt="onnx", opts=ExportOptions(quantization="fp16")), "does not take --fp16"),
     (dict(fmt="onnx", opts=ExportOptions(from_tflite=True)), "add --int8"),
     (dict(fmt="onnx", opts=ExportOptions(opset=9)), "opset"),
     (dict(names=["tflite-int9"]), "did you mean 'tflite-int8'"),
@@ -187,7 +186,7 @@ def test_bad_options_fail_before_any_work(kwargs, message):
 
 def test_int8_without_calibration_images_is_an_error(run, tmp_path):
     with pytest.raises(CifarEdgeError, match="calibration"):
-        export_run(run, resolve_variants(fmt="tflite", opts=ExportOptions(int8=True)), out_dir=tmp_path,
+        export_run(run, resolve_variants(fmt="tflite", opts=ExportOptions(quantization="int8")), out_dir=tmp_path,
                    cfg=ExportConfig(calibration_images=0))
     assert not list(tmp_path.iterdir())
 
@@ -246,7 +245,7 @@ def test_optimized_runs_export_int8_through_the_cli_with_drift_against_the_paren
         result = CliRunner().invoke(app, ["export", str(child), "--format", "tflite"])
         assert result.exit_code == 2 and "export it with --int8" in result.output
         entries = export_run(child, resolve_variants(all_variants=True), out_dir=tmp_path / "all", cfg=FAST)
-        assert {e["variant"] for e in entries} == {n for n, v in variants().items() if v.opts.int8}
+        assert {e["variant"] for e in entries} == {n for n, v in variants().items() if v.opts.quantization == "int8"}
 
 
 def test_cli_optimize_takes_exactly_one_method(run):

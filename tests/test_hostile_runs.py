@@ -3,6 +3,7 @@ the way it was found (the CLI in a fresh process, hostile files built here with 
 and answered with a correct result or one true error line, never a traceback."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import queue
@@ -18,6 +19,7 @@ import pytest
 from PIL import Image
 
 import cifar_edge.serve
+from cifar_edge.formats import BACKENDS
 import hostile
 from cifar_edge.serve import Predictor, check_host, make_server
 
@@ -145,7 +147,8 @@ def test_report_skips_the_entries_it_cannot_trust(hostile_run):
 def test_the_browser_route_hands_out_only_listed_files_inside_export(run, tmp_path, monkeypatch):
     """GET /model/<file> serves the .onnx export.json lists, inside export/, and nothing else:
     not an entry pointing outside, not a listed name that became a link out."""
-    monkeypatch.setattr(cifar_edge.serve, "ort_web_dist", lambda: tmp_path)      # as if onnxruntime-web were here
+    page = cifar_edge.serve.page_runtime()                                       # as if onnxruntime-web were here
+    monkeypatch.setitem(BACKENDS, page.name, dataclasses.replace(page, page_assets=lambda: tmp_path))
     good = Predictor(run, threads=1)
     assert good.browser_file["file"] == ONNX
     with _serving(good) as url:

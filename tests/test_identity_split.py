@@ -58,7 +58,7 @@ def test_a_short_cnn_run_exports_int8_from_the_split_model_and_float_from_the_tr
                       limit=600, batch_size=64, synthetic_classes=10, seed=0), run)
     cfg = ExportConfig(calibration_images=200, check_images=300, repair=False)
     entries = {}
-    for opts in (ExportOptions(), ExportOptions(int8=True), ExportOptions(dynamic=True)):
+    for opts in (ExportOptions(), ExportOptions(quantization="int8"), ExportOptions(quantization="dynamic")):
         (entry,) = export_run(run, resolve_variants(fmt="tflite", opts=opts), out_dir=run / "export", cfg=cfg)
         entries[entry["variant"]] = entry
     assert "identity_split" not in entries["tflite-float32"]

@@ -126,7 +126,7 @@ def _check_files(run, manifest, min_float=0.995, max_drop=1.0):
     exports = {e["variant"]: e for e in manifest["exports"].values()}
     for name, e in exports.items():
         p = e["parity"]
-        if not (e["options"]["int8"] or e["options"]["dynamic"] or e["options"]["int16x8"]):
+        if not (e["options"]["quantization"] in ("int8", "dynamic", "int16x8")):
             assert p["top1_agreement"] >= min_float, (name, p["top1_agreement"])
             continue
         assert p["gate"]["passes"], (name, p["gate"])

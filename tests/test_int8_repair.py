@@ -59,7 +59,7 @@ def faulty_run(tmp_path_factory):
 def quantized(faulty_run):
     loaded = load_run(faulty_run)
     ctx, check = prepare(loaded, FAST, calibrate=True)
-    base = ExportOptions(int8=True)
+    base = ExportOptions(quantization="int8")
     calibrated = calibrated_model(ctx)
     ranking = rank_layers(ctx.model, calibrated, check.images[:60])
 
@@ -93,7 +93,7 @@ def test_diagnosis_ranks_the_faulty_layer_first_and_its_top3_beat_random_layers(
 def test_max_drop_search_writes_the_cheapest_file_within_budget_and_records_every_candidate(faulty_run, tmp_path):
     out = tmp_path / "export"
     cfg = dataclasses.replace(FAST, max_drop=2.0)
-    entries = export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(int8=True)), out_dir=out, cfg=cfg)
+    entries = export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(quantization="int8")), out_dir=out, cfg=cfg)
     (entry,) = entries
     repair = entry["repair"]
     assert repair["candidates"][0]["candidate"] == "int8" and not repair["candidates"][0]["meets"]
@@ -121,7 +121,7 @@ def test_an_unreachable_budget_says_so_with_the_best_figure_and_recommends_qat(f
     with pytest.raises(CifarEdgeError, match=r"no int8 file is within 0.5 points of Keras with at least 50% agreement "
                                              r"on the calibration \(train\) images: the best, .*, loses [0-9.]+ points at "
                                              r"[0-9.]+% agreement, McNemar p = .*optimize .*faulty.* --qat"):
-        export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(int8=True)),
+        export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(quantization="int8")),
                    out_dir=tmp_path / "e", cfg=cfg)
     failure = read_failures(tmp_path / "e")["tflite-int8"]
     assert [c["candidate"] for c in failure["parity"]["repair"]["candidates"]] == ["int8", "int16x8"]
@@ -184,7 +184,7 @@ def test_onnx_max_drop_keeps_the_worst_ranked_nodes_in_float_and_recovers(faulty
     import onnx
     out = tmp_path / "onnx"
     cfg = dataclasses.replace(FAST, max_drop=2.0)
-    (entry,) = export_run(faulty_run, resolve_variants(fmt="onnx", opts=ExportOptions(int8=True)), out_dir=out, cfg=cfg)
+    (entry,) = export_run(faulty_run, resolve_variants(fmt="onnx", opts=ExportOptions(quantization="int8")), out_dir=out, cfg=cfg)
     repair = entry["repair"]
     assert repair["candidates"][0]["candidate"] == "int8" and not repair["candidates"][0]["meets"]
     assert repair["ranking"][0]["layer"] == "s2_conv", repair["ranking"][:3]    # onnxruntime's QDQ errors find the fault
@@ -242,7 +242,7 @@ def _zero_weights(tflite_bytes: bytes) -> bytes:
 
 def test_a_broken_int8_file_is_refused_by_the_floor_and_its_stale_file_goes(faulty_run, tmp_path, monkeypatch):
     import cifar_edge.formats._tflite_convert as tc
-    out, variants = tmp_path / "e", resolve_variants(fmt="tflite", opts=ExportOptions(int8=True))
+    out, variants = tmp_path / "e", resolve_variants(fmt="tflite", opts=ExportOptions(quantization="int8"))
     lax = dataclasses.replace(FAST, max_drop=100.0, min_agreement_int8=0.0, repair=False)
     (entry,) = export_run(faulty_run, variants, out_dir=out, cfg=lax)
     assert (out / entry["file"]).is_file()
@@ -265,9 +265,9 @@ def test_refusals_name_the_figures_and_advice_true_for_the_variant(faulty_run, t
     with pytest.raises(CifarEdgeError, match=r"tflite-int8 misses the 1-point budget \(Keras [0-9.]+% -> file [0-9.]+% "
                                              r"top-1 on [0-9]+ val images: loses [0-9.]+ points, McNemar p = .*"
                                              r"--format tflite --int8 --max-drop 1`.*--qat"):
-        export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(int8=True)), out_dir=out, cfg=strict)
+        export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(quantization="int8")), out_dir=out, cfg=strict)
     try:
-        export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(dynamic=True)), out_dir=out,
+        export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(quantization="dynamic")), out_dir=out,
                    cfg=dataclasses.replace(strict, max_drop=0.0))
     except CifarEdgeError as e:                     # whether the dynamic file passes depends on the fault's reach
         assert "calibration-images" not in str(e) and "weights alone" in str(e), str(e)
@@ -279,16 +279,16 @@ def test_float_layers_take_diagnose_names_and_refuse_unknown_ones(faulty_run, tm
     from cifar_edge.export.parity import sha256
     out = tmp_path / "e"
     lax = dataclasses.replace(FAST, max_drop=100.0, min_agreement_int8=0.0)
-    (plain,) = export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(int8=True)), out_dir=out, cfg=lax)
-    (kept,) = export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(int8=True, float_layers=("s2_conv",))),
+    (plain,) = export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(quantization="int8")), out_dir=out, cfg=lax)
+    (kept,) = export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(quantization="int8", float_layers=("s2_conv",))),
                          out_dir=out, cfg=lax)
     assert kept["options"]["float_layers"] and all("s2_conv" in n for n in kept["options"]["float_layers"])
     assert sha256(out / kept["file"]) != sha256(out / plain["file"])
     assert kept["accuracy"]["val"]["top1"] > plain["accuracy"]["val"]["top1"]          # s2_conv is the fault
     with pytest.raises(CifarEdgeError, match=r"--float-layers s2_cnv: no such layer in the tflite model \(did you mean "
                                              r"s2_conv\?\); valid names .*s1_conv.*s2_conv"):
-        export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(int8=True, float_layers=("s2_cnv",))),
+        export_run(faulty_run, resolve_variants(fmt="tflite", opts=ExportOptions(quantization="int8", float_layers=("s2_cnv",))),
                    out_dir=out, cfg=lax)
     with pytest.raises(CifarEdgeError, match=r"--float-layers nothing: no such layer in the onnx model"):
-        export_run(faulty_run, resolve_variants(fmt="onnx", opts=ExportOptions(int8=True, float_layers=("nothing",))),
+        export_run(faulty_run, resolve_variants(fmt="onnx", opts=ExportOptions(quantization="int8", float_layers=("nothing",))),
                    out_dir=out, cfg=lax)

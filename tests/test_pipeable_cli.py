@@ -78,7 +78,7 @@ def test_formats_rows_and_json_and_verbose():
     from cifar_edge.formats import variants
     r = cli("formats")
     quiet(r)
-    assert rows(r.stdout, "tflite-int8") == [["tflite-int8", "tflite", "int8=True"]]   # `| grep tflite-int8`
+    assert rows(r.stdout, "tflite-int8") == [["tflite-int8", "tflite", "quantization=int8"]]   # `| grep tflite-int8`
     doc = strict_json(cli("formats", "--json").stdout)
     assert [v["name"] for v in doc["variants"]] == list(variants())
     assert {f["name"] for f in doc["formats"]} >= {"tflite", "onnx", "keras"}

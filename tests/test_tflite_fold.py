@@ -16,8 +16,8 @@ from cifar_edge.formats._tflite_convert import convert, fold_normalization
 pytestmark = pytest.mark.filterwarnings("ignore:Statistics for quantized inputs:UserWarning")
 
 NORM = Normalization((125.3, 123.0, 113.9), (63.0, 62.1, 66.7))
-VARIANTS = {"float32": ExportOptions(), "int8": ExportOptions(int8=True),
-            "int8-io-int8": ExportOptions(int8=True, io="int8"), "int8-io-uint8": ExportOptions(int8=True, io="uint8")}
+VARIANTS = {"float32": ExportOptions(), "int8": ExportOptions(quantization="int8"),
+            "int8-io-int8": ExportOptions(quantization="int8", io="int8"), "int8-io-uint8": ExportOptions(quantization="int8", io="uint8")}
 
 
 @pytest.fixture(scope="module")
@@ -102,7 +102,7 @@ def test_variants_convert_from_one_saved_model(monkeypatch):
     monkeypatch.setattr(tf.saved_model, "save", lambda *a, **k: saves.append(a[1]) or real_save(*a, **k))
     x = np.random.default_rng(0).normal(size=(4, 8, 8, 3)).astype(np.float32)
     ctx = ExportContext(model=model, class_names=list("abcd"), norm=NORM, input_size=8, calibration=x)
-    files = [convert(ctx, opts) for opts in (ExportOptions(), ExportOptions(fp16=True), ExportOptions(int8=True))]
+    files = [convert(ctx, opts) for opts in (ExportOptions(), ExportOptions(quantization="fp16"), ExportOptions(quantization="int8"))]
     assert len(saves) == 1 and all(files)
     reference = tf.lite.TFLiteConverter.from_keras_model(model).convert()
     np.testing.assert_allclose(_run(files[0], x)[0], _run(reference, x)[0], atol=1e-6)

@@ -15,16 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import CifarEdgeError
+from ..formats import BACKENDS
 
 REMOTE_DIR = "/data/local/tmp/cifar_edge"
 REMOTE_BINARY = "/data/local/tmp/benchmark_model"
 DEFAULT_THREADS = (1, 4)          # phones: one core, and the big cluster
-DELEGATE_FLAGS = {
-    "android-cpu": ["--use_xnnpack=true"],
-    "android-gpu-fp16": ["--use_gpu=true", "--gpu_precision_loss_allowed=true"],
-    "android-gpu-fp32": ["--use_gpu=true", "--gpu_precision_loss_allowed=false"],
-    "android-nnapi": ["--use_nnapi=true"],
-}
 
 
 def parse_device(text: str) -> str | None:
@@ -89,10 +84,11 @@ def pick_serial(devices: dict, wanted: str | None) -> str:
 def benchmark_command(adb: str, serial: str, graph: str, backend: str, threads: int, runs: int, warmup: int,
                       binary: str = REMOTE_BINARY) -> list[str]:
     """The argv that runs benchmark_model on the phone for one row."""
-    if backend not in DELEGATE_FLAGS:
-        raise CifarEdgeError(f"{backend} is not an Android backend; use one of {', '.join(DELEGATE_FLAGS)}")
+    phone = {b.name: b for b in BACKENDS.values() if b.device == "android"}
+    if backend not in phone:
+        raise CifarEdgeError(f"{backend} is not an Android backend; use one of {', '.join(phone)}")
     return [adb, "-s", serial, "shell", binary, f"--graph={graph}", f"--num_threads={threads}",
-            f"--num_runs={runs}", f"--warmup_runs={warmup}", *DELEGATE_FLAGS[backend]]
+            f"--num_runs={runs}", f"--warmup_runs={warmup}", *phone[backend].device_args]
 
 
 def push_command(adb: str, serial: str, local, remote: str) -> list[str]:

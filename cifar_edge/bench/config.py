@@ -19,7 +19,7 @@ class BenchConfig:
     threads: tuple = ()                  # CPU thread counts; () -> 1 and nproc
     batches: tuple = (32, 64)            # batch sizes for throughput
     variants: tuple = ()                 # variant names; () -> every variant of the format table
-    formats: tuple = ()                  # only variants of these formats (keras, tflite, onnx)
+    formats: tuple = ()                  # only variants of these formats (names of the format table)
     runtimes: tuple = ()                 # backend names; () -> every backend that can load a variant
     with_runs: tuple = ()                # extra optimize runs (paths) to bench beside this one
     siblings: bool = True                # also bench optimize runs whose config names this run as parent

@@ -63,7 +63,7 @@ def precision(opts) -> str:
 
 def peak_kind(opts) -> str:
     """Which GEMM peak a file is held against: int8 arithmetic (int8, dynamic-range) or float32."""
-    return "int8" if opts.int8 or opts.dynamic or opts.int16x8 else "float32"
+    return "int8" if opts.quantized else "float32"
 
 
 def target_rows(ref: RunRef, t: Target, ctx: Context, advance=lambda n=1, **kw: None) -> list[dict]:
@@ -147,15 +147,15 @@ def _on_host(t: Target, backend: Backend, threads, ctx: Context) -> dict:
         out["footprint"] = runner.footprint
     if cfg.profile_ops and backend.profiler is not None:
         out["op_profile"] = backend.profiler(t.path, out["threads"], x1, min(cfg.runs, PROFILE_RUNS))
-    # LiteRT's CLI is a second opinion on LiteRT's rows only (another runtime's latency is not its to judge)
-    if cfg.reference and t.fmt.name == "tflite" and backend.device == "cpu" and backend.name.startswith("litert"):
+    # a runtime's own tool is a second opinion on its own rows only (another runtime's latency is not its to judge)
+    if cfg.reference and backend.reference is not None:
         threads_used = out["threads"]
         runs = out["latency"]["runs"]        # as many as ours, within the row's latency budget
         out["reference"] = reference.agreement(
             out["latency"]["p50_ms"], lambda: latency(runner.run, x1, runs, cfg.warmup)["p50_ms"],
             ctx.references.setdefault((str(t.path), threads_used), []),
-            lambda: reference.run_reference(t.path, threads_used, runs, cfg.warmup),
-            same_engine=backend.name != "litert-no-xnnpack" and out["engine"] != "litert-builtin")
+            lambda: backend.reference.run(t.path, threads_used, runs, cfg.warmup),
+            same_engine=backend.reference.same_engine(out["engine"]))
     runner = None           # the model's memory goes before the next row loads its own
     gc.collect()
     out["row_seconds"] = time.perf_counter() - started      # what this row cost the bench

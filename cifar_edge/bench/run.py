@@ -14,8 +14,7 @@ from ..errors import CifarEdgeError
 from ..export import file_accuracy
 from ..versions import versions
 from ..models import count_flops
-from ..formats import default_threads, gpu_missing
-from ..formats.keras import keras_runner
+from ..formats import default_threads, gpu_missing, model_runner
 from ..runs import QUANTIZED, RunFolder, load_run, run_data
 from .config import BenchConfig
 from .gpu import gpu_summary
@@ -85,8 +84,8 @@ def _bench_one(ref: RunRef, cfg: BenchConfig, peak: dict, phone, parent_float: d
         return _unusable(ref, cfg, str(e)), None, None
     images, labels, split = _test_images(loaded, cfg.limit)
     console.info(f"benching {ref.root} ({ref.label}): {len(labels)} {split} images, {len(targets)} variants")
-    keras_outputs = keras_runner(loaded.model).predict(images)      # the reference: Keras, or an import's own runtime
-    runtime = (loaded.config.get("source") or {}).get("runtime", "keras")
+    model = model_runner(loaded)          # the reference: Keras, or an import's own runtime
+    keras_outputs, runtime = model.predict(images), model.runtime
     own = {**file_accuracy(keras_outputs, labels, loaded.class_names, runtime),
            "source": f"{ref.label} Keras model" if loaded.source == "trained" else f"imported {loaded.source} model ({runtime})"}
     # config.json's FLOPs: count_flops cannot see through a QAT model's quantize wrappers.

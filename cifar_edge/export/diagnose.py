@@ -15,9 +15,7 @@ import numpy as np
 from .. import console
 from ..errors import CifarEdgeError
 from ..fileio import write_json
-from ..formats import get_variant
-from ..formats._quant_error import plot_layers, rank_layers
-from ..formats.tflite import calibrated_model, convert, open_litert
+from ..formats import FORMATS, ExportOptions, Variant, get_variant, plot_layers
 from ..runs import as_loaded
 from .exporter import ExportConfig, prepare
 from .parity import class_drift, overall_drift, top1
@@ -25,15 +23,27 @@ from .parity import class_drift, overall_drift, top1
 DIAGNOSE_DIR = "diagnose"
 
 
-def diagnose_run(run_dir, variant: str = "tflite-int8", cfg: ExportConfig = ExportConfig(), images: int = 200,
+def _diagnosable(fmt) -> bool:
+    return fmt.float_layers is not None and fmt.float_layers.diagnose is not None
+
+
+def default_variant() -> str:
+    """The plain int8 variant of the first format that can diagnose its layers."""
+    return Variant(next(f for f in FORMATS.values() if _diagnosable(f)), ExportOptions(quantization="int8")).name
+
+
+def diagnose_run(run_dir, variant: str | None = None, cfg: ExportConfig = ExportConfig(), images: int = 200,
                  out_dir=None) -> dict:
-    """Diagnose ``variant`` (an int8 TFLite variant with float I/O) of the run; returns the
-    report written to ``out_dir`` (default RUN/export/diagnose)."""
+    """Diagnose ``variant`` (an int8 variant with float I/O, default :func:`default_variant`) of the
+    run; returns the report written to ``out_dir`` (default RUN/export/diagnose)."""
+    variant = variant or default_variant()
     chosen = get_variant(variant)
     fmt, opts = chosen.fmt, chosen.opts
-    if fmt.name != "tflite" or not opts.int8 or opts.io != "float":
-        raise CifarEdgeError(f"diagnose takes an int8 TFLite variant with float I/O (e.g. tflite-int8), not "
-                             f"{variant}; integer I/O adds no error of its own beyond the tflite-int8 file's")
+    if not _diagnosable(fmt) or opts.quantization != "int8" or opts.io != "float":
+        plain = default_variant()
+        raise CifarEdgeError(f"diagnose takes an int8 variant with float I/O of "
+                             f"{' or '.join(f.name for f in FORMATS.values() if _diagnosable(f))} (e.g. {plain}), not "
+                             f"{variant}; integer I/O adds no error of its own beyond the {plain} file's")
     if images < 1:
         raise CifarEdgeError(f"--images {images} is invalid; use 1 or more held-out images")
     cfg.validate()
@@ -42,14 +52,11 @@ def diagnose_run(run_dir, variant: str = "tflite-int8", cfg: ExportConfig = Expo
     ctx = ctx.for_options(opts)          # the model the int8 file converts from
     out = Path(out_dir) if out_dir else loaded.run.export_dir / DIAGNOSE_DIR
     console.info(f"diagnosing {variant} of {loaded.run.root}: calibrating on {len(ctx.calibration)} images ...")
-    calibrated = calibrated_model(ctx)
     pick = lambda x: x[np.linspace(0, len(x) - 1, min(images, len(x))).astype(int)]  # noqa: E731 - spread, stable
-    ranking = rank_layers(ctx.model, calibrated, pick(check.images), pick(ctx.calibration),
-                          per_channel=opts.per_channel)
-    int8 = open_litert(convert(ctx, opts)).predict(check.images)
+    ranking, int8 = fmt.float_layers.diagnose(ctx, opts, pick(check.images), pick(ctx.calibration), check.images)
     classes = class_drift(check.drift_reference, int8, check.labels, ctx.class_names, top=len(ctx.class_names))
     report = {
-        "run": str(loaded.run.root), "variant": variant, "split": check.split, "check_images": int(len(check.labels)),
+        "run": str(loaded.run.root), "variant": variant, "format": fmt.name, "split": check.split, "check_images": int(len(check.labels)),
         "layer_images": {"held_out": int(min(images, len(check.images))),
                          "calibration": int(min(images, len(ctx.calibration)))},
         "calibration_images": int(len(ctx.calibration)),

@@ -19,12 +19,14 @@ from .. import console
 from ..data import limit_images, prepare_images
 from ..errors import CifarEdgeError
 from ..fileio import atomic_path, read_json, remove_stale_system_temps, remove_stale_temps, write_json, write_text
-from ..formats import QAT_INT8_ONLY, ExportOptions, Format, Variant, get_variant, qat_allows, validate
-from ..formats.keras import keras_runner
+from ..formats import (FORMATS, MODEL_VARIANT, QAT_INT8_ONLY, ExportContext, ExportOptions, Format, Variant, get_variant, keras_runner,
+                       qat_allows, validate)
 from ..runs import MANIFEST, RunFolder, as_loaded, inside_run, load_model, run_data
 from ..versions import versions
-from ..formats import ExportContext
 from .parity import accuracy_gate, agreement, class_drift, file_facts, overall_drift, per_class_accuracy, top1
+
+ANDROID_MODEL = Path("model.tflite")     # the file the Android app (examples/android) loads from its assets
+
 
 @dataclass(frozen=True)
 class ExportConfig:
@@ -34,7 +36,7 @@ class ExportConfig:
     min_agreement_int8: float = 0.50  # quantized files: below this agreement a file is broken (accuracy gates the rest)
     data: str | None = None           # data source override (default: the run's)
     max_drop: float = 1.0             # quantized files: top-1 points they may lose against Keras (beyond noise)
-    repair: bool = True               # one int8 TFLite/ONNX file missing max_drop: search for one within it
+    repair: bool = True               # one int8 file missing max_drop: search for one within it (formats with FloatLayers)
 
     def validate(self):
         if not 0 <= self.max_drop <= 100:
@@ -55,7 +57,7 @@ class _Check:
     split: str
     keras: np.ndarray                 # this run's Keras outputs
     drift_reference: np.ndarray       # the float parent's outputs (pruned/QAT runs) or keras
-    drift_source: str = "keras"
+    drift_source: str = MODEL_VARIANT
     calibration_labels: np.ndarray | None = None   # labels of ctx.calibration: the repair search selects on them
 
 
@@ -76,7 +78,7 @@ def resolve_variants(names=None, fmt: str | None = None, opts: ExportOptions | N
         chosen = [get_variant(n) for n in names]
     else:
         if fmt is None:
-            raise CifarEdgeError("nothing to export: pass --format tflite|onnx|keras or --all")
+            raise CifarEdgeError(f"nothing to export: pass --format {'|'.join(FORMATS)} or --all")
         chosen = [Variant(get_format(fmt), opts or ExportOptions())]
     for v in chosen:
         validate(v.fmt, v.opts)
@@ -122,7 +124,7 @@ def prepare(loaded, cfg: ExportConfig, calibrate: bool) -> tuple[ExportContext, 
     reference = keras_runner(loaded.model).predict(images)
     parent = _parent_outputs(loaded.config, images)
     check = _Check(images, y, split, reference, reference if parent is None else parent,
-                   "keras" if parent is None else "parent float keras", calibration_labels)
+                   MODEL_VARIANT if parent is None else f"parent float {MODEL_VARIANT}", calibration_labels)
     return ctx, check
 
 
@@ -147,11 +149,14 @@ def export_run(run_dir, variants: list[Variant], out_dir=None,
         if refused:
             console.warn(f"skipping {', '.join(refused)}: {QAT_INT8_ONLY}")
             variants = [v for v in variants if qat_allows(v.fmt, v.opts)]
-    if android_dir is not None and [v.fmt.name for v in variants] != ["tflite"]:
-        raise CifarEdgeError("--android takes exactly one .tflite: use --format tflite (not --all)")
-    if qat and any(v.fmt.name == "onnx" and v.opts.float_layers for v in variants):
-        raise CifarEdgeError("a quantization-aware run's ONNX carries the QDQ nodes it learned, with no onnxruntime "
-                             "quantization to keep layers out of; use --float-layers with --format tflite")
+    if android_dir is not None and (len(variants) != 1 or variants[0].fmt.suffix != ANDROID_MODEL.suffix):
+        raise CifarEdgeError(f"--android takes exactly one {ANDROID_MODEL.suffix} file: use --format "
+                             f"{_formats_with(lambda f: f.suffix == ANDROID_MODEL.suffix)} (not --all)")
+    for v in variants:
+        if qat and v.opts.float_layers and v.fmt.float_layers.qat_refusal:
+            raise CifarEdgeError(f"a quantization-aware run's {v.fmt.name} file {v.fmt.float_layers.qat_refusal}; use "
+                                 "--float-layers with --format "
+                                 f"{_formats_with(lambda f: f.float_layers is not None and not f.float_layers.qat_refusal)}")
     ctx, check = prepare(loaded, cfg, calibrate=qat or any(v.opts.calibrated for v in variants))
     variants = [v.with_options(resolve_float_layers(ctx.for_options(v.opts), v.fmt, v.opts)) for v in variants]
     repair = cfg.repair and len(variants) == 1 and repairable(ctx, variants[0])
@@ -205,12 +210,18 @@ def _applicable(loaded, variants):
     return [v for v in variants if v.name not in refused]
 
 
+def _formats_with(test) -> str:
+    """The names of the formats that pass ``test``, for an error's advice."""
+    return " or ".join(f.name for f in FORMATS.values() if test(f))
+
+
 def repairable(ctx, variant: Variant) -> bool:
-    """Whether the repair search takes this variant: int8 TFLite or ONNX with float I/O, nothing
-    kept in float yet, quantized here (not converted from the .tflite, not a QAT run's ONNX)."""
+    """Whether the repair search takes this variant: int8 with float I/O of a format that can keep
+    layers in float (:class:`~cifar_edge.formats.FloatLayers`), nothing kept in float yet,
+    quantized here (not converted from another file, not a QAT run's where the format cannot)."""
     fmt, opts = variant.fmt, variant.opts
-    return (fmt.name in ("tflite", "onnx") and opts.int8 and opts.io == "float" and not opts.float_layers
-            and not opts.from_tflite and not (ctx.qat and fmt.name == "onnx"))
+    return (fmt.float_layers is not None and opts.quantization == "int8" and opts.io == "float"
+            and not opts.float_layers and not opts.from_tflite and not (ctx.qat and fmt.float_layers.qat_refusal))
 
 
 def resolve_float_layers(ctx, fmt: Format, opts: ExportOptions) -> ExportOptions:
@@ -220,8 +231,8 @@ def resolve_float_layers(ctx, fmt: Format, opts: ExportOptions) -> ExportOptions
     if not opts.float_layers:
         return opts
     import dataclasses
-    from ..formats._float_layers import match_float_layers
-    return dataclasses.replace(opts, float_layers=match_float_layers(ctx, fmt.name, opts))
+    from ..formats import match_float_layers
+    return dataclasses.replace(opts, float_layers=match_float_layers(ctx, fmt, opts))
 
 
 def _selection(ctx, check: _Check) -> _Check:
@@ -304,7 +315,7 @@ def _export_one(ctx, variant: Variant, out: Path, check: _Check, cfg: ExportConf
         entry["identity_split"] = {"layers": list(source.identity_split),
                                    "why": "dirac convs quantized as conv(W - I) + input: the learned weights set "
                                           "their own int8 scale (same float function)"}
-    if opts.quantized or opts.fp16 or ctx.qat or loaded.config.get("optimize"):
+    if opts.quantized or opts.quantization == "fp16" or ctx.qat or loaded.config.get("optimize"):
         entry["drift"] = {"against": check.drift_source,
                           "float_top1": top1(check.drift_reference, check.labels),
                           "overall": overall_drift(check.drift_reference, outputs, check.labels),
@@ -345,10 +356,10 @@ def _advice(ctx, variant: Variant, run, cfg: ExportConfig) -> str:
     if repairable(ctx, variant):
         return (f"Reach it with `cifar-edge export {run} --format {fmt.name} --int8 --max-drop {cfg.max_drop:g}` "
                 f"(keeps the worst layers in float), or {qat}")
-    if opts.dynamic:
+    if opts.quantization == "dynamic":
         return (f"Dynamic range quantizes the weights alone (no calibration to improve): export "
-                f"`--format tflite --int8` (it repairs itself) or --fp16, or {qat}")
-    if opts.int8 and opts.io != "float":
+                f"`--format {fmt.name} --int8` (it repairs itself) or --fp16, or {qat}")
+    if opts.quantization == "int8" and opts.io != "float":
         return (f"Integer I/O adds no error of its own: find the layers with `cifar-edge export {run} --format "
                 f"{fmt.name} --int8 --max-drop {cfg.max_drop:g}`, use more --calibration-images, or {qat}")
     return f"Use more --calibration-images, `--format {fmt.name} --int8 --max-drop {cfg.max_drop:g}`, or {qat}"
@@ -408,9 +419,22 @@ def _read(out_dir) -> tuple[dict, dict]:
         return {}, {}
     try:
         doc = read_json(path)
-        return dict(doc["exports"]), dict(doc.get("failures") or {})
+        exports, failures = dict(doc["exports"]), dict(doc.get("failures") or {})
     except (ValueError, KeyError, TypeError, AttributeError):
         raise CifarEdgeError(f"{path} is corrupt; delete it and export again") from None
+    for entry in exports.values():
+        _current_options(entry)
+    return exports, failures
+
+
+def _current_options(entry):
+    """An entry's options as this version writes them: an older export.json held the quantization
+    mode as four booleans (``int8``, ``fp16``, ``dynamic``, ``int16x8``); they read as the one field."""
+    if isinstance(entry, dict) and isinstance(entry.get("options"), dict):
+        try:
+            entry["options"] = ExportOptions.from_dict(entry["options"]).to_dict()
+        except (TypeError, ValueError):
+            pass                      # an edited entry: its other fields decide whether it is used
 
 
 def read_manifest(out_dir) -> dict:
@@ -460,7 +484,7 @@ def read_failures(out_dir) -> dict:
 
 def _drop_into_app(model_file: Path, class_names, assets: Path):
     """Copy the model and labels into an Android app's assets, as the app loads them."""
-    with atomic_path(assets / "model.tflite") as tmp:
+    with atomic_path(assets / ANDROID_MODEL) as tmp:
         shutil.copyfile(model_file, tmp)
     write_text(assets / "labels.txt", "\n".join(class_names) + "\n")
-    console.info(f"  copied to {assets / 'model.tflite'} and {assets / 'labels.txt'}")
+    console.info(f"  copied to {assets / ANDROID_MODEL} and {assets / 'labels.txt'}")

@@ -1,14 +1,14 @@
-"""`export --format tflite|onnx --int8 --max-drop POINTS`: the smallest, fastest int8-ish
-file within POINTS of the float model's top-1 on the held-out check images.
+"""`export --format FORMAT --int8 --max-drop POINTS`: the smallest, fastest int8-ish
+file within POINTS of the float model's top-1 on the held-out check images, for each format
+that can keep layers in float (its :class:`~cifar_edge.formats.FloatLayers`).
 
 The search, cheapest file first:
 
 1. plain int8;
-2. selective int8: the layers the diagnosis ranks worst kept in float, one more at a time
-   (TFLite: the converter's denylist, ranked by `diagnose`'s per-layer error; ONNX:
-   onnxruntime's ``nodes_to_exclude``, ranked with its QDQ debugging helpers, each node with
-   the unweighted nodes that feed it, so its input is not quantized either);
-3. TFLite only: 16-bit activations with 8-bit weights (int16x8), whole model.
+2. selective int8: the layers the format's diagnosis ranks worst kept in float, one more at a
+   time (TFLite: the converter's denylist, ranked by `diagnose`'s per-layer error; ONNX:
+   onnxruntime's ``nodes_to_exclude``, each node with the unweighted nodes that feed it);
+3. the format's whole-model fallbacks (TFLite: 16-bit activations with 8-bit weights, int16x8).
 
 Candidates are chosen on the selection images (the calibration images, from the training
 set) and must keep their drop within the budget there with no noise allowance; the winner is
@@ -32,8 +32,6 @@ import numpy as np
 from .. import console
 from ..errors import CifarEdgeError
 from ..formats import ExportOptions, file_name, variant_name
-from ..formats.onnx import open_onnxruntime
-from ..formats.tflite import check_litert_loads, open_litert
 from ..timing import latency
 from .parity import accuracy_gate, top1
 
@@ -61,20 +59,9 @@ def file_bytes(ctx, fmt, opts: ExportOptions) -> bytes:
 
 
 def _backend(ctx, base: ExportOptions, fmt) -> _Backend:
-    make = lambda opts: file_bytes(ctx, fmt, opts)  # noqa: E731
-    if fmt.name == "onnx":
-        from ..formats.onnx import rank_nodes
-        return _Backend(make, lambda data: open_onnxruntime(data, threads=1),
-                        lambda sample: rank_nodes(ctx, base, sample), [])
-    from ..formats._quant_error import rank_layers
-    from ..formats.tflite import calibrated_model
-
-    def open_checked(data):
-        check_litert_loads(data)
-        return open_litert(data, threads=1)
-    return _Backend(make, open_checked,
-                    lambda sample: rank_layers(ctx.model, calibrated_model(ctx), sample, per_channel=base.per_channel),
-                    [(ExportOptions(int16x8=True, per_channel=base.per_channel), "int16x8")])
+    hooks = fmt.float_layers
+    return _Backend(lambda opts: file_bytes(ctx, fmt, opts), hooks.open, lambda sample: hooks.rank(ctx, base, sample),
+                    hooks.fallbacks(base))
 
 
 def measure_candidate(runner, data: bytes, selection, max_drop: float, min_agreement: float) -> dict:

@@ -11,10 +11,14 @@ from __future__ import annotations
 import importlib
 import pkgutil
 
-from ._base import (BACKENDS, FOLDED_NORMALIZATION, FORMATS, IO_TYPES, QAT_INT8_ONLY, Backend, ExportContext,
-                    HOST_DEVICES, ExportOptions, Format, Runner, Unavailable, backends_for, check_runtime_names, default_threads,
-                    file_name, format_of, get_format, get_variant, gpu_missing, on_software_gpu, open_backend, open_model, qat_allows,
-                    register, validate, variant_name, variants, Variant)
+from ._base import (BACKENDS, FOLDED_NORMALIZATION, FORMATS, IO_TYPES, QAT_INT8_ONLY, QUANTIZATIONS, Backend, ExportContext,
+                    FloatLayers, HOST_DEVICES, ExportOptions, Format, ReferenceTimer, Runner, Unavailable, backends_for,
+                    check_runtime_names, default_threads, file_name, format_of, get_format, get_variant, gpu_missing,
+                    on_software_gpu, open_backend, open_model, qat_allows, quantization_from_flags, register, validate,
+                    variant_name, variants, Variant)
+from ._float_layers import match_float_layers
+from ._quant_error import plot_layers
+from .keras import MODEL_VARIANT, keras_runner, model_runner
 
 
 def _discover():
@@ -25,7 +29,8 @@ def _discover():
 
 _discover()
 
-__all__ = ["BACKENDS", "FOLDED_NORMALIZATION", "FORMATS", "IO_TYPES", "QAT_INT8_ONLY", "Backend", "ExportContext",
+__all__ = ["BACKENDS", "FOLDED_NORMALIZATION", "FORMATS", "IO_TYPES", "QAT_INT8_ONLY", "QUANTIZATIONS", "Backend",
+           "ExportContext", "FloatLayers", "ReferenceTimer", "MODEL_VARIANT", "keras_runner", "match_float_layers", "plot_layers", "model_runner", "quantization_from_flags",
            "HOST_DEVICES", "ExportOptions", "Format", "Runner", "Unavailable", "backends_for", "check_runtime_names",
            "default_threads", "file_name", "format_of", "get_format", "get_variant", "gpu_missing", "on_software_gpu", "open_backend",
            "open_model", "qat_allows", "register", "validate", "Variant", "variant_name", "variants"]

@@ -21,47 +21,72 @@ from ..errors import CifarEdgeError, unknown_choice
 IO_TYPES = ("float", "int8", "uint8")
 
 
+QUANTIZATIONS = ("none", "fp16", "dynamic", "int8", "int16x8")
+CALIBRATED = ("int8", "int16x8")                  # activations quantized, ranges calibrated on training images
+QUANTIZED = ("dynamic", "int8", "int16x8")         # int8 weights: parity judged against the int8 threshold
+
+
 @dataclass(frozen=True)
 class ExportOptions:
     """How to export: quantization, I/O type and converter settings."""
-    int8: bool = False          # full-integer quantization (calibrated activations)
-    fp16: bool = False          # float16 weights
-    dynamic: bool = False       # dynamic-range: int8 weights, float activations
+    quantization: str = "none"  # none; fp16 (float16 weights); dynamic (int8 weights, float activations);
+                                # int8 (full-integer, calibrated activations); int16x8 (16-bit activations, 8-bit weights)
     io: str = "float"           # int8 models only: float, int8 or uint8 input/output
     opset: int = 17             # ONNX opset
     per_channel: bool = True    # int8 weights per output channel (else per tensor)
     from_tflite: bool = False   # ONNX int8: convert the int8 .tflite (QDQ) instead of quantizing in onnxruntime
-    int16x8: bool = False       # TFLite: 16-bit activations, 8-bit weights (calibrated)
-    float_layers: tuple = ()    # int8: nodes kept in float (selective quantization, `export --max-drop`): TFLite
-                                # converter denylist or onnxruntime nodes_to_exclude
+    float_layers: tuple = ()    # int8: nodes kept in float (selective quantization, `export --max-drop`): the
+                                # format's keep-in-float list (:class:`FloatLayers`)
 
     @property
     def quantized(self) -> bool:
         """Quantized activations or weights: parity is judged against the int8 threshold."""
-        return self.int8 or self.dynamic or self.int16x8
+        return self.quantization in QUANTIZED
 
     @property
     def calibrated(self) -> bool:
         """Activations quantized with ranges calibrated on training images."""
-        return self.int8 or self.int16x8
-
-    @property
-    def quantization(self) -> str:
-        return ("int8" if self.int8 else "int16x8" if self.int16x8 else "fp16" if self.fp16
-                else "dynamic" if self.dynamic else "none")
+        return self.quantization in CALIBRATED
 
     @property
     def input_dtype(self) -> str:
         """The exported file's input tensor type."""
-        return self.io if self.int8 and self.io != "float" else "float32"
+        return self.io if self.quantization == "int8" and self.io != "float" else "float32"
+
+    def changed(self) -> dict:
+        """{field: value} of the fields that differ from the defaults (the format table shows them)."""
+        default = ExportOptions()
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if getattr(self, f.name) != getattr(default, f.name)}
 
     def set_options(self) -> set:
-        """The option names that differ from the defaults."""
-        default = ExportOptions()
-        return {f.name for f in dataclasses.fields(self) if getattr(self, f.name) != getattr(default, f.name)}
+        """The option names that differ from the defaults, a quantization by its mode (``int8``): the
+        names formats accept and flags are made of."""
+        names = set(self.changed())
+        return names - {"quantization"} | ({self.quantization} if "quantization" in names else set())
 
     def to_dict(self) -> dict:
         return {**dataclasses.asdict(self), "float_layers": list(self.float_layers)}   # as JSON holds it
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "ExportOptions":
+        """Options as export.json holds them, including those written before the quantization mode
+        was one field (four booleans: ``int8``, ``fp16``, ``dynamic``, ``int16x8``)."""
+        d = dict(d)
+        modes = [m for m in QUANTIZATIONS if d.pop(m, False) is True]
+        if modes and "quantization" not in d:
+            d["quantization"] = modes[0]
+        known = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: (tuple(v) if k == "float_layers" else v) for k, v in d.items() if k in known})
+
+
+def quantization_from_flags(**flags: bool) -> str:
+    """The one quantization mode the CLI's ``--int8``/``--fp16``/``--dynamic``/``--int16x8`` flags
+    name (``none`` without one); two of them conflict."""
+    modes = [m for m, on in flags.items() if on and m in QUANTIZATIONS]
+    if len(modes) > 1:
+        raise CifarEdgeError(f"--{' and --'.join(modes)} conflict: choose one quantization mode")
+    return modes[0] if modes else "none"
 
 
 @dataclass
@@ -131,6 +156,34 @@ class Backend:
     max_images: int | None = None    # a slow runtime (reference kernels) checks agreement on this many images
     profiler: Callable | None = None   # profiler(path, threads, x, runs) -> per-node times (``bench --profile-ops``)
     batched: bool = True             # runs batches natively (else no batch-throughput figures: one image at a time)
+    reference: "ReferenceTimer | None" = None   # another tool's timing of the same file: a second opinion on the row
+    device_args: tuple = ()          # what a device's own harness runs it with (benchmark_model's delegate flags)
+    packages: tuple = ()             # the Python packages whose versions its figures depend on (export/bench.json)
+    page_assets: Callable | None = None   # page_assets() -> the folder of scripts `cifar-edge serve`'s page runs its
+                                          # files with, in the user's browser (raises Unavailable when not installed)
+
+
+@dataclass(frozen=True)
+class ReferenceTimer:
+    """A runtime's own benchmark tool (LiteRT's CLI, say) timing the file a row times, with the
+    same threads: its median beside ours shows whether our harness adds or hides anything."""
+    run: Callable          # run(path, threads, runs, warmup) -> {"tool", "median_ms", "avg_ms", "p95_ms", ...} or {"error"}
+    same_engine: Callable  # same_engine(row_engine) -> whether the tool runs the kernels the row ran (else a
+                           # disagreement is expected, and not measured again)
+
+
+@dataclass(frozen=True)
+class FloatLayers:
+    """How a format keeps chosen layers of a calibrated int8 model in float (selective int8):
+    what ``--float-layers`` resolves against and what the repair search (`export --max-drop`) tries."""
+    nodes: Callable          # nodes(ctx, opts) -> the node names its keep-in-float list takes, in graph order
+    rank: Callable           # rank(ctx, opts, images) -> layers, worst first: {"rank", "layer", "node", "op",
+                             # "added_nsr", "accumulated_nsr"} (+ "with": nodes kept together with it)
+    open: Callable           # open(data: bytes) -> a 1-thread Runner on a candidate file's bytes (refusing what would crash)
+    fallbacks: Callable = lambda opts: []   # fallbacks(opts) -> [(options, label)]: whole-model files tried after the selective ones
+    qat_refusal: str = ""    # why a quantization-aware run's file cannot keep layers in float ("": it can)
+    diagnose: Callable | None = None   # diagnose(ctx, opts, held_out, calibration, images) -> (per-layer ranking on
+                                       # held_out and calibration, the int8 file's outputs on images): `cifar-edge diagnose`
 
 
 @dataclass(frozen=True)
@@ -151,6 +204,9 @@ class Format:
     folder: bool = False        # the export is a folder of files (an IR as .xml + .bin, say)
     other_suffixes: tuple = ()  # more suffixes its opener reads (Keras: a run's model.keras)
     made_from: str = ""         # the format whose file its exporter converts ("": from the model itself)
+    precision_in_name: bool = True   # its variants' names say float32 (a format of the model as trained: no)
+    float_layers: FloatLayers | None = None   # selective int8 (``--float-layers``, the repair search); None: not offered
+    packages: tuple = ()        # the Python packages whose versions its files depend on (export.json's versions)
 
     @property
     def runtimes(self) -> tuple:
@@ -226,20 +282,16 @@ def validate(fmt: Format, opts: ExportOptions) -> ExportOptions:
         flags = ", ".join("--" + o.replace("_", "-") for o in unsupported)
         raise CifarEdgeError(f"{fmt.name} export does not take {flags}; it accepts "
                              f"{', '.join(sorted(fmt.options)) or 'no options'}")
-    modes = [m for m in ("int8", "fp16", "dynamic", "int16x8") if getattr(opts, m)]
-    if len(modes) > 1:
-        raise CifarEdgeError(f"--{' and --'.join(modes)} conflict: choose one quantization mode")
+    if opts.quantization not in QUANTIZATIONS:
+        raise unknown_choice("quantization", opts.quantization, QUANTIZATIONS)
     if opts.io not in IO_TYPES:
         raise unknown_choice("I/O type", opts.io, IO_TYPES)
-    if opts.io != "float" and not opts.int8:
+    if opts.io != "float" and opts.quantization != "int8":
         raise CifarEdgeError(f"--io {opts.io} needs a full-integer model; add --int8")
     if opts.float_layers and not opts.calibrated:
         raise CifarEdgeError("--float-layers keeps layers of a calibrated model in float; add --int8 (or --int16x8)")
     if opts.float_layers and opts.io != "float":
         raise CifarEdgeError("--float-layers takes float input/output; drop --io")
-    if opts.float_layers and opts.int16x8:
-        raise CifarEdgeError("TensorFlow quantizes int16x8 whole (its int16 quantizer takes no per-layer "
-                             "denylist); use --float-layers with --int8")
     if fmt.check is not None:
         fmt.check(opts)
     return opts
@@ -251,14 +303,17 @@ QAT_INT8_ONLY = "a quantization-aware run exports int8 files only (float ones be
 def qat_allows(fmt: Format, opts: ExportOptions) -> bool:
     """A quantization-aware model is trained to ship as integers: only its int8 variants exist
     (int8 with float layers too, when a repair keeps some)."""
-    return opts.int8
+    return opts.quantization == "int8"
 
 
 def variant_name(fmt: Format, opts: ExportOptions) -> str:
     """The stable name (and file stem) of a format + options, by one rule: ``tflite-int8-io-uint8``
     (the format tables' names follow it; tests/test_formats.py holds them to it)."""
     parts = [fmt.name]
-    parts += [m for m in ("int8", "int16x8", "fp16", "dynamic") if getattr(opts, m)] or (["float32"] if fmt.name != "keras" else [])
+    if opts.quantization != "none":
+        parts.append(opts.quantization)
+    elif fmt.precision_in_name:
+        parts.append("float32")
     if opts.float_layers:
         parts.append("selective")
     if opts.io != "float":
@@ -348,7 +403,7 @@ def open_model(path, runtime: str | None = None, threads: int | None = None) -> 
 @dataclass
 class ExportContext:
     """What every exporter gets: the model, the run it came from, and calibration images;
-    plus what one exporter makes that another reuses (the SavedModel, converted bytes)."""
+    plus what one export makes that another reuses, in each format's own cache (:meth:`cache`)."""
     model: object                     # the Keras model (plain, stripped, or QAT-wrapped)
     class_names: list
     norm: object                      # cifar_edge.data.Normalization
@@ -359,11 +414,7 @@ class ExportContext:
     name: str = "cifar-edge model"
     description: str = ""
     repair: dict | None = None        # the --max-drop search behind this export, for its manifest entry
-    saved_model: str | None = None    # the model as a SavedModel folder, once saved ("": cannot be); tflite converts from it
-    calibrated: bytes | None = None   # the calibrated float flatbuffer, once made (selective int8 reuses it)
-    flatbuffers: dict = field(default_factory=dict)   # ExportOptions -> converted .tflite bytes (no metadata)
-    onnx_prepared: dict = field(default_factory=dict)  # opset -> the pre-processed float .onnx bytes
-    onnx_models: dict = field(default_factory=dict)    # ExportOptions -> QDQ int8 .onnx bytes (no metadata)
+    caches: dict = field(default_factory=dict)        # format name -> what its exporter keeps for the next file
     identity_split: tuple = ()        # convs whose identity tap quantized files carry as a residual Add
     measured: dict = field(default_factory=dict)       # ExportOptions -> the file bytes the repair search measured
     quantized_view: object = None     # the context quantized files convert from, once made
@@ -377,10 +428,14 @@ class ExportContext:
             from ._identity_split import split_identity
             model, names = (self.model, []) if self.qat else split_identity(self.model)
             self.quantized_view = self if not names else dataclasses.replace(
-                self, model=model, identity_split=tuple(names), saved_model=None, calibrated=None, flatbuffers={},
-                onnx_prepared={}, onnx_models={}, measured={}, quantized_view=None)
+                self, model=model, identity_split=tuple(names), caches={}, measured={}, quantized_view=None)
             self.quantized_view.quantized_view = self.quantized_view
         return self.quantized_view
+
+    def cache(self, owner: str) -> dict:
+        """The dict ``owner`` (a format's name) keeps what it made for this model in (a SavedModel,
+        converted bytes), so the next file of the same export reuses it; empty for a new model."""
+        return self.caches.setdefault(owner, {})
 
     def for_options(self, opts) -> "ExportContext":
         """The context a file with ``opts`` converts from: float files from the model as trained."""

@@ -9,35 +9,17 @@ names that would.
 from __future__ import annotations
 
 import difflib
-import tempfile
-from pathlib import Path
 
 from ..errors import CifarEdgeError
 from ._quant_error import keras_layer_of
 
 
-def _nodes(ctx, fmt: str, opts) -> list[str]:
-    """The names the quantizer's keep-in-float list takes, in graph order."""
-    if fmt == "onnx":
-        import onnx
-
-        from ._onnx_convert import _prepared_float
-        with tempfile.TemporaryDirectory(prefix="cifar-edge-onnx-names-") as work:
-            graph = onnx.load(str(_prepared_float(ctx, opts.opset, Path(work))), load_external_data=False).graph
-        return [n.name for n in graph.node if n.name]
-    from ai_edge_litert.interpreter import Interpreter
-
-    from ._tflite_convert import calibrated_model
-    interp = Interpreter(model_content=calibrated_model(ctx))
-    tensors = {t["index"]: t["name"] for t in interp.get_tensor_details()}
-    return [tensors[o] for op in interp._get_ops_details() for o in op["outputs"] if o in tensors]  # noqa: SLF001
-
-
-def match_float_layers(ctx, fmt: str, opts) -> tuple:
-    """Node names for ``opts.float_layers``: a node name as is, a Keras layer name as the nodes
-    it makes (the layer diagnose attributes them to, else every node that names it)."""
+def match_float_layers(ctx, fmt, opts) -> tuple:
+    """Node names for ``opts.float_layers`` in ``fmt``'s keep-in-float list (``fmt.float_layers.nodes``):
+    a node name as is, a Keras layer name as the nodes it makes (the layer diagnose attributes them
+    to, else every node that names it)."""
     order = {layer.name: i for i, layer in enumerate(ctx.model.layers)}
-    nodes = _nodes(ctx, fmt, opts)
+    nodes = fmt.float_layers.nodes(ctx, opts)
     layer_of = {n: keras_layer_of(n, order) for n in nodes}
     resolved, unknown = [], []
     for name in opts.float_layers:
@@ -50,7 +32,7 @@ def match_float_layers(ctx, fmt: str, opts) -> tuple:
         valid = list(dict.fromkeys(layer_of.values()))
         close = [m for u in unknown for m in difflib.get_close_matches(u, valid, n=1)]
         raise CifarEdgeError(
-            f"--float-layers {', '.join(unknown)}: no such layer in the {fmt} model"
+            f"--float-layers {', '.join(unknown)}: no such layer in the {fmt.name} model"
             + (f" (did you mean {', '.join(close)}?)" if close else "")
             + f"; valid names (as `cifar-edge diagnose` shows them): {', '.join(valid)}")
     return tuple(resolved)

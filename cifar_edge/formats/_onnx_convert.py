@@ -86,13 +86,14 @@ def _prepared_float(ctx, opset: int, work: Path) -> Path:
     """The float ONNX after onnxruntime's quantization pre-processing (shape inference,
     optimizations), written into ``work``; converted once per export context and opset."""
     from onnxruntime.quantization import quant_pre_process
-    if opset not in ctx.onnx_prepared:
+    prepared = ctx.cache("onnx").setdefault("prepared", {})       # opset -> pre-processed float .onnx bytes
+    if opset not in prepared:
         float_path, prep_path = work / "float.raw.onnx", work / "float.prep.onnx"
         float_onnx(ctx, float_path, opset)
         quant_pre_process(str(float_path), str(prep_path), skip_symbolic_shape=False)
-        ctx.onnx_prepared[opset] = prep_path.read_bytes()
+        prepared[opset] = prep_path.read_bytes()
     path = work / "float.onnx"
-    path.write_bytes(ctx.onnx_prepared[opset])
+    path.write_bytes(prepared[opset])
     return path
 
 
@@ -107,7 +108,8 @@ def quantized_onnx(ctx, opts: ExportOptions) -> bytes:
     --max-drop search measures the very file it then exports."""
     import tempfile
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
-    if opts not in ctx.onnx_models:
+    models = ctx.cache("onnx").setdefault("quantized", {})        # ExportOptions -> QDQ int8 .onnx bytes
+    if opts not in models:
         with tempfile.TemporaryDirectory(prefix="cifar-edge-onnx-") as work:
             prep, out = _prepared_float(ctx, opts.opset, Path(work)), Path(work) / "int8.onnx"
             try:
@@ -120,8 +122,8 @@ def quantized_onnx(ctx, opts: ExportOptions) -> bytes:
             except Exception as e:  # noqa: BLE001
                 raise CifarEdgeError(f"onnxruntime static quantization failed: {_first_line(e)}; "
                                      "try --from-tflite or export float ONNX") from None
-            ctx.onnx_models[opts] = out.read_bytes()
-    return ctx.onnx_models[opts]
+            models[opts] = out.read_bytes()
+    return models[opts]
 
 
 def rank_nodes(ctx, opts: ExportOptions, images: np.ndarray) -> list[dict]:
@@ -210,7 +212,7 @@ def int8_onnx_from_tflite(ctx, path: Path, opts: ExportOptions, work: Path):
     import tf2onnx
     from ._tflite_convert import convert
     tflite_path = work / "int8.tflite"
-    tflite_path.write_bytes(convert(ctx, ExportOptions(int8=True, per_channel=opts.per_channel)))
+    tflite_path.write_bytes(convert(ctx, ExportOptions(quantization="int8", per_channel=opts.per_channel)))
     try:
         with _quiet_converters():
             tf2onnx.convert.from_tflite(str(tflite_path), opset=opts.opset, output_path=str(path))
@@ -247,7 +249,7 @@ def read_onnx_metadata(path) -> dict | None:
 def export_onnx(ctx, path: Path, opts: ExportOptions):
     import tempfile
     with tempfile.TemporaryDirectory(prefix="cifar-edge-onnx-") as work:
-        if not opts.int8 or ctx.qat and not opts.from_tflite:
+        if opts.quantization != "int8" or ctx.qat and not opts.from_tflite:
             float_onnx(ctx, path, opts.opset)   # a QAT model's fake-quant ops become QDQ nodes
         elif opts.from_tflite:
             int8_onnx_from_tflite(ctx, path, opts, Path(work))

@@ -24,37 +24,38 @@ def _saved_model(ctx) -> str | None:
     ``from_keras_model`` saves it anew on each call, half of a conversion's time (12 of 23 CPU
     seconds for MobileNetV2 0.35).  None if it cannot be saved (the converter's own fallback
     then runs)."""
-    if ctx.saved_model is None:
+    cache = ctx.cache("tflite")
+    if "saved_model" not in cache:
         work = tempfile.mkdtemp(prefix=system_temp_prefix("savedmodel"))
         weakref.finalize(ctx, shutil.rmtree, work, True)
         own = imported_converter(ctx.model, "saved_model")     # an imported model saves itself (Keras 3: model.export)
         if own is not None:
             own(work)
-            ctx.saved_model = work
+            cache["saved_model"] = work
             return work
         try:
             tf.saved_model.save(ctx.model, work, options=tf.saved_model.SaveOptions(save_debug_info=True))
-            ctx.saved_model = work
+            cache["saved_model"] = work
         except Exception:  # noqa: BLE001 - whatever the saver refuses, from_keras_model handles its own way
-            ctx.saved_model = ""
-    return ctx.saved_model or None
+            cache["saved_model"] = ""
+    return cache["saved_model"] or None
 
 
 def _converter(ctx, opts):
     saved = _saved_model(ctx)
     converter = (tf.lite.TFLiteConverter.from_saved_model(saved) if saved
                  else tf.lite.TFLiteConverter.from_keras_model(ctx.model))
-    if opts.fp16:
+    if opts.quantization == "fp16":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.target_spec.supported_types = [tf.float16]
-    elif opts.dynamic:
+    elif opts.quantization == "dynamic":
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
     elif opts.calibrated:
         # QAT models carry learned ranges; calibration still fixes the input/output scales.
         converter.optimizations = [tf.lite.Optimize.DEFAULT]
         converter.representative_dataset = lambda: _representative(ctx.calibration)
         converter.target_spec.supported_ops = [
-            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 if opts.int16x8
+            tf.lite.OpsSet.EXPERIMENTAL_TFLITE_BUILTINS_ACTIVATIONS_INT16_WEIGHTS_INT8 if opts.quantization == "int16x8"
             else tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
         if opts.io in _IO_DTYPES:
             converter.inference_input_type = converter.inference_output_type = _IO_DTYPES[opts.io]
@@ -87,13 +88,14 @@ def calibrated_model(ctx) -> bytes:
     """The float model with activation ranges recorded from the calibration images: what the
     converter quantizes.  Made once per export context; selective quantization quantizes it
     again and again with other layers kept in float, without calibrating each time."""
-    if ctx.calibrated is None:
+    cache = ctx.cache("tflite")
+    if "calibrated" not in cache:
         def run():
-            converter = _converter(ctx, ExportOptions(int8=True))
+            converter = _converter(ctx, ExportOptions(quantization="int8"))
             converter._experimental_calibrate_only = True  # noqa: SLF001 - the step QuantizationDebugger uses
             return converter.convert()
-        ctx.calibrated = _run_converter(run)
-    return ctx.calibrated
+        cache["calibrated"] = _run_converter(run)
+    return cache["calibrated"]
 
 
 def quantize_calibrated(calibrated: bytes, opts) -> bytes:
@@ -110,12 +112,13 @@ def convert(ctx, opts) -> bytes:
     from-tflite variant reuses the int8 .tflite.  An imported model with a converter of its
     own (PyTorch: litert-torch) makes it itself."""
     own = imported_converter(ctx.model, "tflite")
-    if own is not None and opts not in ctx.flatbuffers:
-        ctx.flatbuffers[opts] = _run_converter(lambda: own(opts, ctx.calibration))
-    if opts not in ctx.flatbuffers:
-        ctx.flatbuffers[opts] = (quantize_calibrated(calibrated_model(ctx), opts) if opts.float_layers
-                                 else _run_converter(lambda: _converter(ctx, opts).convert()))
-    return ctx.flatbuffers[opts]
+    flatbuffers = ctx.cache("tflite").setdefault("flatbuffers", {})    # ExportOptions -> bytes
+    if own is not None and opts not in flatbuffers:
+        flatbuffers[opts] = _run_converter(lambda: own(opts, ctx.calibration))
+    if opts not in flatbuffers:
+        flatbuffers[opts] = (quantize_calibrated(calibrated_model(ctx), opts) if opts.float_layers
+                             else _run_converter(lambda: _converter(ctx, opts).convert()))
+    return flatbuffers[opts]
 
 
 def export_tflite(ctx, path: Path, opts):

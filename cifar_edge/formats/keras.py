@@ -8,12 +8,21 @@ import numpy as np
 
 from ._base import Backend, ExportOptions, Format, Runner, Unavailable, default_threads, gpu_missing, register
 
+MODEL_VARIANT = "keras"      # the variant that is the run's model itself: serve and bench run the loaded model for it
+
 
 def keras_runner(model, path: str = "") -> Runner:
     """A Keras model called directly (``model(x)``, not ``predict``: faster on small batches)."""
     def call(x):
         return np.asarray(model(x, training=False), np.float32)
     return Runner("keras", str(path), int(model.input_shape[1]), "float32", None, [], call)
+
+
+def model_runner(loaded) -> Runner:
+    """A loaded run's own model, named for the runtime it runs on: Keras, or an imported model's
+    own runtime (onnxruntime, torch ...)."""
+    runtime = (loaded.config.get("source") or {}).get("runtime", "keras")
+    return dataclasses.replace(keras_runner(loaded.model), runtime=runtime)
 
 
 def open_keras(path, threads=None) -> Runner:
@@ -47,8 +56,8 @@ def export(ctx, path, opts):
 
 register(
     Format("keras", ".h5", frozenset(), "the float Keras model (HDF5), the reference every other row is checked against",
-           export=export, open=open_keras, runtime="keras", order=0, variants={"keras": ExportOptions()},
-           other_suffixes=(".keras",)),
+           export=export, open=open_keras, runtime="keras", order=0, variants={MODEL_VARIANT: ExportOptions()},
+           other_suffixes=(".keras",), precision_in_name=False),
     backends=(
         Backend("keras", ("keras",), "cpu", False, "TensorFlow/Keras, model(x) on the CPU (TF's own thread pool)",
                 lambda p, t: _on_device(p, "cpu")),

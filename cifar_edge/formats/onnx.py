@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import CifarEdgeError
-from ._base import (Backend, ExportOptions, Format, Runner, Unavailable, default_threads, gpu_missing, op_profile,
-                    register)
+from ._base import (Backend, ExportOptions, FloatLayers, Format, Runner, Unavailable, default_threads, gpu_missing,
+                    op_profile, register)
 
 
 class ProviderMissing(CifarEdgeError):
@@ -106,6 +106,18 @@ def rank_nodes(ctx, opts, images):
     return _rank(ctx, opts, images)
 
 
+def _float_nodes(ctx, opts) -> list[str]:
+    """onnxruntime's ``nodes_to_exclude`` takes the pre-processed float graph's node names, in graph order."""
+    import tempfile
+
+    import onnx
+
+    from ._onnx_convert import _prepared_float
+    with tempfile.TemporaryDirectory(prefix="cifar-edge-onnx-names-") as work:
+        graph = onnx.load(str(_prepared_float(ctx, opts.opset, Path(work))), load_external_data=False).graph
+    return [n.name for n in graph.node if n.name]
+
+
 def read_onnx_metadata(path) -> dict | None:
     from ._onnx_convert import read_onnx_metadata as _read
     return _read(path)
@@ -114,7 +126,7 @@ def read_onnx_metadata(path) -> dict | None:
 def _check(opts: ExportOptions):
     if opts.float_layers and opts.from_tflite:
         raise CifarEdgeError("--float-layers keeps nodes of onnxruntime's quantization in float; drop --from-tflite")
-    if opts.from_tflite and not opts.int8:
+    if opts.from_tflite and opts.quantization != "int8":
         raise CifarEdgeError("--from-tflite converts the int8 .tflite; add --int8")
     if not 13 <= opts.opset <= 18:
         raise CifarEdgeError(f"--opset {opts.opset} is not supported by tf2onnx 1.17 here; use 13..18 (default 17)")
@@ -124,11 +136,14 @@ register(
     Format("onnx", ".onnx", frozenset({"int8", "opset", "per_channel", "from_tflite", "float_layers"}),
            "ONNX via tf2onnx (dynamic batch); int8 as QDQ through onnxruntime or from the int8 .tflite",
            export=export, open=lambda path, threads=None: open_onnxruntime(path, threads), runtime="onnxruntime",
-           order=2, check=_check,
+           order=2, check=_check, packages=("tf2onnx", "onnx", "onnxruntime"),
+           float_layers=FloatLayers(_float_nodes, rank_nodes, lambda data: open_onnxruntime(data, threads=1),
+                                    qat_refusal="carries the QDQ nodes it learned, with no onnxruntime quantization "
+                                                "to keep layers out of"),
            variants={
                "onnx-float32": ExportOptions(),
-               "onnx-int8": ExportOptions(int8=True),
-               "onnx-int8-from-tflite": ExportOptions(int8=True, from_tflite=True),
+               "onnx-int8": ExportOptions(quantization="int8"),
+               "onnx-int8-from-tflite": ExportOptions(quantization="int8", from_tflite=True),
            }),
     backends=(
         Backend("onnxruntime", ("onnx",), "cpu", True, "onnxruntime, CPUExecutionProvider",

@@ -73,7 +73,8 @@ def open_ort_web(path, threads: int | None = None, ep: str = "wasm") -> Runner:
 
 register(backends=(
     Backend("onnxruntime-web", ("onnx",), "browser", True,
-            "onnxruntime-web (wasm, SIMD, threads) in headless Chromium, timed in the page", open_ort_web),
+            "onnxruntime-web (wasm, SIMD, threads) in headless Chromium, timed in the page", open_ort_web,
+            page_assets=ort_web_dist),
     Backend("onnxruntime-web-webgpu", ("onnx",), "browser", False,
             "onnxruntime-web's WebGPU execution provider in headless Chromium, timed in the page",
             lambda p, t: open_ort_web(p, t, ep="webgpu")),

@@ -41,7 +41,7 @@ def export(ctx, path, opts: ExportOptions):
     folder.mkdir(parents=True)
     with tempfile.TemporaryDirectory(prefix="cifar-edge-openvino-") as work:
         source = Path(work) / "model.onnx"
-        onnx_format.export(ctx, source, ExportOptions(int8=opts.int8))
+        onnx_format.export(ctx, source, ExportOptions(quantization=opts.quantization))
         try:
             model = ov.convert_model(str(source))
         except Exception as e:  # noqa: BLE001 - OpenVINO raises its own exception types
@@ -147,8 +147,8 @@ def _placement(compiled) -> dict:
 register(
     Format("openvino", "_openvino_model", frozenset({"int8"}),
            "OpenVINO IR (model.xml + model.bin) from the .onnx; int8 from the ONNX QDQ file",
-           export=export, open=open_openvino, runtime="openvino", order=3, folder=True, made_from="onnx",
-           variants={"openvino-float32": ExportOptions(), "openvino-int8": ExportOptions(int8=True)}),
+           export=export, open=open_openvino, runtime="openvino", order=3, folder=True, made_from="onnx", packages=("openvino",),
+           variants={"openvino-float32": ExportOptions(), "openvino-int8": ExportOptions(quantization="int8")}),
     backends=(
         Backend("openvino", ("openvino", "onnx", "tflite"), "cpu", True,
                 "OpenVINO CPU plugin (f32 inference precision); reads the IR, .onnx and .tflite", open_openvino,

@@ -110,5 +110,5 @@ def open_micro(path, threads: int | None = None) -> Runner:
 register(backends=(
     Backend("tflite-micro", ("tflite",), "mcu", False,
             "TFLite Micro's interpreter (reference kernels, host build): int8 files, arena and flash vs MCU budgets",
-            open_micro, max_images=MAX_IMAGES, batched=False),
+            open_micro, max_images=MAX_IMAGES, batched=False, packages=("tflite-micro",)),
 ))

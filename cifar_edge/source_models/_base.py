@@ -60,7 +60,7 @@ class SourceKind:
 
     def refusal(self, fmt_name: str, opts) -> str | None:
         """Why (format, options) cannot be made from this kind of source, or None."""
-        from ..formats import FORMATS
+        from ..formats._base import FORMATS          # the registry itself: the package imports this one
         fmt_name = getattr(FORMATS.get(fmt_name), "made_from", "") or fmt_name   # a format made from another's file
         if fmt_name == "keras" and "keras" not in self.makes:
             return (f"the keras variant is a tf_keras .h5, and a {self.name} source has none; its own file is kept in "

@@ -89,7 +89,7 @@ def _load(path: Path, options):
 
     def _tflite(opts, calibration):
         import litert_torch
-        if not opts.int8:
+        if opts.quantization != "int8":
             return _flatbuffer(litert_torch.convert(model, (sample,)))
         from litert_torch.quantize import pt2e_quantizer
         from litert_torch.quantize.quant_config import QuantConfig
@@ -146,7 +146,7 @@ def _flatbuffer(edge_model) -> bytes:
 
 
 def _refusal(fmt_name: str, opts) -> str | None:
-    if fmt_name == "tflite" and (opts.fp16 or opts.dynamic or opts.int16x8 or opts.float_layers):
+    if fmt_name == "tflite" and (opts.quantization in ("fp16", "dynamic", "int16x8") or opts.float_layers):
         return "litert-torch makes float32 and int8 (PT2E) files; fp16, dynamic-range, int16x8 and float layers are not offered"
     if fmt_name == "onnx" and opts.from_tflite:
         return "--from-tflite converts TensorFlow's int8 .tflite; use onnx-int8 (onnxruntime's quantization)"
