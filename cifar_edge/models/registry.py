@@ -11,6 +11,7 @@ import difflib
 import fnmatch
 import importlib
 import pkgutil
+import sys
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -196,13 +197,13 @@ _DISCOVERED: set[str] = set()
 
 
 def _discover():
-    """Import every family module of this package (once): each registers its models."""
-    from . import __path__ as here, __name__ as package
-    for info in pkgutil.iter_modules(here):
+    """Import every family module of this package (once): each registers its models.  The
+    package is loaded whenever this module is, so its folders are read from sys.modules."""
+    for info in pkgutil.iter_modules(sys.modules[__package__].__path__):
         if info.name.startswith("_") or info.name in SUPPORT_MODULES or info.name in _DISCOVERED:
             continue
         _DISCOVERED.add(info.name)
-        importlib.import_module(f"{package}.{info.name}")
+        importlib.import_module(f"{__package__}.{info.name}")
 
 
 def count_flops(model) -> int:
