@@ -145,7 +145,8 @@ class _TrainCommand(TyperCommand):
         if not _TrainCommand.family_options:
             from .models import model_options
             _TrainCommand.family_options = model_options()
-        if not any(p.name == _TrainCommand.family_options[0].name for p in self.params):
+        names = {o.name for o in _TrainCommand.family_options}
+        if names and not any(p.name in names for p in self.params):
             at = next(i for i, p in enumerate(self.params) if p.name == "input_size") + 1
             self.params[at:at] = _family_flags(_TrainCommand.family_options)
         return super().parse_args(ctx, args)

@@ -13,11 +13,14 @@ import importlib
 import pkgutil
 import sys
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from ..errors import CifarEdgeError
+
+if TYPE_CHECKING:      # data.pipeline loads TensorFlow; the registry is read without it (the CLI)
+    from ..data.pipeline import Normalization
 
 # Modules of this package that hold no family: the registry itself and what families or
 # compression share.  Names starting with "_" are support modules too.
@@ -92,7 +95,7 @@ class ModelSpec:
     name: str
     builder: Callable            # builder(num_classes, input_shape, **options) -> keras.Model
     input_size: int              # default square input resolution
-    normalization: object        # data.pipeline.Normalization
+    normalization: Normalization
     description: str
     recipe: dict = field(default_factory=dict)   # grouped default settings (RECIPE_GROUPS)
     family: str = "scratch"                       # how it trains: from scratch, or "transfer" from pretrained weights
@@ -135,7 +138,7 @@ class ModelSpec:
 _REGISTRY: dict[str, ModelSpec] = {}
 
 
-def register_model(name: str, input_size: int, normalization, description: str, recipe: dict | None = None,
+def register_model(name: str, input_size: int, normalization: Normalization, description: str, recipe: dict | None = None,
                    family: str = "scratch", weights_info: Callable | None = None, blocks: Callable | None = None,
                    options: tuple = (), default: bool = False, quickstart: dict | None = None,
                    upgrade_config: Callable | None = None):
