@@ -71,6 +71,15 @@ def test_a_family_option_given_to_another_family_is_one_line_naming_both(tmp_pat
         TrainConfig(model="resnet50", model_options={"drop_path": 0.1}).resolved()
 
 
+def test_resume_compares_family_flags_under_their_own_names():
+    """`train --resume --widths ...` names --widths (the builder's base_widths) when it differs."""
+    from cifar_edge.cli import _train_flags, app
+    assert CliRunner().invoke(app, ["train", "--help"]).exit_code == 0     # parsing train declares the flags
+    assert _train_flags({"base_widths", "alpha", "lr", "flip_h"}) == {
+        "--widths": "model_options.base_widths", "--alpha": "model_options.alpha", "--lr": "lr",
+        "--flip-h": "augment.flip_h"}
+
+
 FAMILY = '''
 """A family of one tiny model, dropped in beside the others."""
 from cifar_edge._tf import keras
