@@ -12,6 +12,7 @@ from typing import Annotated, List, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
+from typer.core import TyperCommand
 
 from .errors import CifarEdgeError
 from .fileio import to_json
@@ -65,7 +66,7 @@ def friendly(fn):
 def _typed(ctx: typer.Context) -> set:
     """The parameters the user typed (not left at their defaults): what a --resume must check
     against the run's saved settings instead of ignoring."""
-    return {name for name in ctx.params      # by name: typer may bring its own click's ParameterSource
+    return {name for name in [*ctx.params, *ctx.meta.get(MODEL_OPTIONS, ())]   # by name: typer brings its own click
             if getattr(ctx.get_parameter_source(name), "name", None) in ("COMMANDLINE", "ENVIRONMENT")}
 
 
@@ -135,21 +136,60 @@ def _print_json(doc):
     typer.echo(to_json(doc, indent=2))
 
 
-def _parse_ints(flag: str, value: Optional[str], example: str):
-    """A comma-separated list of whole numbers (``--depth 1,1,1``, ``--widths 24,64,256,256``)."""
-    if value is None:
-        return None
-    try:
-        return tuple(int(d) for d in value.split(","))
-    except ValueError:
-        raise CifarEdgeError(f"--{flag} {value!r} is invalid; give whole numbers like {example}") from None
+class _TrainCommand(TyperCommand):
+    """`train`, with a flag for every option a model family declares (models/registry.py),
+    added when the command is parsed: the families (and TensorFlow) load only for `train`."""
+    family_options: list = []
+
+    def parse_args(self, ctx, args):
+        if not _TrainCommand.family_options:
+            from .models import model_options
+            _TrainCommand.family_options = model_options()
+        names = {o.name for o in _TrainCommand.family_options}
+        if names and not any(p.name in names for p in self.params):
+            at = next(i for i, p in enumerate(self.params) if p.name == "input_size") + 1
+            self.params[at:at] = _family_flags(_TrainCommand.family_options)
+        return super().parse_args(ctx, args)
+
+    def invoke(self, ctx):
+        """Hand the model options to `train` apart from its own parameters (ctx.meta)."""
+        names = {o.name for o in _TrainCommand.family_options}
+        ctx.meta[MODEL_OPTIONS] = {name: ctx.params.pop(name) for name in list(ctx.params) if name in names}
+        return super().invoke(ctx)
 
 
-@app.command()
+MODEL_OPTIONS = "cifar_edge.model_options"
+
+
+def _family_flags(options) -> list:
+    """Typer's own parameters for the declared model options, each help naming the models that
+    take it: typer reads them off a function whose signature lists them."""
+    import inspect
+
+    from .models.registry import option_owners
+
+    def annotation(o):
+        flag = f"{o.cli_flag}/--no-{o.cli_flag[2:]}" if o.kind is bool else o.cli_flag
+        kind = o.kind if o.kind in (bool, int, float) else str
+        return Annotated[Optional[kind], typer.Option(flag, help=f"{', '.join(option_owners(o.name))}: {o.help}")]
+
+    def family_options(**options):
+        """The declared model options."""
+    hints = {o.name: annotation(o) for o in options}
+    family_options.__annotations__ = hints
+    family_options.__signature__ = inspect.Signature(
+        [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=None, annotation=hint)
+         for name, hint in hints.items()])
+    holder = typer.Typer(add_completion=False)
+    holder.command()(family_options)
+    return typer.main.get_command(holder).params
+
+
+@app.command(cls=_TrainCommand)
 @friendly
 def train(
     ctx: typer.Context,
-    model: Annotated[str, typer.Option(help="Model name from `cifar-edge models`.")] = "cnn",
+    model: Annotated[Optional[str], typer.Option(help="Model name from `cifar-edge models` [default: the one its family marks default, airbench's CNN].")] = None,
     data: Annotated[str, typer.Option(help="cifar100, cifar10, synthetic, or a path (official folder/.tar.gz, .npz, image folder).")] = "cifar100",
     epochs: Annotated[int, typer.Option(help="Training epochs.")] = 10,
     out: Annotated[Path, typer.Option(help="Run folder to create (or resume).")] = Path("runs/latest"),
@@ -164,27 +204,15 @@ def train(
     schedule: Annotated[Optional[str], typer.Option(help="onecycle, triangle, cosine, exponential, plateau or constant.")] = None,
     warmup_epochs: Annotated[Optional[float], typer.Option(help="Warm-up epochs (<1: fraction of the run).")] = None,
     label_smoothing: Annotated[Optional[float], typer.Option(help="Label smoothing.")] = None,
-    whiten: Annotated[Optional[bool], typer.Option("--whiten/--no-whiten", help="cnn: patch-whitening init of the 2x2 stem [default: model recipe].")] = None,
+    whiten: Annotated[Optional[bool], typer.Option("--whiten/--no-whiten", help="Patch-whitening init of a 2x2 stem (airbench's) [default: model recipe].")] = None,
     lookahead: Annotated[Optional[bool], typer.Option("--lookahead/--no-lookahead", help="sgd-l2: airbench's lookahead every 5 steps, BatchNorm statistics included [default: model recipe].")] = None,
-    bn_bias_lr: Annotated[Optional[float], typer.Option(help="sgd-l2: learning-rate multiplier of BatchNorm biases [default: model recipe; cnn 64].")] = None,
-    logit_scale: Annotated[Optional[float], typer.Option(help="sgd-l2: the head trains as if its logits were multiplied by this [default: model recipe; cnn 1/9].")] = None,
+    bn_bias_lr: Annotated[Optional[float], typer.Option(help="sgd-l2: learning-rate multiplier of BatchNorm biases [default: model recipe; airbench's 64].")] = None,
+    logit_scale: Annotated[Optional[float], typer.Option(help="sgd-l2: the head trains as if its logits were multiplied by this [default: model recipe; airbench's 1/9].")] = None,
     alternate_flip: Annotated[Optional[bool], typer.Option("--alternate-flip/--random-flip", help="Mirror each image every other epoch (airbench) instead of at random [default: model recipe].")] = None,
     tta: Annotated[Optional[bool], typer.Option("--tta/--no-tta", help="Also score 6-view test-time augmentation into metrics.json [default: model recipe].")] = None,
     early_stopping: Annotated[int, typer.Option(help="Stop after N epochs without improvement (0: off).")] = 0,
     val_split: Annotated[float, typer.Option(help="Stratified validation fraction of the training set.")] = 0.1,
     input_size: Annotated[Optional[int], typer.Option(help="Input resolution [default: model's].")] = None,
-    width: Annotated[Optional[float], typer.Option(help="cnn: width multiplier.")] = None,
-    depth: Annotated[Optional[str], typer.Option(help="cnn: residual blocks per stage, e.g. 1,1,1.")] = None,
-    widths: Annotated[Optional[str], typer.Option(help="cnn: channels of the stem and of each stage [default: 24,64,256,256].")] = None,
-    se: Annotated[Optional[bool], typer.Option("--se/--no-se", help="cnn: squeeze-and-excitation blocks.")] = None,
-    dropout: Annotated[Optional[float], typer.Option(help="cnn: dropout before the classifier.")] = None,
-    head: Annotated[Optional[str], typer.Option(help="cnn: global pooling before the classifier, gap (average) or gmp (max).")] = None,
-    layout: Annotated[Optional[str], typer.Option(help="cnn: airbench (two convs per stage) or residual (ResNet-9-style) [default: airbench].")] = None,
-    act: Annotated[Optional[str], typer.Option(help="cnn: activation, relu or gelu.")] = None,
-    dirac: Annotated[Optional[bool], typer.Option("--dirac/--no-dirac", help="cnn (airbench layout): identity init of the 3x3 convs' first filters.")] = None,
-    alpha: Annotated[Optional[float], typer.Option(help="mobilenetv2: width multiplier (0.35, 0.5, 0.75, 1.0, 1.3, 1.4).")] = None,
-    drop_path: Annotated[Optional[float], typer.Option(help="convnext-*: stochastic depth, rising linearly to this rate at the last block.")] = None,
-    weights: Annotated[Optional[str], typer.Option(help="Transfer models: imagenet, none, or a keras weights file (`cifar-edge weights import-tflite`).")] = None,
     head_epochs: Annotated[int, typer.Option(help="Two-stage fine-tuning: the first N of --epochs train only the new head on a frozen backbone.")] = 0,
     head_lr: Annotated[Optional[float], typer.Option(help="Stage-1 learning rate [default: 10 x --lr].")] = None,
     unfreeze: Annotated[str, typer.Option(help="Stage 2: 'all' backbone blocks, or how many from the top (BatchNorm stays frozen).")] = "all",
@@ -212,11 +240,9 @@ def train(
     from .train import TrainConfig
     from .train import train as run_training
 
-    options = {k: v for k, v in {"width": width, "depth": _parse_ints("depth", depth, "1,1,1"),
-                                 "base_widths": _parse_ints("widths", widths, "24,64,256,256"), "se": se, "dropout": dropout,
-                                 "head": head, "layout": layout, "act": act, "dirac": dirac,
-                                 "alpha": alpha, "drop_path": drop_path,
-                                 "weights": _weights_option(weights)}.items() if v is not None}
+    given_options = ctx.meta[MODEL_OPTIONS]
+    options = {o.name: o.value(given_options[o.name]) for o in _TrainCommand.family_options
+               if given_options.get(o.name) is not None}
     cfg = TrainConfig(
         model=model, data=data, labels=labels, epochs=epochs, seed=seed, val_split=val_split, batch_size=batch_size,
         optimizer=optimizer, lr=lr, momentum=momentum, weight_decay=weight_decay, schedule=schedule,
@@ -246,9 +272,9 @@ def _train_flags(names) -> dict:
     from .data import AugmentConfig
     from .train import TrainConfig
     top, augment = {f.name for f in dataclasses.fields(TrainConfig)}, {f.name for f in dataclasses.fields(AugmentConfig)}
-    option = {"widths": "base_widths"}
-    return {"--" + name.replace("_", "-"): name if name in top else f"augment.{name}" if name in augment
-            else f"model_options.{option.get(name, name)}" for name in sorted(names)}
+    family = {o.name: o.cli_flag for o in _TrainCommand.family_options}
+    return {family.get(name, "--" + name.replace("_", "-")): name if name in top else f"augment.{name}"
+            if name in augment else f"model_options.{name}" for name in sorted(names)}
 
 
 def _floats(flag: str, value: Optional[str]):
@@ -288,13 +314,6 @@ def import_(
     _print_table(_metrics_table(f"{metrics['model']}: {out}", metrics))
     stdout.print(f"run folder: {out}  (source/, config.json, metrics.json)")
     stdout.print(f"next: cifar-edge export {out} --all")
-
-
-def _weights_option(weights: Optional[str]) -> Optional[str]:
-    """imagenet / none as they are; a path made absolute, so a resumed run finds it from anywhere."""
-    if weights is None or weights in ("imagenet", "none"):
-        return weights
-    return str(Path(weights).expanduser().resolve())
 
 
 def _print_result(model, run_dir, metrics):
@@ -382,7 +401,7 @@ def optimize(
     pqat: Annotated[bool, typer.Option("--pqat", help="Pruning-preserving QAT of a pruned run.")] = False,
     cluster: Annotated[Optional[int], typer.Option(help="Weight clustering to N values per kernel, e.g. 16.")] = None,
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = 2,
-    lr: Annotated[Optional[float], typer.Option(help="Fine-tuning learning rate [default: the run's / 10; / 100 to cluster; QAT of an airbench-recipe run (cnn, cnn-micro) / 500].")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Fine-tuning learning rate [default: the run's / 10; / 100 to cluster; QAT: / the model recipe's qat_lr_divisor where it sets one, for a run trained with its optimizer (airbench's: 500)].")] = None,
     batch_size: Annotated[Optional[int], typer.Option(help="Batch size [default: the run's].")] = None,
     frequency: Annotated[Optional[int], typer.Option(help="Pruning: steps between mask updates [default: fitted to the run].")] = None,
     max_drop: Annotated[float, typer.Option(help="Fail (keeping nothing) when the optimized model's top-1 ends more than this many points below its parent's.")] = 10.0,
@@ -663,7 +682,7 @@ def models(
             m = spec.build(100)
             rows.append({"name": spec.name, "params": int(m.count_params()), "flops": int(count_flops(m)),
                          "input_size": spec.input_size, "family": spec.family,
-                         "recipe": {k: v for k, v in spec.recipe.items() if k in ("optimizer", "lr", "schedule", "batch_size")},
+                         "recipe": {k: v for k, v in spec.settings.items() if k in ("optimizer", "lr", "schedule", "batch_size")},
                          "weights": spec.available_weights(), "description": spec.description})
     if as_json:
         _print_json({"classes": 100, "models": rows})
@@ -690,7 +709,7 @@ def weights_import_tflite(
     from .models.tflite_import import save_imported_backbone
     info = save_imported_backbone(tflite, out)
     stdout.print(f"{info['convs']} convolutions (+ BN as identity with the folded bias) from {tflite} -> {out}")
-    stdout.print(f"use it: cifar-edge train --model mobilenetv2 --weights {out} ...")
+    stdout.print(f"use it: cifar-edge train --weights {out} on MobileNetV2 at --alpha 1.0 (see `cifar-edge models`)")
 
 
 @data_app.command("info")

@@ -1,7 +1,7 @@
 """`cifar-edge quickstart`: the toolkit's point in a few minutes on a laptop CPU.
 
-A small training run of a small residual CNN (cnn-tiny) on the best data to be had, then the files a phone or a
-server runs (float and int8 .tflite, float .onnx), each checked against Keras, then a short bench:
+A small training run of a small model (the one its family marks ``quickstart``) on the best data
+to be had, then the files a phone or a server runs (float and int8 .tflite, float .onnx), each checked against Keras, then a short bench:
 one row per file with its top-1, size and single-thread latency.  Everything goes through the
 same train / export / bench functions as the commands, into one run folder the other commands
 (serve, report, export --android) take as it is.
@@ -21,11 +21,6 @@ from . import console
 from .errors import CifarEdgeError
 
 MARKER = ".cifar-edge-quickstart"
-# cnn-tiny: a residual CNN at 1/8 of the default's FLOPs, so training, three exports and the bench
-# fit in a few minutes on two cores (~63% top-1 on real CIFAR-10 here); `cifar-edge train` then
-# trains the full `cnn` the same way.  A larger batch and lower peak rate than the recipe's, because
-# a few epochs of a few thousand images are too few steps for batch 512 at lr 0.4.
-MODEL, BATCH_SIZE, LR = "cnn-tiny", 128, 0.2
 TRAIN_IMAGES = 8000            # stratified subset of the training split (10% of it held out for validation)
 CALIBRATION_IMAGES = 200       # int8 calibration (export's default is 500)
 CHECK_IMAGES = 500             # held-out images each file is checked against Keras on
@@ -133,13 +128,15 @@ def run_quickstart(out_dir, epochs: int = 4) -> dict:
     """Train, export, bench; returns what the CLI prints (also in RUN/bench and RUN/export)."""
     from .bench import BenchConfig, bench_run
     from .export import ExportConfig, export_run, resolve_variants
+    from .models.registry import quickstart_model
     from .train import TrainConfig, train
 
     out_dir = _fresh_folder(out_dir)
     data = find_data()
     extra = {"synthetic_classes": 10, "synthetic_size": 6000} if data.synthetic else {}
-    cfg = TrainConfig(model=MODEL, data=data.source, epochs=epochs, val_split=0.1, seed=0, limit=TRAIN_IMAGES,
-                      batch_size=BATCH_SIZE, lr=LR, **extra)
+    model = quickstart_model()
+    cfg = TrainConfig(model=model.name, data=data.source, epochs=epochs, val_split=0.1, seed=0, limit=TRAIN_IMAGES,
+                      **model.quickstart, **extra)
     metrics = train(cfg, out_dir, dataset=data.dataset)
     command = "cifar-edge quickstart"
     failures: dict = {}          # a file that fails its check is a row saying why, not the end of the quickstart
@@ -152,7 +149,7 @@ def run_quickstart(out_dir, epochs: int = 4) -> dict:
                                            export=False, reference=False), command=command)
     from .runs import RunFolder
     export_dir = RunFolder(out_dir).export_dir
-    return {"run": str(out_dir), "export_dir": str(export_dir), "data": data.description, "synthetic": data.synthetic, "model": MODEL,
+    return {"run": str(out_dir), "export_dir": str(export_dir), "data": data.description, "synthetic": data.synthetic, "model": model.name,
             "train_images": TRAIN_IMAGES, "epochs": epochs, "metrics": metrics,
             "files": file_rows(bench, export_dir), "export_failures": failures,
             "keras_top1": bench["runs"][0]["float"]["top1"], "bench_seconds": bench["seconds"],

@@ -162,8 +162,8 @@ LR_DIVISOR = {"qat": 10, "prune": 10, "pqat": 10, "cluster": 100}
 def lr_divisor(method: str, parent: TrainConfig) -> float:
     """What the parent's lr is divided by for ``method``'s fine-tune: the model recipe's own QAT
     divisor when the parent trained with the recipe's optimizer (it was measured with it)."""
-    recipe = get_model_spec(parent.model).recipe
-    if method == "qat" and "qat_lr_divisor" in recipe and parent.optimizer == recipe.get("optimizer"):
+    recipe = get_model_spec(parent.model).settings
+    if method == "qat" and recipe.get("qat_lr_divisor") and parent.optimizer == recipe.get("optimizer"):
         return recipe["qat_lr_divisor"]
     return LR_DIVISOR[method]
 

@@ -1,6 +1,6 @@
 """Quantize a conv's learned weights on their own range: ``conv(x; W) = conv(x; W - I) + x``.
 
-A dirac-initialised 3x3 conv (the ``cnn`` family's, as airbench's) keeps its identity tap
+A dirac-initialised 3x3 conv (as airbench's) keeps its identity tap
 (about 0.95 after two epochs) while the weights it learned stay small beside it (per output
 channel max/rms of 24-48).  Per-channel int8 then spends the channel's scale on the identity
 tap and rounds the learned weights to 2 or 3 levels.  Written as ``conv(W - I)`` plus an

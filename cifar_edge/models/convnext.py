@@ -17,7 +17,8 @@ import numpy as np
 from .._tf import keras, tf
 from ..data.pipeline import Normalization
 from ..errors import CifarEdgeError
-from .pretrained import does_not_fit, download_failed, weights_file
+from .pretrained import TRANSFER_RECIPE, WEIGHTS, does_not_fit, download_failed, weights_file
+from .registry import ModelOption, register_model
 
 layers = keras.layers
 IMAGENET_NORM = Normalization((0.485 * 255, 0.456 * 255, 0.406 * 255), (0.229 * 255, 0.224 * 255, 0.225 * 255))
@@ -219,3 +220,20 @@ def weights_here(variant: str):
             return "none: no official weights for this size"
         return "imagenet (keras download, needs internet); PATH (a keras ConvNeXt weights file); none"
     return info
+
+
+OPTIONS = (ModelOption("drop_path", float, "stochastic depth, rising linearly to this rate at the last block."), WEIGHTS)
+
+
+def _register(variant: str, input_size: int, description: str):
+    @register_model(f"convnext-{variant}", input_size=input_size, normalization=IMAGENET_NORM,
+                    recipe=TRANSFER_RECIPE, family="transfer", weights_info=weights_here(variant),
+                    blocks=backbone_blocks, options=OPTIONS, description=description)
+    def convnext(num_classes, input_shape, **options):
+        return build_convnext(num_classes=num_classes, input_shape=input_shape, variant=variant, **options)
+
+
+_register("nano", 32, "ConvNeXt at CPU size (depths 2-2-6-2, widths 48..384), flat, tfmot/TFLite/ONNX-ready")
+for _name in ("tiny", "small", "base"):
+    _register(_name, 96, f"ConvNeXt-{_name.capitalize()} (flat reimplementation; loads keras' official "
+                         "weights by layer name; --weights imagenet|none|PATH)")

@@ -10,7 +10,8 @@ from .._tf import keras
 from ..data.pipeline import Normalization
 from ..errors import CifarEdgeError
 from .head import HEAD_LAYERS, classification_head
-from .pretrained import does_not_fit, download_failed, weights_file
+from .pretrained import TRANSFER_RECIPE, WEIGHTS, does_not_fit, download_failed, weights_file
+from .registry import ModelOption, register_model
 
 IMAGENET_PM1 = Normalization((127.5, 127.5, 127.5), (127.5, 127.5, 127.5))   # pixels -> [-1, 1]
 # keras builds MobileNetV2's BatchNorm with momentum 0.999, made for ImageNet's ~1M steps: in a
@@ -96,3 +97,13 @@ def _backbone(inputs, alpha: float, weights: str | None):
         raise does_not_fit(path, f"MobileNetV2 alpha {alpha}", e,
                            "pass weights saved from the same architecture (same --alpha)") from None
     return base
+
+
+@register_model("mobilenetv2", input_size=96, normalization=IMAGENET_PM1, recipe=TRANSFER_RECIPE, family="transfer",
+                weights_info=imagenet_weights_here, blocks=backbone_blocks,
+                options=(ModelOption("alpha", float, f"width multiplier ({', '.join(map(str, ALPHAS))})."),
+                         ModelOption("dropout", float, "dropout before the classifier."), WEIGHTS),
+                description="MobileNetV2 (keras.applications, built flat; --alpha 0.35..1.4, --weights "
+                            "imagenet|none|PATH), images upsampled in the pipeline")
+def mobilenetv2(num_classes, input_shape, **options):
+    return build_mobilenet_v2(num_classes=num_classes, input_shape=input_shape, **options)

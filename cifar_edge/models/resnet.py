@@ -12,7 +12,8 @@ from .._tf import keras
 from ..data.pipeline import Normalization
 from ..errors import CifarEdgeError
 from .head import HEAD_LAYERS, classification_head
-from .pretrained import does_not_fit, download_failed, weights_file
+from .pretrained import TRANSFER_RECIPE, WEIGHTS, does_not_fit, download_failed, weights_file
+from .registry import ModelOption, register_model
 
 CAFFE_RGB = Normalization((123.68, 116.779, 103.939), (1.0, 1.0, 1.0))   # keras' means, in RGB order
 
@@ -59,3 +60,11 @@ def backbone_blocks(model) -> list[list[str]]:
 
 def weights_here() -> str:
     return "imagenet (keras download, needs internet); PATH (keras ResNet50 no-top weights); none"
+
+
+@register_model("resnet50", input_size=96, normalization=CAFFE_RGB, recipe=TRANSFER_RECIPE, family="transfer",
+                weights_info=weights_here, blocks=backbone_blocks,
+                options=(ModelOption("dropout", float, "dropout before the classifier."), WEIGHTS),
+                description="ResNet50 baseline (keras.applications, built flat; --weights imagenet|none|PATH)")
+def resnet50(num_classes, input_shape, **options):
+    return build_resnet50(num_classes=num_classes, input_shape=input_shape, **options)

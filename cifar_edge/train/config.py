@@ -7,17 +7,15 @@ from dataclasses import dataclass, field
 
 from ..data.augment import AugmentConfig
 from ..errors import CifarEdgeError, check_finite
+from ..models.registry import BASE_RECIPE
 
 OPTIMIZERS = ("sgd", "sgd-l2", "adamw")
 SCHEDULES = ("onecycle", "triangle", "cosine", "exponential", "plateau", "constant")
 STRATEGIES = ("auto", "default", "mirrored", "multiworker")
 PRECISIONS = ("auto", "float32", "bf16")
 
-# Defaults when neither the flag nor the model's recipe says otherwise.
-_FALLBACK = {"optimizer": "adamw", "lr": 1e-3, "momentum": 0.9, "nesterov": True, "weight_decay": 1e-4,
-             "schedule": "cosine", "warmup_epochs": 1.0, "label_smoothing": 0.1, "batch_size": 128,
-             "whiten": False, "bn_bias_lr": 1.0, "logit_scale": 1.0, "lookahead": False, "whiten_bias_epochs": 0,
-             "alternate_flip": False, "tta": False}
+# What a model's recipe does not set (and, after a switch of optimizer, what it set for its own).
+_FALLBACK = {k: v for group, values in BASE_RECIPE.items() if group != "compression" for k, v in values.items()}
 # What only the sgd-l2 optimizer can do (train/optim.py); another optimizer takes the fallback (neutral) value.
 _SGD_L2_ONLY = ("bn_bias_lr", "logit_scale", "lookahead", "whiten_bias_epochs")
 _OPTIMIZER_KEYS = {"lr", "momentum", "nesterov", "weight_decay", "schedule", "warmup_epochs"}
@@ -28,7 +26,7 @@ MIN_BATCH = 64
 
 @dataclass
 class TrainConfig:
-    model: str = "cnn"
+    model: str | None = None             # None: the registry's default model
     data: str = "cifar100"
     labels: str = "fine"                 # CIFAR-100: fine (100) or coarse (20)
     epochs: int = 10
@@ -67,6 +65,11 @@ class TrainConfig:
     head_lr: float | None = None         # stage 1 learning rate [default: 10 x lr]
     unfreeze: str = "all"                # stage 2: "all" backbone blocks, or how many from the top
 
+    def __post_init__(self):
+        if self.model is None:
+            from ..models import default_model
+            self.model = default_model()
+
     def resolved(self, n_train: int | None = None) -> "TrainConfig":
         """Fill unset fields from the model's recipe, then the fallbacks; validate.
 
@@ -78,7 +81,7 @@ class TrainConfig:
         spec = get_model_spec(self.model)
         # Another optimizer than the recipe's takes the fallback lr, momentum, decay and schedule:
         # the recipe's were tuned for its own optimizer (sgd-l2's lr 1.5 diverges AdamW).
-        recipe = spec.recipe
+        recipe = spec.settings
         if self.optimizer is not None and self.optimizer != recipe.get("optimizer", _FALLBACK["optimizer"]):
             recipe = {k: v for k, v in recipe.items() if k not in _OPTIMIZER_KEYS}
         values = {}
@@ -100,6 +103,7 @@ class TrainConfig:
                 elif getattr(self, k) != neutral:
                     raise CifarEdgeError(f"--{k.replace('_', '-')} needs --optimizer sgd-l2 (the run uses "
                                          f"{values['optimizer']}); drop it or switch optimizer")
+        spec.check_options(self.model_options)
         cfg = dataclasses.replace(self, **values, input_size=self.input_size or spec.input_size)
         if cfg.head_epochs and spec.blocks is None:
             raise CifarEdgeError(f"--head-epochs needs a pretrained transfer model; '{cfg.model}' has no backbone "
@@ -171,10 +175,11 @@ class TrainConfig:
         if unknown:
             raise CifarEdgeError(f"config has unknown keys {sorted(unknown)}; was it written by a newer cifar-edge?")
         d["augment"] = AugmentConfig(**d.get("augment", {}))
-        if d.get("model") == "cnn" and "lookahead" not in d:
-            # written before cnn became airbench's net: that run's model is the residual one
-            d["model_options"] = {"layout": "residual", **d.get("model_options", {})}
-        for key in ("depth", "base_widths"):     # JSON gives lists; the model wants tuples
-            if key in d.get("model_options", {}):
-                d["model_options"][key] = tuple(d["model_options"][key])
+        from ..models import list_models, model_options
+        spec = next((s for s in list_models() if s.name == d.get("model")), None)
+        if spec is not None and spec.upgrade_config is not None:
+            d = spec.upgrade_config(d)      # written by an older cifar-edge
+        for option in model_options():      # JSON gives lists; the model wants tuples
+            if option.kind == "ints" and option.name in d.get("model_options", {}):
+                d["model_options"][option.name] = tuple(d["model_options"][option.name])
         return cls(**d)

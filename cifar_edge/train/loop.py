@@ -32,8 +32,8 @@ from .whitening import LOGITS, frozen_stem, scale_logits, whiten_stem
 
 def seed_everything(seed: int, deterministic: bool = True):
     """Same seed on the same CPU gives the same metrics.  ``deterministic=False`` (an XLA run:
-    the GPU default) seeds without op determinism, which XLA cannot compile the cnn's
-    MaxPool gradient under ("no deterministic XLA implementation", on the first step), and
+    the GPU default) seeds without op determinism, which XLA cannot compile a max pool's
+    gradient under ("no deterministic XLA implementation", on the first step), and
     switches it off again when an earlier run in this process turned it on."""
     keras.utils.set_random_seed(seed)
     if deterministic:
