@@ -169,8 +169,8 @@ _NPZ_LABELS = {"x_train": ("y_train", "y_train_fine"), "x_test": ("y_test", "y_t
 def load_npz(paths, name: str | None = None) -> Dataset:
     """One .npz or several (e.g. a dataset in parts): arrays with the same key are
     concatenated in file order.  Keys: ``x_train/y_train[/x_test/y_test]`` or ``x/y``, or a test
-    split alone (``x_test/y_test``: no training images, for `import` and `evaluate`); optional ``class_names``/``fine_names``, ``coarse_names``, ``fine_to_coarse``,
-    ``y_*_coarse``."""
+    split alone (``x_test/y_test``: no training images, for `import` and `evaluate`); optional
+    ``class_names``/``fine_names``, ``coarse_names``, ``fine_to_coarse``, ``y_*_coarse``."""
     paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
     arrays: dict = {}
     for p in paths:
