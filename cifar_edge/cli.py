@@ -395,14 +395,14 @@ def explain(
 @friendly
 def optimize(
     ctx: typer.Context,
-    run: Annotated[Optional[Path], typer.Argument(help="Trained run folder to optimize (with --resume: optional).")] = None,
+    run: Annotated[Optional[Path], typer.Argument(help="Trained run folder, or an imported tf_keras one, to optimize (with --resume: optional).")] = None,
     qat: Annotated[bool, typer.Option("--qat", help="Quantization-aware training (then export --int8).")] = False,
     prune: Annotated[Optional[float], typer.Option(help="Magnitude pruning to this sparsity, e.g. 0.5.")] = None,
     pqat: Annotated[bool, typer.Option("--pqat", help="Pruning-preserving QAT of a pruned run.")] = False,
     cluster: Annotated[Optional[int], typer.Option(help="Weight clustering to N values per kernel, e.g. 16.")] = None,
     epochs: Annotated[int, typer.Option(help="Fine-tuning epochs.")] = 2,
-    lr: Annotated[Optional[float], typer.Option(help="Fine-tuning learning rate [default: the run's / 10; / 100 to cluster; QAT: / the model recipe's qat_lr_divisor where it sets one, for a run trained with its optimizer (airbench's: 500)].")] = None,
-    batch_size: Annotated[Optional[int], typer.Option(help="Batch size [default: the run's].")] = None,
+    lr: Annotated[Optional[float], typer.Option(help="Fine-tuning learning rate [default: the run's / 10; / 100 to cluster; QAT: / the model recipe's qat_lr_divisor where it sets one, for a run trained with its optimizer (airbench's: 500); an imported model: 1e-4, 1e-5 to cluster].")] = None,
+    batch_size: Annotated[Optional[int], typer.Option(help="Batch size [default: the run's; an imported model: 64].")] = None,
     frequency: Annotated[Optional[int], typer.Option(help="Pruning: steps between mask updates [default: fitted to the run].")] = None,
     max_drop: Annotated[float, typer.Option(help="Fail (keeping nothing) when the optimized model's top-1 ends more than this many points below its parent's.")] = 10.0,
     limit: Annotated[Optional[int], typer.Option(help="Fine-tune on only N training images (stratified).")] = None,

@@ -256,6 +256,12 @@ def source_kind(config: dict) -> str:
     return (config.get("source") or {}).get("kind", "trained")
 
 
+def ends_in_softmax(config: dict) -> bool:
+    """The run's model outputs probabilities, not logits: an imported model whose head ends in a
+    softmax (`cifar-edge import` records it); our own models emit logits."""
+    return (config.get("source") or {}).get("outputs") == "softmax"
+
+
 def data_source(config: dict) -> str | None:
     """The data a run was trained on: the absolute path recorded at training time when it still
     exists (so commands work from any directory), else the --data as given."""

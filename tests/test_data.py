@@ -113,6 +113,19 @@ def test_bad_arrays_name_the_problem(tmp_path, arrays, message):
         load_dataset(str(tmp_path / "bad.npz"))
 
 
+def test_a_test_split_alone_loads_and_train_refuses_it(tmp_path):
+    """A test set alone is data `import` and `evaluate` take; train has nothing to fit on it."""
+    from cifar_edge.train import TrainConfig, train
+    x = np.random.default_rng(0).integers(0, 255, (6, 8, 8, 3), dtype=np.uint8)
+    np.savez(tmp_path / "test_only.npz", x_test=x, y_test=np.array([0, 1, 2, 0, 1, 2]))
+    ds = load_dataset(str(tmp_path / "test_only.npz"))
+    assert ds.x_train.shape == (0, 8, 8, 3) and len(ds.x_test) == 6
+    assert ds.class_names == ["class_0", "class_1", "class_2"]
+    with pytest.raises(CifarEdgeError, match="no training images"):
+        train(TrainConfig(model="cnn-tiny", data=str(tmp_path / "test_only.npz"), epochs=1), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_layouts_are_normalised_to_nhwc_uint8(tmp_path):
     rng = np.random.default_rng(0)
     nhwc = rng.integers(0, 256, (6, 8, 8, 3), dtype=np.uint8)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..errors import CifarEdgeError
-from ..runs import optimize_method
+from ..runs import optimize_method, source_kind
 from .config import QUANTIZED
 
 
@@ -16,13 +16,12 @@ def parent_method(config: dict) -> str | None:
 
 def check_parent(method: str, root: Path, config: dict):
     """Raise CifarEdgeError when ``method`` cannot start from the run at ``root``."""
-    from ..runs import source_kind
+    from ..source_models import KINDS
     kind = source_kind(config)
-    if kind != "trained":
-        why = ("tfmot 0.8 takes tf_keras models only (no Keras 3, ONNX or PyTorch)" if kind != "tf_keras" else
-               "an imported model has no training recipe here to fine-tune it with")
-        raise CifarEdgeError(f"--{method} cannot start from {root}, an imported {kind} model: {why}; export it with "
-                             "--int8 (PTQ) and repair it with --max-drop instead")
+    if kind != "trained" and not getattr(KINDS.get(kind), "tfmot", False):
+        raise CifarEdgeError(f"--{method} cannot start from {root}, an imported {kind} model: tfmot 0.8 fine-tunes "
+                             "tf_keras models only (a Keras 3, plain SavedModel, ONNX or PyTorch model has no tf_keras "
+                             "layers to wrap); export it with --int8 (PTQ) and repair it with --max-drop instead")
     before = parent_method(config)
     origin = config.get("parent") or "its float parent"
     if method == "pqat" and before != "prune":

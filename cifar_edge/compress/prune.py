@@ -7,8 +7,11 @@ fixed mask.
 """
 from __future__ import annotations
 
+from .. import console
+from .._tf import keras
 from ..errors import CifarEdgeError
 from ..models.tfmot_compat import tfmot
+from .measure import KERNEL_LAYERS
 
 RAMP = 0.75          # fraction of the run over which sparsity ramps from 0 to the target
 UPDATES = 20         # mask updates over the run, when --frequency is not given
@@ -31,12 +34,22 @@ def prune(model, sparsity: float, total_steps: int, frequency: int | None = None
     frequency, end = schedule_steps(total_steps, frequency)
     schedule = tfmot.sparsity.keras.PolynomialDecay(initial_sparsity=0.0, final_sparsity=sparsity,
                                                     begin_step=0, end_step=end, frequency=frequency)
+    wrap = lambda layer: tfmot.sparsity.keras.prune_low_magnitude(layer, pruning_schedule=schedule)  # noqa: E731
+    callbacks, facts = [tfmot.sparsity.keras.UpdatePruningStep()], {"frequency": frequency, "end_step": end}
     try:
-        wrapped = tfmot.sparsity.keras.prune_low_magnitude(model, pruning_schedule=schedule)
+        return wrap(model), callbacks, facts
+    except ValueError:          # a layer tfmot's registry does not list (a notebook's leading Rescaling)
+        from tensorflow_model_optimization.python.core.sparsity.keras.prune_registry import PruneRegistry
+        unlisted = [f"{layer.name} ({type(layer).__name__})" for layer in model.layers
+                    if not PruneRegistry.supports(layer)]
+        console.info(f"not pruning the whole model (tfmot does not know {', '.join(unlisted[:3]) or 'a layer'}): "
+                     "pruning the Conv2D/DepthwiseConv2D/Dense layers only")
+    try:
+        kernels_only = lambda layer: wrap(layer) if isinstance(layer, KERNEL_LAYERS) else layer  # noqa: E731
+        return keras.models.clone_model(model, clone_function=kernels_only), callbacks, facts
     except ValueError as e:
         raise CifarEdgeError(f"tfmot cannot prune this model ({str(e).splitlines()[0][-160:]}); use --qat or "
                              "--cluster instead") from None
-    return wrapped, [tfmot.sparsity.keras.UpdatePruningStep()], {"frequency": frequency, "end_step": end}
 
 
 def strip(model):

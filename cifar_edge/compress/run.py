@@ -5,7 +5,7 @@ its config.json).
 Fine-tuning reuses the parent's data, split, normalization, input size and recipe at a
 fraction of its learning rate (a tenth; a hundredth to cluster) on a cosine decay, so the
 model stays near the parent's optimum while it adapts to fake-quantization, masks or
-shared weights.
+shared weights.  An imported tf_keras model brings no recipe of ours: it takes IMPORTED_RECIPE.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from .. import console
-from ..data import limit_images, make_dataset, prepare_images
+from ..data import AugmentConfig, limit_images, make_dataset, prepare_images
 from ..data.pipeline import batches_per_epoch, resize_target
 from ..errors import CifarEdgeError, Interrupted
 from .._tf import keras
@@ -23,7 +23,8 @@ from ..models import get_model_spec
 from ..train.callbacks import EpochStats, HistoryCSV, NonFiniteLoss, Progress
 from ..train.config import TrainConfig
 from ..train.loop import compile_model, evaluate_model, fit_resumable, seed_everything, training_throughput
-from ..runs import FinalVerdict, RunFolder, load_model, load_run, run_data, save_model
+from ..runs import (FinalVerdict, RunFolder, data_source, ends_in_softmax, load_model, load_run, run_data, save_model,
+                    source_kind)
 from ..train.whitening import frozen_stem
 from ..versions import versions
 from . import cluster, measure, prune
@@ -82,6 +83,10 @@ def _prepare_and_optimize(parent_dir, run: RunFolder, cfg: OptimizeConfig, resum
     loaded = load_run(parent.root)
     data = run_data(loaded)
     ds, config = data.dataset, loaded.config
+    if len(data.x_train) == 0:
+        raise CifarEdgeError(f"the run's data {data_source(config)} holds no training images (a test split only), and "
+                             f"--{cfg.method} fine-tunes on them; give the run data with a training split (an imported "
+                             "model: `cifar-edge import MODEL --data DATA --out RUN` again, DATA with x_train/y_train)")
     ft = _finetune_config(config, cfg)
     x_tr, y_tr = limit_images(data.x_train, data.y_train, cfg.limit, cfg.seed)
     steps = batches_per_epoch(len(x_tr), ft.batch_size)
@@ -95,7 +100,7 @@ def _prepare_and_optimize(parent_dir, run: RunFolder, cfg: OptimizeConfig, resum
     elif cfg.method == "qat" and parent_method(config) == "cluster":
         console.warn("QAT does not keep the parent's weight clusters; the exported model will not share weights")
     model, callbacks, facts = _wrap(cfg, loaded.model, steps * cfg.epochs)
-    if config["train"].get("head_epochs"):
+    if config["train"].get("head_epochs") or source_kind(config) != "trained":
         facts["frozen_batchnorm"] = _freeze_batchnorm(model)
     if cfg.method in QUANTIZED:
         x_cal, _ = limit_images(x_tr, y_tr, RANGE_IMAGES, cfg.seed)
@@ -103,7 +108,7 @@ def _prepare_and_optimize(parent_dir, run: RunFolder, cfg: OptimizeConfig, resum
                                                             prepare_images(x_cal, loaded.norm, loaded.input_size))
     # A whitened stem stays as whitened: sgd-l2 froze it by step in the parent's run, not by layer.
     frozen = frozen_stem(0) if ft.optimizer == "sgd-l2" and ft.whiten else None
-    compile_model(model, ft, steps, ds.num_classes, xla=False, frozen=frozen)
+    compile_model(model, ft, steps, ds.num_classes, xla=False, frozen=frozen, from_logits=not ends_in_softmax(config))
     return _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, callbacks, facts, before, resume)
 
 
@@ -126,8 +131,7 @@ def _optimize(cfg, run, parent, loaded, data, config, ft, x_tr, y_tr, model, cal
             with atomic_path(path) as tmp:
                 save_model(model, tmp)
 
-    spec = dataclasses.replace(get_model_spec(ft.model), normalization=loaded.norm)  # as the parent was trained
-    metrics = evaluate_model(model, ds, spec, ft, run, data.x_val, data.y_val)
+    metrics = evaluate_model(model, ds, loaded.norm, ft, run, data.x_val, data.y_val)   # as the parent was fed
     metrics.update(training_throughput(run, seconds, len(x_tr)))
     parent_metrics = read_json(parent.metrics) if parent.metrics.is_file() else {}
     _check_against_parent(cfg, metrics, parent_metrics)
@@ -159,6 +163,19 @@ def _write_config(cfg, run, parent, loaded, config, ft, x_tr, facts):
 LR_DIVISOR = {"qat": 10, "prune": 10, "pqat": 10, "cluster": 100}
 
 
+# The fine-tune recipe of an imported model, whose own optimizer, lr, batch and augmentation are
+# unknown here.  AdamW adapts each weight's step to its gradients' scale, so one lr suits a network
+# whose training lr we never saw (SGD's right lr depends on that recipe); lr 1e-3 is Adam's default,
+# the one most notebooks train with, and LR_DIVISOR takes the usual tenth of it (a hundredth to
+# cluster).  No weight decay and no label smoothing: a short fine-tune should not pull the weights
+# or the softmax's confidence away from where the model was trained.  No augmentation: nothing
+# says what the model's images tolerate (a mirrored digit is another digit).  BatchNorm is frozen
+# (see _freeze_batchnorm), Dropout trains as in the model's own training.
+IMPORTED_RECIPE = {"optimizer": "adamw", "lr": 1e-3, "weight_decay": 0.0, "label_smoothing": 0.0, "batch_size": 64,
+                   "augment": AugmentConfig.none(), "whiten": False, "alternate_flip": False, "tta": False,
+                   "bn_bias_lr": 1.0, "logit_scale": 1.0, "whiten_bias_epochs": 0}
+
+
 def lr_divisor(method: str, parent: TrainConfig) -> float:
     """What the parent's lr is divided by for ``method``'s fine-tune: the model recipe's own QAT
     divisor when the parent trained with the recipe's optimizer (it was measured with it)."""
@@ -169,10 +186,14 @@ def lr_divisor(method: str, parent: TrainConfig) -> float:
 
 
 def _finetune_config(config: dict, cfg: OptimizeConfig) -> TrainConfig:
-    """The parent's training recipe, shortened: cfg's epochs, a fraction of the learning
-    rate (unless given) on a cosine decay without warm-up."""
+    """The parent's training recipe (an imported model's: IMPORTED_RECIPE), shortened: cfg's
+    epochs, a fraction of the learning rate (unless given) on a cosine decay without warm-up."""
     parent = TrainConfig.from_dict(config["train"])
-    lr = cfg.lr or parent.lr / lr_divisor(cfg.method, parent)
+    if source_kind(config) == "trained":
+        lr = cfg.lr or parent.lr / lr_divisor(cfg.method, parent)
+    else:
+        parent = dataclasses.replace(parent, input_size=int(config["input_size"]), **IMPORTED_RECIPE)
+        lr = cfg.lr or parent.lr / LR_DIVISOR[cfg.method]
     # One stage, whatever the parent's was: a two-stage parent's head/backbone split served
     # its own run (its BatchNorm stays frozen here too, see _freeze_batchnorm).
     return dataclasses.replace(parent, epochs=cfg.epochs, lr=lr, seed=cfg.seed,
@@ -188,7 +209,9 @@ def _freeze_batchnorm(model) -> int:
     A fine-tuned transfer model was trained with frozen BatchNorm, and its moving statistics
     are the ones the network is calibrated to (for imported weights, identities carrying the
     folded biases).  Training them on batch statistics instead re-normalizes every channel
-    and destroys the model: MobileNetV2's QAT fine-tune trained at chance (loss ln 100) so."""
+    and destroys the model: MobileNetV2's QAT fine-tune trained at chance (loss ln 100) so.  An
+    imported model is frozen so too: its statistics are the ones its weights were calibrated to,
+    and a short fine-tune at a tenth of an lr we never saw has no reason to move them."""
     frozen = 0
     for layer in model.layers:
         inner = getattr(layer, "layer", layer)          # inside tfmot's quantize/prune/cluster wrappers

@@ -168,9 +168,9 @@ _NPZ_LABELS = {"x_train": ("y_train", "y_train_fine"), "x_test": ("y_test", "y_t
 
 def load_npz(paths, name: str | None = None) -> Dataset:
     """One .npz or several (e.g. a dataset in parts): arrays with the same key are
-    concatenated in file order.  Keys: ``x_train/y_train[/x_test/y_test]`` or ``x/y``;
-    optional ``class_names``/``fine_names``, ``coarse_names``, ``fine_to_coarse``,
-    ``y_*_coarse``."""
+    concatenated in file order.  Keys: ``x_train/y_train[/x_test/y_test]`` or ``x/y``, or a test
+    split alone (``x_test/y_test``: no training images, for `import` and `evaluate`); optional
+    ``class_names``/``fine_names``, ``coarse_names``, ``fine_to_coarse``, ``y_*_coarse``."""
     paths = [Path(p) for p in (paths if isinstance(paths, (list, tuple)) else [paths])]
     arrays: dict = {}
     for p in paths:
@@ -189,9 +189,9 @@ def load_npz(paths, name: str | None = None) -> Dataset:
         except ValueError as e:
             raise CifarEdgeError(f"{origin}: array '{k}' cannot be joined across files ({e}); "
                                  "give every part the same image size and 1-D labels") from None
-    if "x_train" not in merged and "x" not in merged:
+    if "x_train" not in merged and "x" not in merged and "x_test" not in merged:
         raise CifarEdgeError(f"{origin}: found arrays {sorted(merged)}; need 'x_train' and 'y_train' "
-                             "(optionally 'x_test'/'y_test') or 'x' and 'y'")
+                             "(optionally 'x_test'/'y_test'), 'x' and 'y', or a test split alone ('x_test'/'y_test')")
     class_names = merged.get("class_names", merged.get("fine_names"))
     class_names = None if class_names is None else [str(c) for c in class_names]
 
@@ -202,14 +202,17 @@ def load_npz(paths, name: str | None = None) -> Dataset:
         x = as_images(merged[xkey], f"{origin} {xkey}")
         return x, as_labels(merged[ykey], len(x), len(class_names) if class_names else None, f"{origin} {ykey}")
 
-    xtr, ytr = pair("x_train" if "x_train" in merged else "x")
     xte = yte = None
     if "x_test" in merged:
         xte, yte = pair("x_test")
-    if len(xtr) == 0:
+    if "x_train" in merged or "x" in merged:
+        xtr, ytr = pair("x_train" if "x_train" in merged else "x")
+    else:                      # a test set alone: nothing to train on (train and optimize refuse it)
+        xtr, ytr = np.zeros((0, *xte.shape[1:]), np.uint8), np.zeros(0, np.int64)
+    if len(xtr) == 0 and xte is None:
         raise CifarEdgeError(f"{origin}: the training arrays are empty; add images")
     if class_names is None:
-        n = int(max(ytr.max(), -1 if yte is None else yte.max())) + 1
+        n = int(max(ytr.max(initial=-1), -1 if yte is None else yte.max())) + 1
         class_names = [f"class_{i}" for i in range(n)]
     coarse_names = merged.get("coarse_names")
     f2c = merged.get("fine_to_coarse")

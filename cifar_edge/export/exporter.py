@@ -21,7 +21,7 @@ from ..errors import CifarEdgeError
 from ..fileio import atomic_path, read_json, remove_stale_system_temps, remove_stale_temps, write_json, write_text
 from ..formats import (FORMATS, MODEL_VARIANT, QAT_INT8_ONLY, ExportContext, ExportOptions, Format, Variant, get_variant, keras_runner,
                        qat_allows, validate)
-from ..runs import MANIFEST, RunFolder, as_loaded, inside_run, load_model, run_data
+from ..runs import MANIFEST, RunFolder, as_loaded, ends_in_softmax, inside_run, load_model, run_data
 from ..versions import versions
 from .parity import accuracy_gate, agreement, class_drift, file_facts, overall_drift, per_class_accuracy, top1
 
@@ -116,7 +116,7 @@ def prepare(loaded, cfg: ExportConfig, calibrate: bool) -> tuple[ExportContext, 
     calibration, calibration_labels = _calibration(data, cfg.calibration_images, norm, size) if calibrate else (None, None)
     ctx = ExportContext(
         model=loaded.model, class_names=loaded.class_names, norm=norm, input_size=size, calibration=calibration,
-        qat=qat, output_is_logits=(loaded.config.get("source") or {}).get("outputs") != "softmax",
+        qat=qat, output_is_logits=not ends_in_softmax(loaded.config),
         name=f"{loaded.config['train']['model']} ({loaded.run.root.name})")
     x, y, split = data.held_out()
     x, y = limit_images(x, y, cfg.check_images)

@@ -65,10 +65,12 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int, model=None, frozen: d
     return opt
 
 
-def compile_model(model, cfg: TrainConfig, steps_per_epoch: int, num_classes: int, xla: bool, frozen: dict | None = None):
+def compile_model(model, cfg: TrainConfig, steps_per_epoch: int, num_classes: int, xla: bool, frozen: dict | None = None,
+                  from_logits: bool = True):
+    """``from_logits=False`` for a model that ends in a softmax (an imported one may)."""
     model.compile(
         optimizer=make_optimizer(cfg, steps_per_epoch, model, frozen),
-        loss=keras.losses.CategoricalCrossentropy(from_logits=True, label_smoothing=cfg.label_smoothing),
+        loss=keras.losses.CategoricalCrossentropy(from_logits=from_logits, label_smoothing=cfg.label_smoothing),
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy"),
                  keras.metrics.TopKCategoricalAccuracy(k=min(5, num_classes), name="top5")],
         jit_compile=xla)
@@ -356,7 +358,7 @@ def _train(cfg: TrainConfig, run: RunFolder, resume: bool, dataset, requested: T
             for path in (run.model_h5, run.model_keras):
                 with atomic_path(path) as tmp:
                     save_model(model, tmp)
-        metrics = evaluate_model(model, ds, spec, cfg, run, x_va, y_va)
+        metrics = evaluate_model(model, ds, spec.normalization, cfg, run, x_va, y_va)
         metrics.update(training_throughput(run, seconds, len(x_tr)))
     metrics["model"] = cfg.model
     write_json(run.metrics, metrics)
@@ -369,6 +371,9 @@ def _train(cfg: TrainConfig, run: RunFolder, resume: bool, dataset, requested: T
 
 def _check_trainable(ds, x, y, cfg: TrainConfig):
     """Refuse, before anything is written, data that cannot make or score a classifier."""
+    if len(y) == 0:
+        raise CifarEdgeError(f"{ds.name} holds no training images (a test split only); pass --data with a training "
+                             "split (x_train/y_train)")
     present = np.unique(y)
     if len(present) < 2:
         raise CifarEdgeError(f"{ds.name}: every training image has the label '{ds.class_names[int(present[0])]}' "
@@ -410,10 +415,11 @@ def training_throughput(run: RunFolder, seconds: float, n_train: int) -> dict:
             "images_per_second": round(n_train * len(rows) / train_s, 1) if train_s else None}
 
 
-def evaluate_model(model, ds, spec, cfg, run: RunFolder, x_va, y_va) -> dict:
+def evaluate_model(model, ds, norm, cfg, run: RunFolder, x_va, y_va) -> dict:
+    """The run's metrics.json figures: test split (val when none), val beside it; ``norm`` the model's input normalization."""
     from ..evaluate import evaluate_model
     size = resize_target(ds.x_train, cfg.input_size)
-    common = dict(class_names=ds.class_names, norm=spec.normalization, image_size=size,
+    common = dict(class_names=ds.class_names, norm=norm, image_size=size,
                   fine_to_coarse=ds.fine_to_coarse, coarse_names=ds.coarse_names)
     out = {}
     if x_va is not None and len(x_va):
