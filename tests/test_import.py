@@ -139,6 +139,21 @@ def _check_files(run, manifest, min_float=0.995, max_drop=1.0):
     return exports
 
 
+PLAIN_INT8 = {"tflite-int8", "tflite-int8-io-uint8"}
+
+
+def _int8_within_budget(run, exports, tmp_path):
+    """A .tflite int8 file within the 1-point budget: the plain one from the export, or else the one
+    `export --int8` writes by repairing it.  A 30-45% model trained here differs a little run to run,
+    and its plain int8 file sometimes loses more than the budget beyond noise (seen: -3.2 points, p
+    1e-4, on a 33% Keras 3 model); the must-hold asks for --max-drop 1.0 where plain int8 misses."""
+    if "tflite-int8" in exports:
+        return
+    cli("export", run, "--format", "tflite", "--int8", *FAST_EXPORT, "--out", tmp_path / "repaired")
+    (entry,) = json.loads((tmp_path / "repaired" / "export.json").read_text())["exports"].values()
+    assert entry["variant"].startswith("tflite-int") and entry["parity"]["gate"]["passes"], entry["parity"]
+
+
 def test_notebook_h5_through_the_pipeline(notebook_h5, data, tmp_path):
     path, *_ = data
     run = tmp_path / "run"
@@ -154,12 +169,7 @@ def test_notebook_h5_through_the_pipeline(notebook_h5, data, tmp_path):
     assert metrics["n"] == TEST and metrics["top1"] > 0.25, metrics["top1"]        # well above chance (10%)
     exports = _check_files(run, _pipeline(run, data, tmp_path))
     assert {"keras", "tflite-float32", "onnx-float32", "onnx-int8", "openvino-float32"} <= set(exports)
-    if "tflite-int8" not in exports:
-        # a 40% model trained here differs a little run to run, and its plain int8 file sometimes loses
-        # more than the 1-point budget beyond noise: then `export --int8` repairs it, as a user gets it
-        cli("export", run, "--format", "tflite", "--int8", *FAST_EXPORT, "--out", tmp_path / "repaired")
-        (entry,) = json.loads((tmp_path / "repaired" / "export.json").read_text())["exports"].values()
-        assert entry["variant"].startswith("tflite-int") and entry["parity"]["gate"]["passes"], entry["parity"]
+    _int8_within_budget(run, exports, tmp_path)
     if MEDIAPIPE.is_file():
         compare(run, data[3][:200], tmp_path)      # MediaPipe reads the files by their metadata alone
 
@@ -172,7 +182,8 @@ def test_keras3_model_through_the_pipeline(keras3_file, data, tmp_path):
     assert config["source"]["kind"] == "keras3" and config["source"]["runtime"] == "keras3"
     assert json.loads((run / "metrics.json").read_text())["top1"] > 0.25
     exports = _check_files(run, _pipeline(run, data, tmp_path, CORE + ("keras",)))   # the rest of --all: the notebook's
-    assert "keras" not in exports and set(exports) == set(CORE)
+    assert "keras" not in exports and set(CORE) - PLAIN_INT8 <= set(exports) <= set(CORE)
+    _int8_within_budget(run, exports, tmp_path)
     assert all(e["parity"]["runtime"] for e in exports.values())
     refused(cli("optimize", run, "--qat", check=False), "keras3", "tfmot")
     if MEDIAPIPE.is_file():
@@ -396,7 +407,7 @@ def test_an_imported_notebook_model_is_optimized_with_qat_and_pruning(notebook_h
         cli("export", out, "--format", "tflite", "--int8", *FAST_EXPORT)
         (entry,) = json.loads((out / "export" / "export.json").read_text())["exports"].values()
         top1 = entry["accuracy"][entry["parity"]["split"]]["top1"]
-        assert entry["options"]["int8"] and top1 > 0.25 and source_top1 - top1 <= 0.08, (method, top1, source_top1)
+        assert entry["options"]["quantization"] == "int8" and top1 > 0.25 and source_top1 - top1 <= 0.08, (method, top1, source_top1)
         assert "top1" in json.loads(cli("evaluate", out, "--json", "--limit", "300").stdout)["metrics"]
     refused(cli("export", tmp_path / "qat", "--format", "onnx", check=False), "int8")
     refused(cli("optimize", tmp_path / "qat", "--prune", "0.5", check=False), "quantization-aware")
