@@ -23,7 +23,7 @@ from ..formats import (FORMATS, MODEL_VARIANT, QAT_INT8_ONLY, ExportContext, Exp
                        qat_allows, validate)
 from ..runs import MANIFEST, RunFolder, as_loaded, ends_in_softmax, inside_run, load_model, run_data
 from ..versions import versions
-from .parity import accuracy_gate, agreement, class_drift, file_facts, overall_drift, per_class_accuracy, top1
+from .parity import accuracy_gate, agreement, class_drift, file_facts, overall_drift, per_class_accuracy, points, top1
 
 ANDROID_MODEL = Path("model.tflite")     # the file the Android app (examples/android) loads from its assets
 
@@ -340,11 +340,6 @@ def refusal(name: str, split: str, gate: dict, advice: str) -> str:
     else:
         why = f"{name} misses the {gate['max_drop']:g}-point budget ({figures})"
     return f"{why}; nothing was written. {advice}"
-
-
-def points(drop: float) -> str:
-    """A top-1 change in words, its sign included ("loses 0.50 points", "gains 0.50 points")."""
-    return f"loses {drop:.2f} points" if drop > 0 else f"gains {-drop:.2f} points" if drop < 0 else "loses nothing"
 
 
 def _advice(ctx, variant: Variant, run, cfg: ExportConfig) -> str:

@@ -113,3 +113,8 @@ def accuracy_gate(reference: np.ndarray, exported: np.ndarray, labels, max_drop:
     return {"source_top1": source, "file_top1": got, "drop_points": drop, "p_value": drift["p_value"],
             "lost": drift["lost"], "gained": drift["gained"], "images": int(len(labels)), "max_drop": max_drop,
             "agreement": agree, "min_agreement": min_agreement, "passes": failed_on is None, "failed_on": failed_on}
+
+
+def points(drop: float) -> str:
+    """A top-1 change in words, its sign included ("loses 0.50 points", "gains 0.50 points")."""
+    return f"loses {drop:.2f} points" if drop > 0 else f"gains {-drop:.2f} points" if drop < 0 else "loses nothing"

@@ -33,7 +33,7 @@ from .. import console
 from ..errors import CifarEdgeError
 from ..formats import ExportOptions, file_name, variant_name
 from ..timing import latency
-from .parity import accuracy_gate, top1
+from .parity import accuracy_gate, points, top1
 
 MAX_FLOAT_LAYERS = 12        # selective candidates tried before int16x8
 LATENCY_RUNS = 50
@@ -138,7 +138,6 @@ def search(ctx, selection, max_drop: float, base: ExportOptions, min_agreement: 
 
 
 def no_winner_error(candidates: list[dict], max_drop: float, min_agreement: float, run) -> CifarEdgeError:
-    from .exporter import points
     ran = [c for c in candidates if "error" not in c]
     if not ran:
         return CifarEdgeError(f"none of the {len(candidates)} int8 candidates could be run: {candidates[0]['error']}")
