@@ -197,12 +197,17 @@ def option_owners(name: str) -> list[str]:
 
 
 _DISCOVERED: set[str] = set()
+_READ_FOLDERS: list = [None]    # the package folders _discover last listed
 
 
 def _discover():
     """Import every family module of this package (once): each registers its models.  The
     package is loaded whenever this module is, so its folders are read from sys.modules."""
-    for info in pkgutil.iter_modules(sys.modules[__package__].__path__):
+    folders = tuple(sys.modules[__package__].__path__)
+    if folders == _READ_FOLDERS[0]:
+        return                      # every lookup calls this: read the folders again only when they change
+    _READ_FOLDERS[0] = folders
+    for info in pkgutil.iter_modules(folders):
         if info.name.startswith("_") or info.name in SUPPORT_MODULES or info.name in _DISCOVERED:
             continue
         _DISCOVERED.add(info.name)
