@@ -147,6 +147,9 @@ def onnx_of(pt2: Path, out: Path) -> Path:
     return path
 
 
+_TORCH_ANSWERS: dict = {}       # (.pt2, normalization, size) -> torch's answers: both runs of one .pt2 share them
+
+
 def torch_agreement(pt2: Path, run: Path) -> dict:
     """Top-1 agreement with torch (the .pt2 run on the 10k test images) of each ONNX and OpenVINO
     file of ``run``, run by each runtime that takes it; written to run/torch_agreement.json."""
@@ -157,10 +160,14 @@ def torch_agreement(pt2: Path, run: Path) -> dict:
     loaded = load_run(run)
     _, _, x, y = cifar10()
     images = prepare_images(x, loaded.norm, loaded.input_size)
-    net = torch.export.load(str(pt2)).module()
-    with torch.no_grad():
-        ref = np.concatenate([net(torch.from_numpy(np.ascontiguousarray(images[i:i + 500].transpose(0, 3, 1, 2))))
-                              .numpy() for i in range(0, len(images), 500)]).argmax(1)
+    key = (str(pt2), tuple(loaded.norm.mean), tuple(loaded.norm.std), loaded.input_size)   # what the images are made of
+    if key not in _TORCH_ANSWERS:
+        net = torch.export.load(str(pt2)).module()
+        with torch.no_grad():
+            _TORCH_ANSWERS[key] = np.concatenate([
+                net(torch.from_numpy(np.ascontiguousarray(images[i:i + 500].transpose(0, 3, 1, 2)))).numpy()
+                for i in range(0, len(images), 500)]).argmax(1)
+    ref = _TORCH_ANSWERS[key]
     manifest = json.loads((run / "export" / "export.json").read_text())
     out = {"torch_top1": float(np.mean(ref == y))}
     for e in manifest["exports"].values():
