@@ -498,10 +498,10 @@ def open_compiled(path, threads: int | None = None, gpu: bool = False, enforce_f
         why = [ln.strip().removeprefix("WARNING: ").removeprefix("ERROR: ") for ln in log[0].splitlines()
                if ln.startswith(("WARNING:", "ERROR:")) and not any(k in ln for k in ("plugin", "NPU", "InitGoogle"))]
         dynamic = runtime_shaped_ops(path) if any("static-sized" in w for w in why) else {}
-        culprit = (f" (ops with a run-time shape: {', '.join(f'{op} x{n}' for op, n in dynamic.items())}; "
-                   "e.g. a Dense on a 4-D tensor, which a 1x1 Conv2D or a constant-shape Reshape avoids)") if dynamic else ""
-        raise CifarEdgeError(f"LiteRT's GPU accelerator refused {Path(path).name}: "
-                             + "; ".join([*why, str(err).splitlines()[-1].strip("└ ")])[:300] + culprit)
+        culprit = (f"its ops with a run-time shape, {', '.join(f'{op} x{n}' for op, n in dynamic.items())} (e.g. a "
+                   "Dense on a 4-D tensor; a 1x1 Conv2D or a constant-shape Reshape avoids them); ") if dynamic else ""
+        raise CifarEdgeError(f"LiteRT's GPU accelerator refused {Path(path).name}: {culprit}"      # the cause first:
+                             + "; ".join([*why, str(err).splitlines()[-1].strip("└ ")])[:300])  # summaries cut the rest
     if err is not None:
         reason = last_error(log[0]) or str(err).splitlines()[0]
         raise CifarEdgeError(f"LiteRT CompiledModel cannot load {path} ({reason}); the file is corrupt, "
